@@ -1,0 +1,29 @@
+"""Entry point of the ``tierserve`` command: registers every sub-command."""
+
+from __future__ import annotations
+
+import typer
+
+from tierserve import __version__
+
+app = typer.Typer(
+    name="tierserve",
+    help="Serve LLMs on your own GPUs first, overflow to cloud GPUs, give the cloud back first.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.command()
+def version() -> None:
+    """Print tierserve's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
