@@ -1,0 +1,192 @@
+"""Multi-document YAML in and out, with field-level errors.
+
+``load_documents`` turns text into typed objects or raises one ``ValidationError`` that
+lists every bad field of every document as ``Kind name: field.path: what was wrong``,
+e.g. ``ResourcePolicy deepseek: spec.units[1].resource: 'ecx' is not one of ecs, eci,
+acs, elastic``. Unknown fields get a "did you mean" hint.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+import typing
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import pydantic
+import yaml
+from pydantic import BaseModel
+
+from tierserve.errors import FieldError, ValidationError
+from tierserve.model.base import TypedObject
+from tierserve.model.node import Node
+from tierserve.model.replica import Replica
+from tierserve.model.resourcepolicy import ResourcePolicy
+from tierserve.model.service import InferenceService
+from tierserve.model.storage import PersistentVolume, PersistentVolumeClaim, Secret
+
+KINDS: dict[str, type[TypedObject]] = {
+    cls.KIND: cls
+    for cls in (
+        Node,
+        ResourcePolicy,
+        InferenceService,
+        Replica,
+        PersistentVolume,
+        PersistentVolumeClaim,
+        Secret,
+    )
+}
+"""Every kind tierserve accepts, by ``kind``."""
+
+_QUOTED = re.compile(r"'([^']*)'")
+_MAX_REPR = 60
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part.startswith(("function-", "dict[", "list[")):
+            continue  # pydantic's internal validator steps, not user-visible fields
+        else:
+            out += f".{part}" if out else part
+    return out
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through Optional, list, dict, Annotated)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in typing.get_args(annotation):
+        found.extend(_models_in(arg))
+    return found
+
+
+def _fields_at(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
+    """The field names (aliases) accepted at ``loc`` inside ``cls``, for "did you mean"."""
+    models: list[type[BaseModel]] = [cls]
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        nxt: list[type[BaseModel]] = []
+        for model in models:
+            for name, info in model.model_fields.items():
+                if part in (name, info.alias):
+                    nxt.extend(_models_in(info.annotation))
+        if not nxt:
+            return []
+        models = nxt
+    return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
+
+
+def _message(error: Any, cls: type[BaseModel] | None) -> str:
+    kind = error["type"]
+    value = error.get("input")
+    ctx = error.get("ctx") or {}
+    if kind == "missing":
+        return "required field is missing"
+    if kind == "extra_forbidden":
+        loc = error["loc"]
+        known = _fields_at(cls, loc[:-1]) if cls is not None else []
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        allowed = f" (known fields: {', '.join(known)})" if known and not close else ""
+        return f"unknown field{hint}{allowed}"
+    if kind == "literal_error":
+        allowed = ", ".join(_QUOTED.findall(str(ctx.get("expected", ""))))
+        return f"{_short(value)} is not one of {allowed}"
+    if kind in ("value_error", "assertion_error"):
+        return str(ctx.get("error", error["msg"]))
+    msg = str(error["msg"])
+    return f"{_short(value)}: {msg[0].lower()}{msg[1:]}"
+
+
+def field_errors(exc: pydantic.ValidationError, cls: type[BaseModel] | None) -> list[FieldError]:
+    """Translate pydantic's errors into tierserve's ``FieldError`` list."""
+    return [FieldError(_path(e["loc"]), _message(e, cls)) for e in exc.errors()]
+
+
+def _subject(doc: dict[str, Any], index: int) -> str:
+    kind = doc.get("kind") or "object"
+    meta = doc.get("metadata")
+    name = meta.get("name") if isinstance(meta, dict) else None
+    return f"{kind} {name}" if name else f"{kind} (document {index + 1})"
+
+
+def parse_object(doc: Any, index: int = 0) -> TypedObject:
+    """Validate one already-parsed document into its typed object."""
+    if not isinstance(doc, dict):
+        raise ValidationError(
+            f"document {index + 1}", [FieldError("", f"{_short(doc)} is not a mapping")]
+        )
+    subject = _subject(doc, index)
+    kind = doc.get("kind")
+    if not kind:
+        raise ValidationError(subject, [FieldError("kind", "required field is missing")])
+    cls = KINDS.get(str(kind))
+    if cls is None:
+        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ValidationError(
+            subject,
+            [FieldError("kind", f"{kind!r} is not one of {', '.join(KINDS)}{hint}")],
+        )
+    if "apiVersion" not in doc:
+        raise ValidationError(subject, [FieldError("apiVersion", "required field is missing")])
+    try:
+        return cls.model_validate(doc)
+    except pydantic.ValidationError as exc:
+        raise ValidationError(subject, field_errors(exc, cls)) from None
+
+
+def load_documents(text: str, source: str = "<input>") -> list[TypedObject]:
+    """Parse multi-document YAML (or JSON) into typed objects; all errors at once."""
+    try:
+        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ValidationError(
+            source, [FieldError("", f"{where}not valid YAML: {problem}")]
+        ) from None
+    objects: list[TypedObject] = []
+    errors: list[FieldError] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for index, doc in enumerate(docs):
+        try:
+            obj = parse_object(doc, index)
+        except ValidationError as exc:
+            errors.extend(
+                FieldError(f"{exc.subject}: {e.path}".rstrip(": "), e.message) for e in exc.errors
+            )
+            continue
+        if obj.key in seen:
+            errors.append(
+                FieldError(
+                    f"{obj.KIND} {obj.name}",
+                    f"defined twice (documents {seen[obj.key] + 1} and {index + 1})",
+                )
+            )
+            continue
+        seen[obj.key] = index
+        objects.append(obj)
+    if errors:
+        raise ValidationError(source, errors)
+    return objects
+
+
+def dump_documents(objects: Iterable[TypedObject]) -> str:
+    """Multi-document YAML, as ``kubectl get -o yaml`` of several objects would print."""
+    return yaml.safe_dump_all(
+        [obj.to_dict() for obj in objects], sort_keys=False, allow_unicode=True
+    )

@@ -1,0 +1,204 @@
+"""InferenceService: what ``arena serve kserve`` takes, as one declarative object."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from typing import Any, ClassVar, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from tierserve.model.base import Strict, TypedObject, check_labels
+from tierserve.model.quantity import QuantityError, parse_milli
+from tierserve.model.resources import CPU, GPU, MEMORY, Toleration
+
+SERVING_GROUP_VERSION = "serving.tierserve.io/v1alpha1"
+HOST_SUFFIX = "example.com"
+_MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<path>/.*)$")
+
+
+def _split_mount(value: Any, source_key: str, flag: str) -> Any:
+    if isinstance(value, str):
+        match = _MOUNT.match(value)
+        if not match:
+            raise ValueError(
+                f"{value!r} is not {flag}; expected <{source_key}>:<absolute mount path>, "
+                "e.g. llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"
+            )
+        return {source_key: match.group("source"), "mountPath": match.group("path")}
+    return value
+
+
+class DataVolume(Strict):
+    """``--data pvc:/path``: mount the claim ``name`` at ``mount_path`` inside the replica."""
+
+    name: str
+    mount_path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flag(cls, value: Any) -> Any:
+        return _split_mount(value, "name", "a --data value")
+
+    @field_validator("mount_path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} is not an absolute path")
+        return value
+
+
+class HostDir(Strict):
+    """``--data-dir host:/path``: mount a directory of the node at ``mount_path``."""
+
+    host_path: str
+    mount_path: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_flag(cls, value: Any) -> Any:
+        return _split_mount(value, "hostPath", "a --data-dir value")
+
+
+class MetricTarget(Strict):
+    """One scale metric: a per-replica metric name and its target average value."""
+
+    name: str
+    target: float = Field(gt=0)
+
+
+class InferenceServiceSpec(Strict):
+    image: str = "vllm/vllm-openai:latest"
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] = "IfNotPresent"
+    gpus: int = Field(default=0, ge=0)
+    cpu: str | None = None
+    memory: str | None = None
+    replicas: int = Field(default=1, ge=0)
+    min_replicas: int | None = Field(default=None, ge=0)
+    max_replicas: int | None = Field(default=None, ge=1)
+    scale_metric: str | None = None
+    scale_target: float | None = Field(default=None, gt=0)
+    metrics: list[MetricTarget] = Field(default_factory=list)
+    """More scale metrics beyond ``scaleMetric``; the largest recommendation wins."""
+    data: list[DataVolume] = Field(default_factory=list)
+    data_dir: list[HostDir] = Field(default_factory=list)
+    env: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    """Annotations put on every replica (arena's ``--annotation``)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels put on every replica (arena's ``--label``)."""
+    tolerations: list[Toleration] = Field(default_factory=list)
+    node_selector: dict[str, str] = Field(default_factory=dict)
+    port: int = Field(default=8080, ge=1, le=65535)
+    model_name: str | None = None
+    shell: str = "sh"
+    command: str = Field(min_length=1)
+
+    @field_validator("cpu", "memory")
+    @classmethod
+    def _quantity(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_milli(value)
+            except QuantityError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, value: dict[str, str]) -> dict[str, str]:
+        return check_labels(value, "label")
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not a shell command line: {exc}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _bounds(self) -> InferenceServiceSpec:
+        low, high = self.min_replicas, self.max_replicas
+        if low is not None and high is not None and low > high:
+            raise ValueError(f"minReplicas {low} is greater than maxReplicas {high}")
+        if (self.scale_metric is None) != (self.scale_target is None):
+            raise ValueError("scaleMetric and scaleTarget must be given together")
+        return self
+
+
+class InferenceServiceStatus(Strict):
+    desired_replicas: int = 0
+    available_replicas: int = 0
+    message: str = ""
+
+
+class InferenceService(TypedObject):
+    API_VERSIONS: ClassVar[tuple[str, ...]] = (SERVING_GROUP_VERSION,)
+    KIND: ClassVar[str] = "InferenceService"
+
+    api_version: str = SERVING_GROUP_VERSION
+    kind: str = "InferenceService"
+    spec: InferenceServiceSpec
+    status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
+
+    @property
+    def predictor(self) -> str:
+        """KServe's predictor name, used for replica names and the ``app`` label."""
+        return f"{self.name}-predictor"
+
+    def replica_labels(self) -> dict[str, str]:
+        """Labels every replica carries; ``app: isvc.<name>-predictor`` is what policies select."""
+        return {
+            **self.spec.labels,
+            "app": f"isvc.{self.predictor}",
+            "serving.kserve.io/inferenceservice": self.name,
+            "servingName": self.name,
+            "servingType": "kserve",
+        }
+
+    @property
+    def host(self) -> str:
+        """The virtual host the gateway routes on: ``<name>-<namespace>.example.com``."""
+        return f"{self.name}-{self.namespace}.{HOST_SUFFIX}"
+
+    def requests(self) -> dict[str, int]:
+        """Per-replica resource requests in milli-units."""
+        wanted: dict[str, int] = {}
+        if self.spec.gpus:
+            wanted[GPU] = self.spec.gpus * 1000
+        if self.spec.cpu:
+            wanted[CPU] = parse_milli(self.spec.cpu)
+        if self.spec.memory:
+            wanted[MEMORY] = parse_milli(self.spec.memory)
+        return wanted
+
+    def scale_metrics(self) -> list[MetricTarget]:
+        """Every configured scale metric: ``scaleMetric`` first, then ``metrics``."""
+        first = []
+        if self.spec.scale_metric is not None and self.spec.scale_target is not None:
+            first.append(MetricTarget(name=self.spec.scale_metric, target=self.spec.scale_target))
+        return first + list(self.spec.metrics)
+
+    def served_model_name(self) -> str:
+        """The model name clients send: ``--served-model-name`` in the command, else modelName."""
+        words = shlex.split(self.spec.command)
+        for i, word in enumerate(words):
+            if word == "--served-model-name" and i + 1 < len(words):
+                return words[i + 1]
+            if word.startswith("--served-model-name="):
+                return word.split("=", 1)[1]
+        return self.spec.model_name or self.name
+
+
+__all__ = [
+    "HOST_SUFFIX",
+    "SERVING_GROUP_VERSION",
+    "DataVolume",
+    "HostDir",
+    "InferenceService",
+    "InferenceServiceSpec",
+    "InferenceServiceStatus",
+    "MetricTarget",
+]
