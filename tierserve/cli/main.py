@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from tierserve import __version__
+from tierserve.cli import apply as apply_cli
+from tierserve.cli import engine as engine_cli
 
 app = typer.Typer(
     name="tierserve",
@@ -13,6 +15,10 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+
+app.add_typer(engine_cli.app, name="engine")
+apply_cli.register(app)
 
 
 @app.command()
