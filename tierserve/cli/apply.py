@@ -44,9 +44,9 @@ def load_manifests(files: list[str]) -> list[TypedObject]:
         except ValidationError as exc:
             errors.append(exc)
     if errors:
-        for exc in errors[:-1]:
-            for field in exc.errors:
-                typer.echo(f"error: {field.render(exc.subject)}", err=True)
+        for earlier in errors[:-1]:
+            for field in earlier.errors:
+                typer.echo(f"error: {field.render(earlier.subject)}", err=True)
         fail(errors[-1])
     return objects
 
