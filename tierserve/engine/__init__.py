@@ -1,1 +1,10 @@
-"""tierserve.engine"""
+"""The vLLM-compatible engine emulator and its performance model.
+
+- ``perf/``: the pure performance model (GPU and model shapes, step cost, KV-cache
+  capacity, the continuous-batching scheduler, closed-loop predictions).
+- ``args``: ``vllm serve``'s command line plus emulator options.
+- ``core``: the scheduler driven on the wall clock (absolute step deadlines).
+- ``protocol``/``responses``/``server``: the OpenAI API as vLLM 0.32.0 serves it.
+- ``metrics``: vLLM's metric families and DCGM-style GPU gauges.
+- ``run``: one emulator process (load time, faults, signals).
+"""

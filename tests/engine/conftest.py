@@ -1,0 +1,109 @@
+"""Fixtures for the emulator tests: in-process emulators on ephemeral 127.0.0.1 ports."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestServer
+
+from tierserve.engine.args import parse_args
+from tierserve.engine.server import EmulatorState, build_app
+
+REF = Path(__file__).parent / "fixtures" / "vllm_reference"
+
+# The seed's own flags; the 7B profile on an H100 with emulated time 1000x faster keeps
+# each test to milliseconds while exercising the real model (not a toy profile).
+SEED_ARGS = [
+    "serve",
+    "/model/DeepSeek-R1-Distill-Qwen-7B",
+    "--port",
+    "0",
+    "--trust-remote-code",
+    "--served-model-name",
+    "deepseek-r1",
+    "--max-model-len",
+    "32768",
+    "--gpu-memory-utilization",
+    "0.95",
+    "--enforce-eager",
+    "--dtype=half",
+]
+
+
+class Emulator:
+    """A running in-process emulator: its base URL and shared state."""
+
+    def __init__(self, server: TestServer, state: EmulatorState) -> None:
+        self.server = server
+        self.state = state
+        self.url = str(server.make_url("")).rstrip("/")
+        self.crashes = 0
+
+
+StartEmulator = Callable[..., Awaitable[Emulator]]
+
+
+@pytest.fixture
+async def start_emulator() -> AsyncIterator[StartEmulator]:
+    servers: list[TestServer] = []
+
+    async def start(*extra: str, gpu: str = "H100-80G", time_scale: str = "0.001") -> Emulator:
+        cfg = parse_args([*SEED_ARGS, "--gpu", gpu, "--time-scale", time_scale, *extra])
+        holder: list[Emulator] = []
+
+        def on_crash() -> None:
+            holder[0].crashes += 1
+
+        state = EmulatorState(cfg, on_crash)
+        server = TestServer(build_app(state), host="127.0.0.1", port=0)
+        await server.start_server()
+        servers.append(server)
+        emu = Emulator(server, state)
+        holder.append(emu)
+        return emu
+
+    yield start
+    for server in servers:
+        await server.close()
+
+
+@pytest.fixture
+async def emulator(start_emulator: StartEmulator) -> Emulator:
+    return await start_emulator()
+
+
+def ref_json(name: str) -> dict:  # type: ignore[type-arg]
+    return json.loads((REF / name).read_text())  # type: ignore[no-any-return]
+
+
+def ref_request_body(name: str) -> bytes:
+    """The body of a captured request (after the blank line)."""
+    raw = (REF / f"{name}.request.txt").read_bytes()
+    return raw.split(b"\r\n\r\n", 1)[1] if b"\r\n\r\n" in raw else raw.split(b"\n\n", 1)[1]
+
+
+def ref_request_line(name: str) -> tuple[str, str, str]:
+    """(method, path, content type) of a captured request."""
+    raw = (REF / f"{name}.request.txt").read_text(errors="replace")
+    method, path, _ = raw.split("\n", 1)[0].split(" ", 2)
+    ctype = ""
+    for line in raw.splitlines()[1:]:
+        if line.lower().startswith("content-type:"):
+            ctype = line.split(":", 1)[1].strip()
+        if not line.strip():
+            break
+    return method, path, ctype
+
+
+def sse_events(text: str) -> list[str]:
+    """The ``data:`` payloads of an SSE body, checking vLLM's framing on the way."""
+    assert text.endswith("\n\n")
+    out = []
+    for block in text.split("\n\n")[:-1]:
+        assert block.startswith("data: "), block
+        assert "\n" not in block
+        out.append(block[len("data: ") :])
+    return out
