@@ -49,6 +49,8 @@ class ReplicaStatus(Strict):
     terminating_s: float | None = None
     restarts: int = 0
     pid: int | None = None
+    pid_start_time: int | None = None
+    """The process's start time (``/proc/<pid>/stat`` field 22): a recycled pid is not ours."""
     port: int | None = None
 
 

@@ -1,0 +1,317 @@
+"""Why a node or a unit was not chosen: reasons as typed data.
+
+Three families, rendered by the CLI, events and the simulator alike:
+
+* **node reasons** (:data:`NodeReason`): why one node cannot take the pod now
+  (Kubernetes' ``InsufficientResource``, untolerated taint, ...);
+* **unit reasons** (:data:`UnitReason`): why a ResourcePolicy unit was passed over or is
+  being waited on (``ExceedMax``, ``LackResource``, ``WaitingForTimeout``, ...);
+* **policy reasons** (:data:`PolicyReason`): about the pod and its policies as a whole
+  (two policies match it, a ``matchLabelKeys`` label is missing, no preemption yet).
+
+Every reason is a frozen dataclass with a ``message()`` that renders it in one line.
+Amounts are integer milli-units, like everywhere in tierserve (1 GPU = 1000).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierserve.model.resources import format_amount
+
+# --- node reasons ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InsufficientResource:
+    """The node has ``free`` of ``resource`` left and the pod asks for ``requested``."""
+
+    resource: str
+    requested: int
+    free: int
+
+    def message(self) -> str:
+        fmt = format_amount
+        return (
+            f"Insufficient {self.resource}: requested {fmt(self.resource, self.requested)}, "
+            f"free {fmt(self.resource, self.free)}"
+        )
+
+
+@dataclass(frozen=True)
+class UntoleratedTaint:
+    """A NoSchedule/NoExecute taint the pod does not tolerate."""
+
+    key: str
+    value: str
+    effect: str
+
+    def message(self) -> str:
+        return f"untolerated taint {self.key}={self.value}:{self.effect}"
+
+
+@dataclass(frozen=True)
+class NodeSelectorMismatch:
+    """The pod's own ``nodeSelector`` wants ``key=wanted``; the node has ``actual``."""
+
+    key: str
+    wanted: str
+    actual: str | None
+
+    def message(self) -> str:
+        has = "no such label" if self.actual is None else f"{self.key}={self.actual}"
+        return f"node selector {self.key}={self.wanted} does not match ({has})"
+
+
+@dataclass(frozen=True)
+class NodeUnschedulable:
+    """The node is cordoned (``spec.unschedulable``)."""
+
+    def message(self) -> str:
+        return "node is unschedulable (cordoned)"
+
+
+@dataclass(frozen=True)
+class NodeNotFound:
+    """A candidate the caller named is not in the snapshot."""
+
+    def message(self) -> str:
+        return "node is not in the snapshot"
+
+
+@dataclass(frozen=True)
+class OutsideUnit:
+    """The node is not in ``unit`` of ``policy``, the unit the pod goes to now.
+
+    ``unit`` is ``None`` when the pod can go to no unit at present (see the decision).
+    """
+
+    policy: str
+    unit: int | None
+
+    def message(self) -> str:
+        if self.unit is None:
+            return f"ResourcePolicy {self.policy}: no unit can take the pod now"
+        return f"not a node of unit {self.unit} of ResourcePolicy {self.policy}"
+
+
+@dataclass(frozen=True)
+class PodRejected:
+    """The pod is rejected as a whole (see ``reason``), so no node is allowed."""
+
+    reason: PolicyReason
+
+    def message(self) -> str:
+        return self.reason.message()
+
+
+NodeReason = (
+    InsufficientResource
+    | UntoleratedTaint
+    | NodeSelectorMismatch
+    | NodeUnschedulable
+    | NodeNotFound
+    | OutsideUnit
+    | PodRejected
+)
+
+
+@dataclass(frozen=True)
+class NodeCount:
+    """``nodes`` nodes were rejected for a reason like ``reason`` (the one with most free)."""
+
+    reason: NodeReason
+    nodes: int
+
+
+# --- unit reasons ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LackResource:
+    """No node of ``unit`` can take the pod now; ``nodes`` is how many the unit has.
+
+    ``why`` groups the nodes by reason (e.g. 3 x Insufficient nvidia.com/gpu).
+    """
+
+    unit: int
+    nodes: int
+    why: tuple[NodeCount, ...] = ()
+
+    def message(self) -> str:
+        if not self.nodes:
+            return f"unit {self.unit}: no nodes"
+        parts = ", ".join(f"{c.nodes} x {c.reason.message()}" for c in self.why)
+        return f"unit {self.unit}: 0/{self.nodes} nodes available: {parts}"
+
+
+@dataclass(frozen=True)
+class ExceedMax:
+    """``unit`` already holds ``count`` pods of the policy (of this group); ``max`` allowed."""
+
+    unit: int
+    max: int
+    count: int
+    group: tuple[tuple[str, str], ...] = ()
+
+    def message(self) -> str:
+        group = " ".join(f"{k}={v}" for k, v in self.group)
+        where = f" (group {group})" if group else ""
+        return f"unit {self.unit}: {self.count} pods of max {self.max}{where}"
+
+
+@dataclass(frozen=True)
+class ExceedMaxResources:
+    """``used`` + the pod's ``requested`` of ``resource`` would pass ``limit`` in ``unit``."""
+
+    unit: int
+    resource: str
+    limit: int
+    used: int
+    requested: int
+
+    def message(self) -> str:
+        fmt = format_amount
+        return (
+            f"unit {self.unit}: {self.resource} used {fmt(self.resource, self.used)} + requested "
+            f"{fmt(self.resource, self.requested)} > maxResources "
+            f"{fmt(self.resource, self.limit)}"
+        )
+
+
+@dataclass(frozen=True)
+class WaitingForTimeout:
+    """``TimeoutOrExceedMax``: the pod waits in ``unit`` ``remaining_s`` more seconds."""
+
+    unit: int
+    timeout_s: float
+    remaining_s: float
+
+    def message(self) -> str:
+        return (
+            f"unit {self.unit}: waiting for capacity, {self.remaining_s:g}s of "
+            f"{self.timeout_s:g}s timeout left before trying the next unit"
+        )
+
+
+@dataclass(frozen=True)
+class WaitingInUnit:
+    """``ExceedMax``: the unit is under its max, so the pod waits there for capacity."""
+
+    unit: int
+
+    def message(self) -> str:
+        return f"unit {self.unit}: under its max, waiting for capacity (whenTryNextUnits ExceedMax)"
+
+
+@dataclass(frozen=True)
+class TerminatingPods:
+    """``LackResourceAndNoTerminating``: ``count`` pods of the policy are terminating in
+    ``unit``; the pod waits for them rather than spilling into the next unit."""
+
+    unit: int
+    count: int
+
+    def message(self) -> str:
+        return f"unit {self.unit}: {self.count} pods terminating, waiting before the next unit"
+
+
+UnitReason = (
+    LackResource
+    | ExceedMax
+    | ExceedMaxResources
+    | WaitingForTimeout
+    | WaitingInUnit
+    | TerminatingPods
+)
+
+
+# --- policy reasons --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConflictingPolicies:
+    """More than one ResourcePolicy of the pod's namespace selects it."""
+
+    policies: tuple[str, ...]
+
+    def message(self) -> str:
+        return f"pod is selected by more than one ResourcePolicy: {', '.join(self.policies)}"
+
+
+@dataclass(frozen=True)
+class MissingMatchLabel:
+    """The policy groups pods by ``matchLabelKeys`` and the pod lacks ``key``."""
+
+    policy: str
+    key: str
+
+    def message(self) -> str:
+        return f"ResourcePolicy {self.policy} groups by label {self.key!r}, which the pod lacks"
+
+
+@dataclass(frozen=True)
+class NeverFits:
+    """No node of any unit (or of the cluster, without a policy) could hold the pod even
+    empty: ``largest`` is the most of ``resource`` any such node has allocatable."""
+
+    resource: str
+    requested: int
+    largest: int
+
+    def message(self) -> str:
+        fmt = format_amount
+        return (
+            f"requests {fmt(self.resource, self.requested)} {self.resource} but no eligible node "
+            f"has more than {fmt(self.resource, self.largest)} allocatable"
+        )
+
+
+@dataclass(frozen=True)
+class NoEligibleNodes:
+    """No node of any unit passes the static checks (selector, taints, virtual or not)."""
+
+    def message(self) -> str:
+        return "no node of any unit matches the pod's node selector and tolerations"
+
+
+@dataclass(frozen=True)
+class NoPreemption:
+    """``preemptPolicy`` is recorded but tierserve does not preempt yet."""
+
+    preempt_policy: str
+
+    def message(self) -> str:
+        return f"preemptPolicy {self.preempt_policy} recorded; tierserve does not preempt yet"
+
+
+PolicyReason = ConflictingPolicies | MissingMatchLabel | NeverFits | NoEligibleNodes | NoPreemption
+
+Reason = NodeReason | UnitReason | PolicyReason
+
+
+__all__ = [
+    "ConflictingPolicies",
+    "ExceedMax",
+    "ExceedMaxResources",
+    "InsufficientResource",
+    "LackResource",
+    "MissingMatchLabel",
+    "NeverFits",
+    "NoEligibleNodes",
+    "NoPreemption",
+    "NodeCount",
+    "NodeNotFound",
+    "NodeReason",
+    "NodeSelectorMismatch",
+    "NodeUnschedulable",
+    "OutsideUnit",
+    "PodRejected",
+    "PolicyReason",
+    "Reason",
+    "TerminatingPods",
+    "UnitReason",
+    "UntoleratedTaint",
+    "WaitingForTimeout",
+    "WaitingInUnit",
+]

@@ -1,0 +1,1 @@
+"""The embedded local runtime: replicas as OS processes on one machine."""

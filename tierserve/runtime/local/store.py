@@ -1,0 +1,234 @@
+"""The local state store: every object and event in one SQLite database (WAL mode).
+
+One table of objects keyed by (kind, namespace, name) holding the object's JSON and a
+monotonically increasing ``resourceVersion``; one table of events (Kubernetes-style:
+type, reason, message, count, first/last seen, deduplicated on object + reason +
+message); one table of counters (cloud GPU-seconds and cost). Writes that belong
+together (an ``apply`` of several documents) go in one transaction: all or nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import sqlite3
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+from tierserve.errors import ConflictError
+from tierserve.model import KINDS, TypedObject
+
+T = TypeVar("T", bound=TypedObject)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS objects (
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    body TEXT NOT NULL, version INTEGER NOT NULL,
+    PRIMARY KEY (kind, namespace, name)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
+    type TEXT NOT NULL, reason TEXT NOT NULL, message TEXT NOT NULL,
+    count INTEGER NOT NULL, first_s REAL NOT NULL, last_s REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_object ON events (kind, namespace, name);
+CREATE TABLE IF NOT EXISTS counters (
+    name TEXT NOT NULL, labels TEXT NOT NULL, value REAL NOT NULL,
+    PRIMARY KEY (name, labels)
+);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes-style event about one object."""
+
+    kind: str
+    namespace: str
+    name: str
+    type: str  # Normal | Warning
+    reason: str
+    message: str
+    count: int
+    first_s: float
+    last_s: float
+
+
+class Store(Protocol):
+    """What controllers and the API server need from state."""
+
+    def get(self, cls: type[T], namespace: str, name: str) -> T | None: ...
+    def list(self, cls: type[T], namespace: str | None = None) -> builtins.list[T]: ...
+    def put(self, obj: TypedObject, expect_version: int | None = None) -> TypedObject: ...
+    def put_all(self, objs: Iterable[TypedObject]) -> builtins.list[TypedObject]: ...
+    def delete(self, obj: TypedObject) -> bool: ...
+    def record(
+        self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float
+    ) -> None: ...
+    def events(self, obj: TypedObject | None = None) -> builtins.list[Event]: ...
+    def add_counter(self, name: str, labels: dict[str, str], delta: float) -> None: ...
+    def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]: ...
+
+
+def _ns(obj: TypedObject) -> str:
+    return obj.namespace if obj.NAMESPACED else ""
+
+
+class SqliteStore:
+    """``Store`` on SQLite; safe for one writer process and any number of readers."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- objects ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _decode(body: str, version: int) -> TypedObject:
+        data = json.loads(body)
+        data.setdefault("metadata", {})["resourceVersion"] = str(version)
+        return KINDS[data["kind"]].model_validate(data)
+
+    def get(self, cls: type[T], namespace: str, name: str) -> T | None:
+        ns = namespace if cls.NAMESPACED else ""
+        row = self._db.execute(
+            "SELECT body, version FROM objects WHERE kind=? AND namespace=? AND name=?",
+            (cls.KIND, ns, name),
+        ).fetchone()
+        if row is None:
+            return None
+        obj = self._decode(row[0], row[1])
+        assert isinstance(obj, cls)
+        return obj
+
+    def list(self, cls: type[T], namespace: str | None = None) -> builtins.list[T]:
+        query = "SELECT body, version FROM objects WHERE kind=?"
+        args: tuple[Any, ...] = (cls.KIND,)
+        if namespace is not None and cls.NAMESPACED:
+            query += " AND namespace=?"
+            args += (namespace,)
+        rows = self._db.execute(query + " ORDER BY namespace, name", args).fetchall()
+        out: builtins.list[T] = []
+        for body, version in rows:
+            obj = self._decode(body, version)
+            assert isinstance(obj, cls)
+            out.append(obj)
+        return out
+
+    def _next_version(self, db: sqlite3.Connection) -> int:
+        row = db.execute("SELECT value FROM meta WHERE key='version'").fetchone()
+        version = int(row[0]) + 1 if row else 1
+        db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('version', ?)", (version,))
+        return version
+
+    def _write(
+        self, db: sqlite3.Connection, obj: TypedObject, expect_version: int | None
+    ) -> TypedObject:
+        key = (obj.KIND, _ns(obj), obj.name)
+        if expect_version is not None:
+            row = db.execute(
+                "SELECT version FROM objects WHERE kind=? AND namespace=? AND name=?", key
+            ).fetchone()
+            current = row[0] if row else 0
+            if current != expect_version:
+                raise ConflictError(
+                    f"{obj.KIND} {obj.name} was changed (version {current}, "
+                    f"expected {expect_version}); read it again and retry"
+                )
+        version = self._next_version(db)
+        body = obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+        body["metadata"].pop("resourceVersion", None)
+        db.execute(
+            "INSERT OR REPLACE INTO objects (kind, namespace, name, body, version) "
+            "VALUES (?, ?, ?, ?, ?)",
+            (*key, json.dumps(body, separators=(",", ":")), version),
+        )
+        return self._decode(json.dumps(body), version)
+
+    def put(self, obj: TypedObject, expect_version: int | None = None) -> TypedObject:
+        """Create or replace; with ``expect_version`` fail on a concurrent change (0 = new)."""
+        with self._tx() as db:
+            return self._write(db, obj, expect_version)
+
+    def put_all(self, objs: Iterable[TypedObject]) -> builtins.list[TypedObject]:
+        """Write several objects in one transaction."""
+        with self._tx() as db:
+            return [self._write(db, obj, None) for obj in objs]
+
+    def delete(self, obj: TypedObject) -> bool:
+        with self._tx() as db:
+            cur = db.execute(
+                "DELETE FROM objects WHERE kind=? AND namespace=? AND name=?",
+                (obj.KIND, _ns(obj), obj.name),
+            )
+            return cur.rowcount > 0
+
+    # -- events ----------------------------------------------------------------------------
+
+    def record(
+        self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float
+    ) -> None:
+        """Record an event; a repeat of the last identical one bumps its count instead."""
+        key = (obj.KIND, _ns(obj), obj.name)
+        with self._tx() as db:
+            row = db.execute(
+                "SELECT id, reason, message FROM events WHERE kind=? AND namespace=? AND name=? "
+                "ORDER BY id DESC LIMIT 1",
+                key,
+            ).fetchone()
+            if row is not None and row[1] == reason and row[2] == message:
+                db.execute(
+                    "UPDATE events SET count = count + 1, last_s = ? WHERE id = ?", (now_s, row[0])
+                )
+                return
+            db.execute(
+                "INSERT INTO events (kind, namespace, name, type, reason, message, count, "
+                "first_s, last_s) VALUES (?, ?, ?, ?, ?, ?, 1, ?, ?)",
+                (*key, type_, reason, message, now_s, now_s),
+            )
+
+    def events(self, obj: TypedObject | None = None) -> builtins.list[Event]:
+        query = "SELECT kind, namespace, name, type, reason, message, count, first_s, last_s "
+        query += "FROM events"
+        args: tuple[str, ...] = ()
+        if obj is not None:
+            query += " WHERE kind=? AND namespace=? AND name=?"
+            args = (obj.KIND, _ns(obj), obj.name)
+        return [Event(*row) for row in self._db.execute(query + " ORDER BY id", args)]
+
+    # -- counters --------------------------------------------------------------------------
+
+    def add_counter(self, name: str, labels: dict[str, str], delta: float) -> None:
+        encoded = json.dumps(sorted(labels.items()))
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO counters (name, labels, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (name, labels) DO UPDATE SET value = value + excluded.value",
+                (name, encoded, delta),
+            )
+
+    def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+        rows = self._db.execute("SELECT labels, value FROM counters WHERE name=?", (name,))
+        return {tuple(tuple(p) for p in json.loads(labels)): value for labels, value in rows}
