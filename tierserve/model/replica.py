@@ -52,6 +52,8 @@ class ReplicaStatus(Strict):
     pid_start_time: int | None = None
     """The process's start time (``/proc/<pid>/stat`` field 22): a recycled pid is not ours."""
     port: int | None = None
+    billed_until_s: float | None = None
+    """GPU-seconds are accounted up to this time (virtual nodes bill from provisioning)."""
 
 
 class Replica(TypedObject):

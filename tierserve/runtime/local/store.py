@@ -12,9 +12,11 @@ from __future__ import annotations
 import builtins
 import json
 import sqlite3
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -75,6 +77,10 @@ class Store(Protocol):
     def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]: ...
 
 
+def _rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _ns(obj: TypedObject) -> str:
     return obj.namespace if obj.NAMESPACED else ""
 
@@ -82,8 +88,9 @@ def _ns(obj: TypedObject) -> str:
 class SqliteStore:
     """``Store`` on SQLite; safe for one writer process and any number of readers."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
+        self._clock = clock
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
@@ -159,7 +166,14 @@ class SqliteStore:
                 )
         version = self._next_version(db)
         body = obj.model_dump(by_alias=True, exclude_none=True, mode="json")
-        body["metadata"].pop("resourceVersion", None)
+        meta = body["metadata"]
+        meta.pop("resourceVersion", None)
+        if "creationTimestamp" not in meta:
+            row = db.execute(
+                "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?", key
+            ).fetchone()
+            created = json.loads(row[0])["metadata"].get("creationTimestamp") if row else None
+            meta["creationTimestamp"] = created or _rfc3339(self._clock())
         db.execute(
             "INSERT OR REPLACE INTO objects (kind, namespace, name, body, version) "
             "VALUES (?, ?, ?, ?, ?)",
@@ -187,9 +201,7 @@ class SqliteStore:
 
     # -- events ----------------------------------------------------------------------------
 
-    def record(
-        self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float
-    ) -> None:
+    def record(self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float) -> None:
         """Record an event; a repeat of the last identical one bumps its count instead."""
         key = (obj.KIND, _ns(obj), obj.name)
         with self._tx() as db:

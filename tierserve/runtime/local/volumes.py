@@ -48,11 +48,14 @@ def resolve_data_dirs(
     service: InferenceService,
     claims: Iterable[PersistentVolumeClaim],
     volumes: Iterable[PersistentVolume],
+    default_root: str | None = None,
 ) -> dict[str, str]:
     """Claim name → local directory for every ``spec.data`` entry of ``service``.
 
-    Raises ``NotFoundError`` naming the field when a claim has no PV or the PV no
-    local directory (the caller may retry once the volume is applied).
+    A PV that names no local directory (e.g. the seed's OSS CSI volume) maps to
+    ``<default_root>/<pv name>`` when ``default_root`` is given. Raises ``NotFoundError``
+    naming the field when a claim has no PV or the PV no local directory (the caller may
+    retry once the volume is applied).
     """
     claims, volumes = list(claims), list(volumes)
     subject = f"InferenceService {service.namespace}/{service.name}"
@@ -66,6 +69,8 @@ def resolve_data_dirs(
                 "names, or one its selector matches"
             )
         path = pv.local_path()
+        if path is None and default_root is not None:
+            path = f"{default_root.rstrip('/')}/{pv.name}"
         if path is None:
             raise NotFoundError(
                 f"{subject}: spec.data[{i}].name: PersistentVolume {pv.name!r} has no local "

@@ -1,0 +1,265 @@
+"""The embedded control plane: store + API server + controllers + gateway, on one machine.
+
+``ControlPlane.start`` opens the state directory, seeds the default cluster on first
+start (or the nodes of a cluster file), re-adopts replica processes a previous control
+plane left running (pid + start time + port), stops processes that belong to no replica,
+then serves the API and runs the controllers every ``tick_s``. ``stop`` ends it, stopping
+every replica process (``tierserve down``) or leaving them for the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from tierserve.errors import ConflictError
+from tierserve.model import (
+    InferenceService,
+    Node,
+    PersistentVolume,
+    PersistentVolumeClaim,
+    Phase,
+    Replica,
+    load_documents,
+)
+from tierserve.runtime.clock import Clock, SystemClock
+from tierserve.runtime.local.api import ApiServer
+from tierserve.runtime.local.cluster import (
+    VIRTUAL_NODE,
+    VirtualNodeSettings,
+    default_nodes,
+)
+from tierserve.runtime.local.config import (
+    DB_FILE,
+    PID_FILE,
+    ClientConfig,
+    ensure_token,
+)
+from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
+from tierserve.runtime.local.health import HttpHealthProbe
+from tierserve.runtime.local.lifecycle import SupervisorConfig
+from tierserve.runtime.local.ports import PortAllocator
+from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
+from tierserve.runtime.local.runner import ReplicaRunner
+from tierserve.runtime.local.store import SqliteStore
+
+log = logging.getLogger("tierserve.controlplane")
+
+
+@dataclass
+class ControlPlaneConfig:
+    state_dir: Path
+    host: str = "127.0.0.1"
+    api_port: int = 0
+    """0 = any free port (printed by ``up`` and written to client.json)."""
+    gateway_port: int = 0
+    tick_s: float = 0.5
+    cluster_file: Path | None = None
+    virtual: VirtualNodeSettings | None = None
+    """Overrides for the default virtual node (flags of ``up``); None keeps what is stored."""
+    controllers: ControllerSettings = field(default_factory=ControllerSettings)
+    supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
+    shutdown_grace_s: float = 10.0
+
+
+class ControlPlane:
+    def __init__(
+        self,
+        config: ControlPlaneConfig,
+        clock: Clock | None = None,
+        launcher: ProcessLauncher | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock or SystemClock()
+        root = config.state_dir
+        root.mkdir(parents=True, exist_ok=True)
+        os.chmod(root, 0o700)
+        self.store = SqliteStore(root / DB_FILE, clock=self.clock.now)
+        self.token = ensure_token(root)
+        self.launcher = launcher or PosixLauncher(str(root), clock=self.clock)
+        self.probe = HttpHealthProbe()
+        self.ports = PortAllocator(config.host)
+        self.runner = ReplicaRunner(
+            self.store,
+            self.launcher,
+            self.probe,
+            self.clock,
+            str(root),
+            supervisor=config.supervisor,
+            ports=self.ports,
+        )
+        self.reconciler = Reconciler(self.store, self.runner, config.controllers)
+        self._stopping = asyncio.Event()
+        self._stop_replicas = True
+        self._site: web.TCPSite | None = None
+        self._runner_web: web.AppRunner | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self.client: ClientConfig | None = None
+
+    # -- start -------------------------------------------------------------------------------
+
+    def _seed_cluster(self) -> None:
+        if self.config.cluster_file is not None:
+            text = self.config.cluster_file.read_text(encoding="utf-8")
+            nodes = [
+                o
+                for o in load_documents(text, str(self.config.cluster_file))
+                if isinstance(o, Node)
+            ]
+            wanted = {n.name for n in nodes}
+            for stale in self.store.list(Node):
+                if stale.name not in wanted:
+                    self.store.delete(stale)
+            self.store.put_all(nodes)
+            return
+        if not self.store.list(Node):
+            self.store.put_all(default_nodes(self.config.virtual))
+        elif self.config.virtual is not None:
+            current = self.store.get(Node, "", VIRTUAL_NODE)
+            if current is not None and current.spec.virtual is not None:
+                v = self.config.virtual
+                spec = current.spec.model_copy(
+                    update={
+                        "virtual": current.spec.virtual.model_copy(
+                            update={
+                                "cold_start_seconds": v.cold_start_s,
+                                "price_per_gpu_hour": v.price_per_gpu_hour,
+                                "gpu_quota": v.gpu_quota,
+                            }
+                        )
+                    }
+                )
+                self.store.put(current.model_copy(update={"spec": spec}))
+
+    async def _adopt(self) -> None:
+        """Re-adopt replica processes of a previous control plane; stop the strays."""
+        nodes = {n.name: n for n in self.store.list(Node)}
+        services = {(s.namespace, s.name): s for s in self.store.list(InferenceService)}
+        claims = self.store.list(PersistentVolumeClaim)
+        volumes = self.store.list(PersistentVolume)
+        for replica in self.store.list(Replica):
+            if replica.phase not in (Phase.STARTING, Phase.READY, Phase.TERMINATING):
+                continue
+            node = nodes.get(replica.node_name or "")
+            service = services.get((replica.namespace, replica.spec.service))
+            adopted = False
+            if node is not None and service is not None:
+                adopted = self.runner.adopt(replica, service, node, claims, volumes)
+            if not adopted:
+                # Its process is gone: start it again (Terminating ones just finish).
+                if replica.terminating:
+                    self.store.delete(replica)
+                else:
+                    self.store.put(
+                        replica.with_status(
+                            phase=Phase.STARTING,
+                            pid=None,
+                            pid_start_time=None,
+                            port=None,
+                            reason="NotAdopted",
+                            message="",
+                        )
+                    )
+        stray = await self.runner.sweep(self.config.shutdown_grace_s)
+        for handle in stray:
+            log.warning("stopped orphan process %d (%s)", handle.pid, handle.replica)
+
+    async def _serve_api(self) -> str:
+        api = ApiServer(
+            self.store,
+            self.token,
+            str(self.config.state_dir),
+            on_shutdown=self.request_stop,
+            tier_of=self._tier_of,
+            clock=self.clock,
+        )
+        self._runner_web = web.AppRunner(api.app(), access_log=None)
+        await self._runner_web.setup()
+        self._site = web.TCPSite(self._runner_web, self.config.host, self.config.api_port)
+        await self._site.start()
+        server = self._site._server
+        assert server is not None and isinstance(server, asyncio.base_events.Server)
+        port = server.sockets[0].getsockname()[1]
+        return f"http://{self.config.host}:{port}"
+
+    def _tier_of(self, replica: Replica) -> str:
+        node = self.store.get(Node, "", replica.node_name or "")
+        return node.tier if node is not None else ""
+
+    async def start(self) -> ClientConfig:
+        root = self.config.state_dir
+        pid_path = root / PID_FILE
+        if pid_path.exists():
+            other = int(pid_path.read_text().strip() or 0)
+            if other and other != os.getpid() and _alive(other):
+                raise ConflictError(
+                    f"a control plane (pid {other}) already runs on {root}; stop it with "
+                    "`tierserve down` or use another --state-dir"
+                )
+        pid_path.write_text(str(os.getpid()))
+        self._seed_cluster()
+        await self._adopt()
+        api_url = await self._serve_api()
+        gateway_port = self.config.gateway_port or self.ports.allocate()
+        self.client = ClientConfig(
+            api_url=api_url,
+            gateway_url=f"http://{self.config.host}:{gateway_port}",
+            token=self.token,
+            pid=os.getpid(),
+        )
+        self.client.save(root)
+        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        return self.client
+
+    # -- run / stop --------------------------------------------------------------------------
+
+    async def _loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                self.reconciler.tick(self.clock.now())
+            except Exception:  # a bug in one tick must not stop the control plane
+                log.exception("controller tick failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.tick_s)
+
+    def request_stop(self, stop_replicas: bool = True) -> None:
+        self._stop_replicas = stop_replicas
+        self._stopping.set()
+
+    async def wait(self) -> None:
+        await self._stopping.wait()
+
+    async def stop(self, stop_replicas: bool | None = None) -> None:
+        if stop_replicas is not None:
+            self._stop_replicas = stop_replicas
+        self._stopping.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        await self.runner.shutdown(self._stop_replicas, self.config.shutdown_grace_s)
+        if self._stop_replicas:
+            await self.runner.sweep(self.config.shutdown_grace_s)
+            for replica in self.store.list(Replica):
+                self.store.put(replica.with_status(pid=None, pid_start_time=None, port=None))
+        if self._runner_web is not None:
+            await self._runner_web.cleanup()
+        await self.probe.close()
+        root = self.config.state_dir
+        with contextlib.suppress(FileNotFoundError):
+            (root / PID_FILE).unlink()
+        self.store.close()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
