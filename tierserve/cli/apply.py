@@ -7,14 +7,16 @@ from pathlib import Path
 
 import typer
 
+from tierserve.cli.common import StateDirOption, root_of
 from tierserve.cli.output import fail, resource_name
-from tierserve.errors import FieldError, ValidationError
-from tierserve.model import TypedObject, load_documents
+from tierserve.errors import FieldError, NotFoundError, TierserveError, ValidationError
+from tierserve.model import TypedObject, dump_documents, load_documents
+from tierserve.runtime.local.client import Client
 
 _YAML_SUFFIXES = (".yaml", ".yml", ".json")
 
 
-def _read_sources(files: list[str]) -> list[tuple[str, str]]:
+def read_sources(files: list[str]) -> list[tuple[str, str]]:
     """(source name, text) for each file, directory entry (*.yaml, *.yml, *.json) or ``-``."""
     sources: list[tuple[str, str]] = []
     for name in files:
@@ -38,7 +40,7 @@ def load_manifests(files: list[str]) -> list[TypedObject]:
     """Every object of every file, or exit non-zero listing every bad field of every file."""
     objects: list[TypedObject] = []
     errors: list[ValidationError] = []
-    for source, text in _read_sources(files):
+    for source, text in read_sources(files):
         try:
             objects.extend(load_documents(text, source))
         except ValidationError as exc:
@@ -67,13 +69,31 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Validate and print what would change; change nothing."
         ),
+        state_dir: Path | None = StateDirOption,
     ) -> None:
-        """Create or update objects from manifests (kubectl apply -f)."""
+        """Create or update objects from manifests (kubectl apply -f).
+
+        Every document of every file is validated first; if any is bad nothing changes.
+        With --dry-run and no control plane running, the manifests are only validated.
+        """
         objects = load_manifests(files)
-        if not dry_run:
-            fail(
-                "no control plane to apply to: the embedded control plane (`tierserve up`) is "
-                "not part of this build yet; use --dry-run to validate the manifests"
-            )
-        for obj in objects:
-            typer.echo(f"{resource_name(obj)} created (dry run)")
+        try:
+            client = Client.from_state_dir(root_of(state_dir))
+        except NotFoundError:
+            if not dry_run:
+                fail(NotFoundError(
+                    f"no control plane found in {root_of(state_dir)}: start one with "
+                    "`tierserve up` (or validate only with --dry-run)"))
+            for obj in objects:
+                typer.echo(f"{resource_name(obj)} created (dry run)")
+            return
+        suffix = " (dry run)" if dry_run else ""
+        documents = dump_documents(objects, redact=False)
+        try:
+            results = client.apply(documents, ", ".join(files), dry_run=dry_run)
+        except TierserveError as exc:
+            fail(exc)
+        by_key = {(o.KIND, o.name): o for o in objects}
+        for r in results:
+            obj = by_key[(r["kind"], r["name"])]
+            typer.echo(f"{resource_name(obj)} {r['action']}{suffix}")

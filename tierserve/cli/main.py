@@ -6,7 +6,11 @@ import typer
 
 from tierserve import __version__
 from tierserve.cli import apply as apply_cli
+from tierserve.cli import bench as bench_cli
 from tierserve.cli import engine as engine_cli
+from tierserve.cli import gateway as gateway_cli
+from tierserve.cli import kubectl as kubectl_cli
+from tierserve.cli import local as local_cli
 
 app = typer.Typer(
     name="tierserve",
@@ -18,7 +22,11 @@ app = typer.Typer(
 
 
 app.add_typer(engine_cli.app, name="engine")
+local_cli.register(app)
 apply_cli.register(app)
+kubectl_cli.register(app)
+bench_cli.register(app)
+gateway_cli.register(app)
 
 
 @app.command()

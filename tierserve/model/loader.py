@@ -185,8 +185,14 @@ def load_documents(text: str, source: str = "<input>") -> list[TypedObject]:
     return objects
 
 
-def dump_documents(objects: Iterable[TypedObject]) -> str:
-    """Multi-document YAML, as ``kubectl get -o yaml`` of several objects would print."""
-    return yaml.safe_dump_all(
-        [obj.to_dict() for obj in objects], sort_keys=False, allow_unicode=True
-    )
+def dump_documents(objects: Iterable[TypedObject], redact: bool = True) -> str:
+    """Multi-document YAML, as ``kubectl get -o yaml`` of several objects would print.
+
+    ``redact=False`` keeps Secret values (to hand objects to the control plane, never to
+    print them).
+    """
+    docs = [
+        obj.to_dict() if redact else obj.model_dump(by_alias=True, exclude_none=True, mode="json")
+        for obj in objects
+    ]
+    return yaml.safe_dump_all(docs, sort_keys=False, allow_unicode=True)

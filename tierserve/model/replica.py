@@ -11,6 +11,8 @@ from tierserve.model.base import Strict, TypedObject
 from tierserve.model.resources import ResourceList, Toleration
 
 REPLICA_GROUP_VERSION = "tierserve.io/v1alpha1"
+TIER_LABEL = "tierserve.io/tier"
+"""Set on a replica when it is placed: ``idc`` or ``cloud`` (a virtual node)."""
 
 
 class Phase(StrEnum):

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tierserve.errors import ExternalError
-from tierserve.runtime.local.command import ENV_STATE_DIR, LaunchSpec
+from tierserve.runtime.local.command import ENV_REPLICA, ENV_STATE_DIR, LaunchSpec
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.ports import PortAllocator, port_open
 from tierserve.runtime.local.process import PosixLauncher, ProcessHandle, sweep_orphans
@@ -178,6 +178,12 @@ async def test_orphan_sweep_stops_strays_and_keeps_known_replicas(
     # record was lost), and a process of another control plane that must survive.
     stray = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, ENV_STATE_DIR: os.path.abspath(state_dir), ENV_REPLICA: "default/x"},
+        start_new_session=True,
+    )
+    # A process with our marker but no replica (e.g. a user's shell) is never ours.
+    shell = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
         env={**os.environ, ENV_STATE_DIR: os.path.abspath(state_dir)},
         start_new_session=True,
     )
@@ -194,9 +200,11 @@ async def test_orphan_sweep_stops_strays_and_keeps_known_replicas(
         assert stray.wait(timeout=5) == -signal.SIGTERM
         assert launcher.alive(kept) and not launcher.alive(stale)
         assert other.poll() is None
+        assert shell.poll() is None
     finally:
-        other.kill()
-        other.wait()
+        for proc in (other, shell):
+            proc.kill()
+            proc.wait()
         await launcher.terminate(kept, grace_s=2.0)
 
 

@@ -29,7 +29,7 @@ Rules, in order:
 * On a node with real NVIDIA GPUs, ``CUDA_VISIBLE_DEVICES`` lists the replica's GPU
   indices and ``CUDA_DEVICE_ORDER=PCI_BUS_ID`` makes those the indices NVML uses.
 * ``TIERSERVE_REPLICA=<namespace>/<name>`` and ``TIERSERVE_PORT`` mark the process as
-  the replica's; the launcher adds ``TIERSERVE_STATE_DIR``. ``TIERSERVE_NAMESPACE``,
+  the replica's; the launcher adds ``TIERSERVE_REPLICA_OWNER``. ``TIERSERVE_NAMESPACE``,
   ``TIERSERVE_POD`` and ``TIERSERVE_CONTAINER`` give the emulator dcgm-exporter's pod
   labels. ``PYTHONUNBUFFERED=1`` unless the service sets it.
 """
@@ -56,7 +56,9 @@ CONTAINER_NAME = "kserve-container"
 
 ENV_REPLICA = "TIERSERVE_REPLICA"
 ENV_PORT = "TIERSERVE_PORT"
-ENV_STATE_DIR = "TIERSERVE_STATE_DIR"
+ENV_STATE_DIR = "TIERSERVE_REPLICA_OWNER"
+"""Marks a replica process with its control plane's state directory. Deliberately not
+``TIERSERVE_STATE_DIR``, which users export in their shells: a shell is never ours."""
 ENV_DATA = "TIERSERVE_DATA_"
 
 _SHELL_OPERATOR = re.compile(r"^[();<>|&]+$")

@@ -35,6 +35,7 @@ from tierserve.model import (
     Replica,
     ResourcePolicy,
 )
+from tierserve.model.replica import TIER_LABEL
 from tierserve.policy.decisions import Placement
 from tierserve.policy.placement import bind, place
 from tierserve.policy.scalein import scale_in_order, virtual_node_names
@@ -207,6 +208,10 @@ class Reconciler:
                 continue
             node = world.nodes[decision.node]
             bound = bind(replica, decision)
+            labels = {**bound.metadata.labels, TIER_LABEL: node.tier}
+            bound = bound.model_copy(
+                update={"metadata": bound.metadata.model_copy(update={"labels": labels})}
+            )
             phase = Phase.PROVISIONING if node.virtual else Phase.STARTING
             bound = bound.with_status(phase=phase, scheduled_s=now, reason="", message="")
             self.store.put(bound)

@@ -5,7 +5,7 @@ id is its pid and the whole engine (vLLM's workers included) is signalled as one
 A process is ours when ``(pid, start_time)`` matches what we recorded, where
 ``start_time`` is field 22 of ``/proc/<pid>/stat``: a recycled pid has another start
 time and is never mistaken for a replica. Every replica's environment carries
-``TIERSERVE_STATE_DIR`` (the control plane's state directory) and
+``TIERSERVE_REPLICA_OWNER`` (the control plane's state directory) and
 ``TIERSERVE_REPLICA=<namespace>/<name>``, so after a control-plane crash its
 processes are found again by scanning ``/proc/*/environ`` (``list_owned``): they are
 either re-adopted (``adopt``: pid + start time + port) or stopped (``sweep_orphans``).
@@ -190,7 +190,7 @@ class PosixLauncher:
         found: dict[int, tuple[int, int, dict[str, str]]] = {}
         for pid in pids(self._proc):
             env = read_environ(pid, self._proc)
-            if env.get(ENV_STATE_DIR) != self.state_dir:
+            if env.get(ENV_STATE_DIR) != self.state_dir or not env.get(ENV_REPLICA):
                 continue
             stat = read_stat(pid, self._proc)
             if stat is None or stat.zombie or stat.session == self._own_session:
