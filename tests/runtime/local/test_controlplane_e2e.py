@@ -1,0 +1,222 @@
+"""The embedded control plane end to end: the real CLI, real processes, real HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tierserve.examples import seed_text
+from tierserve.runtime.local.procfs import pids, read_environ
+
+pytestmark = pytest.mark.slow
+
+SERVICE = """
+apiVersion: serving.tierserve.io/v1alpha1
+kind: InferenceService
+metadata: {name: deepseek}
+spec:
+  gpus: 1
+  cpu: "4"
+  memory: 12Gi
+  replicas: REPLICAS
+  data: ["llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"]
+  command: >-
+    vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code
+    --served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95
+    --enforce-eager --dtype=half --time-scale 0.01
+"""
+
+
+class Cli:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(root)}
+
+    def __call__(
+        self, *args: str, check: bool = True, stdin: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(
+            [sys.executable, "-m", "tierserve.cli.main", *args],
+            env=self.env,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"tierserve {' '.join(args)} failed:\n{result.stderr}")
+        return result
+
+    def pods(self) -> list[dict[str, Any]]:
+        """Replicas straight from the API (polled often; the CLI is tested elsewhere)."""
+        config = self.config()
+        items: list[dict[str, Any]] = json.loads(
+            http(config["api_url"] + "/api/v1/pods", config["token"])
+        )["items"]
+        return items
+
+    def config(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.root / "client.json").read_text())
+        return data
+
+    def replica_pids(self) -> list[int]:
+        """Processes of this state dir's replicas, read from the process table."""
+        return [
+            p for p in pids() if read_environ(p).get("TIERSERVE_REPLICA_OWNER") == str(self.root)
+        ]
+
+
+def wait_until(what: Callable[[], bool], timeout_s: float = 30.0, message: str = "") -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if what():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting: {message}")
+
+
+@pytest.fixture
+def cli(tmp_path: Path) -> Iterator[Cli]:
+    c = Cli(tmp_path / "state")
+    c(
+        "up",
+        "--detach",
+        "--virtual-cold-start-s",
+        "1",
+        "--tick-s",
+        "0.1",
+        "--stop-grace-s",
+        "2",
+        "--drain-grace-s",
+        "0",
+    )
+    try:
+        yield c
+    finally:
+        c("down", check=False)
+        assert c.replica_pids() == [], "replica processes left behind"
+
+
+def phases(cli: Cli) -> list[tuple[str, str]]:
+    return sorted((p["status"].get("nodeName", ""), p["status"]["phase"]) for p in cli.pods())
+
+
+def test_seed_walkthrough_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(seed_text("model-storage.yaml") + "---\n" + seed_text("resourcepolicy.yaml"))
+    svc = tmp_path / "svc.yaml"
+    svc.write_text(SERVICE.replace("REPLICAS", "1"))
+    cli("apply", "-f", str(seed))
+    assert cli("apply", "-f", str(svc)).stdout.strip() == (
+        "inferenceservice.serving.tierserve.io/deepseek created"
+    )
+    wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="one Ready on idc001")
+    wide = cli("get", "pods", "-o", "wide").stdout
+    assert "idc001" in wide and "1/1" in wide and "Ready" in wide
+
+    # 1 -> 3: idc001 is full, so two land on the virtual node after its cold start.
+    svc.write_text(SERVICE.replace("REPLICAS", "3"))
+    cli("apply", "-f", str(svc))
+    wait_until(
+        lambda: (
+            phases(cli)
+            == [
+                ("idc001", "Ready"),
+                ("virtual-kubelet-cn-hangzhou-b", "Ready"),
+                ("virtual-kubelet-cn-hangzhou-b", "Ready"),
+            ]
+        ),
+        message="1 on idc001 + 2 on the virtual node",
+    )
+    assert len(cli.replica_pids()) == 3
+
+    # 3 -> 1: the cloud replicas go first.
+    svc.write_text(SERVICE.replace("REPLICAS", "1"))
+    cli("apply", "-f", str(svc))
+    wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="back to idc001 only")
+    wait_until(lambda: len(cli.replica_pids()) == 1, message="cloud processes stopped")
+
+    described = cli("describe", "isvc", "deepseek").stdout
+    assert "SuccessfulDelete" in described and "Cloud cost:" in described
+    metrics = http(cli.config()["api_url"] + "/metrics", cli.config()["token"])
+    assert 'tierserve_cloud_gpu_seconds_total{namespace="default",service="deepseek"}' in metrics
+    assert "tierserve_cloud_cost_total" in metrics
+    assert 'phase="Ready"' in metrics
+
+
+def test_control_plane_crash_then_up_readopts_without_duplicates_or_orphans(
+    cli: Cli, tmp_path: Path
+) -> None:
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        seed_text("model-storage.yaml")
+        + "---\n"
+        + seed_text("resourcepolicy.yaml")
+        + "---\n"
+        + SERVICE.replace("REPLICAS", "1")
+    )
+    cli("apply", "-f", str(seed))
+    wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="Ready")
+    (before,) = cli.replica_pids()
+    name = cli.pods()[0]["metadata"]["name"]
+
+    os.kill(cli.config()["pid"], signal.SIGKILL)
+    time.sleep(0.5)
+    assert cli.replica_pids() == [before]  # the replica outlives its control plane
+    cli("up", "--detach", "--tick-s", "0.1")
+    wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="Ready after re-up")
+    time.sleep(1.0)  # a few controller ticks: nothing new may start
+    assert cli.replica_pids() == [before]
+    assert [p["metadata"]["name"] for p in cli.pods()] == [name]
+    assert cli.pods()[0]["status"]["restarts"] == 0
+
+
+def test_invalid_apply_changes_nothing_and_names_the_field(cli: Cli, tmp_path: Path) -> None:
+    good = tmp_path / "policy.yaml"
+    good.write_text(seed_text("resourcepolicy.yaml"))
+    cli("apply", "-f", str(good))
+    before = cli("get", "rp", "deepseek", "-o", "json").stdout
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        seed_text("resourcepolicy.yaml").replace("resource: eci", "resource: ecx")
+        + "---\n"
+        + SERVICE.replace("REPLICAS", "1")
+    )
+    result = cli("apply", "-f", str(bad), check=False)
+    assert result.returncode == 1
+    assert "spec.units[1].resource: 'ecx' is not one of ecs, eci, acs, elastic" in result.stderr
+    assert cli("get", "rp", "deepseek", "-o", "json").stdout == before
+    assert "No resources found" in cli("get", "isvc").stderr  # the good document not applied
+
+
+def test_api_needs_the_token(cli: Cli) -> None:
+    url = cli.config()["api_url"] + "/api/v1/nodes"
+    with pytest.raises(urllib.error.HTTPError) as info:
+        http(url, None)
+    assert info.value.code == 401
+    assert "bearer token" in json.loads(info.value.read())["error"]["message"]
+    with pytest.raises(urllib.error.HTTPError) as wrong:
+        http(url, "not-the-token")
+    assert wrong.value.code == 401
+    assert "idc001" in http(url, cli.config()["token"])
+    token_file = cli.root / "token"
+    assert token_file.stat().st_mode & 0o777 == 0o600
+
+
+def http(url: str, token: str | None) -> str:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as resp:
+        body: bytes = resp.read()
+    return body.decode()
