@@ -18,6 +18,7 @@ import typer
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.output import fail
 from tierserve.errors import TierserveError
+from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.cluster import (
     DEFAULT_COLD_START_S,
     DEFAULT_GPU_QUOTA,
@@ -99,6 +100,12 @@ def register(app: typer.Typer) -> None:
             30.0, min=0, help="How long a terminating replica may finish its requests."),
         stop_grace_s: float = typer.Option(10.0, min=0.1, help="SIGTERM to SIGKILL grace."),
         ready_timeout_s: float = typer.Option(30.0, min=1, help="--detach: wait this long."),
+        hpa_period_s: float = typer.Option(
+            5.0, min=0.01, help="Autoscaler period (Kubernetes' HPA sync period is 15 s)."),
+        hpa_downscale_stabilization_s: float = typer.Option(
+            300.0, min=0, help="Scale-down stabilization window (Kubernetes: 300 s)."),
+        metrics_interval_s: float = typer.Option(
+            1.0, min=0.05, help="How often replicas' /metrics are scraped."),
     ) -> None:
         """Start the control plane: API server, controllers and gateway."""
         root = root_of(state_dir)
@@ -129,6 +136,10 @@ def register(app: typer.Typer) -> None:
                                            stop_grace_s=stop_grace_s),
             supervisor=SupervisorConfig(start_timeout_s=start_timeout_s, grace_s=stop_grace_s),
             shutdown_grace_s=stop_grace_s,
+            autoscaler=AutoscalerSettings(
+                period_s=hpa_period_s,
+                downscale_stabilization_s=hpa_downscale_stabilization_s),
+            metrics_interval_s=metrics_interval_s,
         )
         try:
             asyncio.run(_run_foreground(config))

@@ -30,6 +30,7 @@ from tierserve.model import (
 )
 from tierserve.runtime.clock import Clock, SystemClock
 from tierserve.runtime.local.api import ApiServer
+from tierserve.runtime.local.autoscaler import Autoscaler, AutoscalerSettings
 from tierserve.runtime.local.cluster import (
     VIRTUAL_NODE,
     VirtualNodeSettings,
@@ -47,6 +48,7 @@ from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.runner import ReplicaRunner
+from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
 
 log = logging.getLogger("tierserve.controlplane")
@@ -64,6 +66,9 @@ class ControlPlaneConfig:
     virtual: VirtualNodeSettings | None = None
     """Overrides for the default virtual node (flags of ``up``); None keeps what is stored."""
     controllers: ControllerSettings = field(default_factory=ControllerSettings)
+    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    metrics_interval_s: float = 1.0
+    """How often every Ready replica's /metrics is scraped."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     shutdown_grace_s: float = 10.0
 
@@ -95,6 +100,9 @@ class ControlPlane:
             ports=self.ports,
         )
         self.reconciler = Reconciler(self.store, self.runner, config.controllers)
+        self.scraper = MetricsScraper()
+        self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler)
+        self._scrape_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stop_replicas = True
         self._site: web.TCPSite | None = None
@@ -214,19 +222,39 @@ class ControlPlane:
             pid=os.getpid(),
         )
         self.client.save(root)
-        self._loop_task = asyncio.get_running_loop().create_task(self._loop())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._loop())
+        self._scrape_task = loop.create_task(self._scrape_loop())
         return self.client
 
     # -- run / stop --------------------------------------------------------------------------
 
     async def _loop(self) -> None:
         while not self._stopping.is_set():
+            now = self.clock.now()
             try:
-                self.reconciler.tick(self.clock.now())
+                self.autoscaler.tick(now)
+                self.reconciler.tick(now)
             except Exception:  # a bug in one tick must not stop the control plane
                 log.exception("controller tick failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.tick_s)
+
+    def _scrape_targets(self) -> list[tuple[tuple[str, str], int]]:
+        return [
+            ((r.namespace, r.name), r.status.port)
+            for r in self.store.list(Replica, None)
+            if r.ready and r.status.port is not None
+        ]
+
+    async def _scrape_loop(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                await self.scraper.scrape(self._scrape_targets(), self.clock.now())
+            except Exception:
+                log.exception("metrics scrape failed")
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.config.metrics_interval_s)
 
     def request_stop(self, stop_replicas: bool = True) -> None:
         self._stop_replicas = stop_replicas
@@ -239,8 +267,10 @@ class ControlPlane:
         if stop_replicas is not None:
             self._stop_replicas = stop_replicas
         self._stopping.set()
-        if self._loop_task is not None:
-            await self._loop_task
+        for task in (self._loop_task, self._scrape_task):
+            if task is not None:
+                await task
+        await self.scraper.close()
         await self.runner.shutdown(self._stop_replicas, self.config.shutdown_grace_s)
         if self._stop_replicas:
             await self.runner.sweep(self.config.shutdown_grace_s)
