@@ -68,7 +68,11 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
     assert "nope.yaml: no such file or directory" in result.stderr
 
 
-def test_apply_without_dry_run_changes_nothing_and_says_why(seed_dir: Path) -> None:
-    result = CliRunner().invoke(app, ["apply", "-f", str(seed_dir)])
+def test_apply_without_a_control_plane_changes_nothing_and_says_why(
+    seed_dir: Path, tmp_path: Path
+) -> None:
+    state = tmp_path / "no-control-plane"
+    result = CliRunner().invoke(app, ["apply", "-f", str(seed_dir), "--state-dir", str(state)])
     assert result.exit_code == 1
-    assert "use --dry-run" in result.stderr
+    assert "no control plane found" in result.stderr
+    assert "tierserve up" in result.stderr and "--dry-run" in result.stderr

@@ -81,9 +81,12 @@ def register(app: typer.Typer) -> None:
             client = Client.from_state_dir(root_of(state_dir))
         except NotFoundError:
             if not dry_run:
-                fail(NotFoundError(
-                    f"no control plane found in {root_of(state_dir)}: start one with "
-                    "`tierserve up` (or validate only with --dry-run)"))
+                fail(
+                    NotFoundError(
+                        f"no control plane found in {root_of(state_dir)}: start one with "
+                        "`tierserve up` (or validate only with --dry-run)"
+                    )
+                )
             for obj in objects:
                 typer.echo(f"{resource_name(obj)} created (dry run)")
             return

@@ -46,6 +46,9 @@ def register(app: typer.Typer) -> None:
         api_key: list[str] = typer.Option(
             [], "--api-key", help="Accepted client key (Authorization: Bearer); repeatable."
         ),
+        loop: str = typer.Option(
+            "auto", help="Event loop: auto (uvloop when installed), asyncio or uvloop."
+        ),
         log_level: str = typer.Option("INFO", help="Python log level."),
     ) -> None:
         """Serve the OpenAI API in front of the replicas a routes file or URL lists."""
@@ -68,7 +71,7 @@ def register(app: typer.Typer) -> None:
                 routes_token=routes_token,
                 poll_interval_s=routes_interval_s,
             )
-            run_gateway(config, spec, host, port, workers)
+            run_gateway(config, spec, host, port, workers, loop)
         except TierserveError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from exc

@@ -44,16 +44,28 @@ def _labels(obj: Obj) -> dict[str, str]:
 def _node_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]:
     headers = ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
     if wide:
-        headers += ["INTERNAL-IP", "EXTERNAL-IP", "OS-IMAGE", "KERNEL-VERSION",
-                    "CONTAINER-RUNTIME", "GPU", "TIER"]
+        headers += [
+            "INTERNAL-IP",
+            "EXTERNAL-IP",
+            "OS-IMAGE",
+            "KERNEL-VERSION",
+            "CONTAINER-RUNTIME",
+            "GPU",
+            "TIER",
+        ]
     rows = []
     for n in items:
         spec, status = n.get("spec", {}), n.get("status", {})
         virtual = "virtual" in spec
         roles = _labels(n).get("kubernetes.io/role", "<none>")
         state = "Ready,SchedulingDisabled" if spec.get("unschedulable") else "Ready"
-        row = [n["metadata"]["name"], state, roles,
-               age_of(n["metadata"].get("creationTimestamp"), now), NODE_VERSION]
+        row = [
+            n["metadata"]["name"],
+            state,
+            roles,
+            age_of(n["metadata"].get("creationTimestamp"), now),
+            NODE_VERSION,
+        ]
         if wide:
             ips = [a["address"] for a in status.get("addresses", []) if a["type"] == "InternalIP"]
             gpus = status.get("allocatable", {}).get(GPU, "0")
@@ -62,11 +74,15 @@ def _node_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]
             if virtual and spec["virtual"].get("gpuQuota") is not None:
                 gpus = str(spec["virtual"]["gpuQuota"])
             label = f"{gpus}x{model}" + (" (emulated)" if gpu.get("emulated") else "")
-            row += [ips[0] if ips else "<none>", "<none>",
-                    "<unknown>" if virtual else _os_image(),
-                    "<unknown>" if virtual else platform.release(),
-                    "<unknown>" if virtual else "process://tierserve",
-                    label if model else gpus, "cloud" if virtual else "idc"]
+            row += [
+                ips[0] if ips else "<none>",
+                "<none>",
+                "<unknown>" if virtual else _os_image(),
+                "<unknown>" if virtual else platform.release(),
+                "<unknown>" if virtual else "process://tierserve",
+                label if model else gpus,
+                "cloud" if virtual else "idc",
+            ]
         rows.append(row)
     return headers, rows
 
@@ -79,13 +95,22 @@ def _pod_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]
     for p in items:
         st = p.get("status", {})
         phase = st.get("phase", "Pending")
-        row = [p["metadata"]["name"], "1/1" if phase == "Ready" else "0/1", phase,
-               str(st.get("restarts", 0)), age_of(st.get("createdS"), now)]
+        row = [
+            p["metadata"]["name"],
+            "1/1" if phase == "Ready" else "0/1",
+            phase,
+            str(st.get("restarts", 0)),
+            age_of(st.get("createdS"), now),
+        ]
         if wide:
             unit = st.get("unit")
-            row += ["127.0.0.1" if st.get("port") else "<none>", st.get("nodeName") or "<none>",
-                    str(st.get("port") or "<none>"), "<none>" if unit is None else str(unit),
-                    _labels(p).get(TIER_LABEL, "<none>")]
+            row += [
+                "127.0.0.1" if st.get("port") else "<none>",
+                st.get("nodeName") or "<none>",
+                str(st.get("port") or "<none>"),
+                "<none>" if unit is None else str(unit),
+                _labels(p).get(TIER_LABEL, "<none>"),
+            ]
         rows.append(row)
     return headers, rows
 
@@ -112,27 +137,46 @@ def _service_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[R
     for s in items:
         spec, st = s["spec"], s.get("status", {})
         name, ns = s["metadata"]["name"], s["metadata"].get("namespace", "default")
-        row = [name, str(spec.get("replicas", 1)), str(st.get("availableReplicas", 0)),
-               f"{name}-{ns}.example.com", age_of(s["metadata"].get("creationTimestamp"), now)]
+        row = [
+            name,
+            str(spec.get("replicas", 1)),
+            str(st.get("availableReplicas", 0)),
+            f"{name}-{ns}.example.com",
+            age_of(s["metadata"].get("creationTimestamp"), now),
+        ]
         if wide:
-            row += [str(spec.get("gpus", 0)), str(spec.get("minReplicas", "<none>")),
-                    str(spec.get("maxReplicas", "<none>")), spec.get("scaleMetric", "<none>"),
-                    str(spec.get("scaleTarget", "<none>"))]
+            row += [
+                str(spec.get("gpus", 0)),
+                str(spec.get("minReplicas", "<none>")),
+                str(spec.get("maxReplicas", "<none>")),
+                spec.get("scaleMetric", "<none>"),
+                str(spec.get("scaleTarget", "<none>")),
+            ]
         rows.append(row)
     return headers, rows
 
 
 def _pv_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]:
     headers = ["NAME", "CAPACITY", "ACCESS MODES", "RECLAIM POLICY", "AGE"]
-    abbreviations = {"ReadWriteOnce": "RWO", "ReadOnlyMany": "ROX", "ReadWriteMany": "RWX",
-                     "ReadWriteOncePod": "RWOP"}
+    abbreviations = {
+        "ReadWriteOnce": "RWO",
+        "ReadOnlyMany": "ROX",
+        "ReadWriteMany": "RWX",
+        "ReadWriteOncePod": "RWOP",
+    }
     rows = []
     for v in items:
         spec = v["spec"]
         modes = ",".join(abbreviations.get(m, m) for m in spec.get("accessModes", []))
-        rows.append([v["metadata"]["name"], spec.get("capacity", {}).get("storage", ""), modes,
-                     spec.get("persistentVolumeReclaimPolicy", "Retain"),
-                     age_of(v["metadata"].get("creationTimestamp"), now)])
+        rows.append(
+            [
+                v["metadata"]["name"],
+                spec.get("capacity", {}).get("storage", ""),
+                modes,
+                spec.get("persistentVolumeReclaimPolicy", "Retain"),
+                age_of(v["metadata"].get("creationTimestamp"), now),
+            ]
+        )
     return headers, rows
 
 
@@ -141,18 +185,28 @@ def _pvc_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]
     rows = []
     for c in items:
         spec = c["spec"]
-        rows.append([c["metadata"]["name"],
-                     spec.get("resources", {}).get("requests", {}).get("storage", ""),
-                     ",".join(spec.get("accessModes", [])),
-                     age_of(c["metadata"].get("creationTimestamp"), now)])
+        rows.append(
+            [
+                c["metadata"]["name"],
+                spec.get("resources", {}).get("requests", {}).get("storage", ""),
+                ",".join(spec.get("accessModes", [])),
+                age_of(c["metadata"].get("creationTimestamp"), now),
+            ]
+        )
     return headers, rows
 
 
 def _secret_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]:
     headers = ["NAME", "TYPE", "DATA", "AGE"]
-    rows = [[s["metadata"]["name"], s.get("type", "Opaque"),
-             str(len(s.get("data", {})) + len(s.get("stringData", {}))),
-             age_of(s["metadata"].get("creationTimestamp"), now)] for s in items]
+    rows = [
+        [
+            s["metadata"]["name"],
+            s.get("type", "Opaque"),
+            str(len(s.get("data", {})) + len(s.get("stringData", {}))),
+            age_of(s["metadata"].get("creationTimestamp"), now),
+        ]
+        for s in items
+    ]
     return headers, rows
 
 
@@ -169,8 +223,7 @@ TABLES: dict[str, Callable[[list[Obj], bool, float], tuple[Row, list[Row]]]] = {
 
 def _print_objects(items: list[Obj], output: str, single: bool) -> None:
     if output == "json":
-        typer.echo(json.dumps(items[0] if single else {"kind": "List", "items": items},
-                              indent=2))
+        typer.echo(json.dumps(items[0] if single else {"kind": "List", "items": items}, indent=2))
     else:
         doc = items[0] if single else {"apiVersion": "v1", "kind": "List", "items": items}
         typer.echo(yaml.safe_dump(doc, sort_keys=False).rstrip())
@@ -198,24 +251,34 @@ def _describe_lines(obj: Obj, plural: str, events: list[Obj], now: float) -> lis
     if not events:
         lines.append("  <none>")
     else:
-        rows = [[e["type"], e["reason"],
-                 age(now - e["lastTimestamp"]) + (f" (x{e['count']})" if e["count"] > 1 else ""),
-                 "tierserve", e["message"]] for e in events]
+        rows = [
+            [
+                e["type"],
+                e["reason"],
+                age(now - e["lastTimestamp"]) + (f" (x{e['count']})" if e["count"] > 1 else ""),
+                "tierserve",
+                e["message"],
+            ]
+            for e in events
+        ]
         table = render(["Type", "Reason", "Age", "From", "Message"], rows)
         lines += ["  " + line for line in table.splitlines()]
     return lines
 
 
 def _gpu_total(items: list[Obj]) -> str:
-    return format_amount(GPU, sum(parse_milli(i["spec"].get("requests", {}).get(GPU, "0"))
-                                  for i in items))
+    return format_amount(
+        GPU, sum(parse_milli(i["spec"].get("requests", {}).get(GPU, "0")) for i in items)
+    )
 
 
 def register(app: typer.Typer) -> None:
     @app.command()
     def get(
-        resource: str = typer.Argument(..., help="nodes, pods, resourcepolicies (rp), "
-                                       "inferenceservices (isvc), pv, pvc, secrets"),
+        resource: str = typer.Argument(
+            ...,
+            help="nodes, pods, resourcepolicies (rp), inferenceservices (isvc), pv, pvc, secrets",
+        ),
         name: str | None = typer.Argument(None),
         output: str | None = typer.Option(None, "-o", "--output", help="wide|yaml|json"),
         namespace: str = NamespaceOption,
@@ -224,8 +287,11 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Display objects (kubectl get)."""
         if output not in (None, "wide", "yaml", "json"):
-            fail(ValidationError("-o", [FieldError("", f"{output!r} is not one of wide, yaml, "
-                                                    "json")]))
+            fail(
+                ValidationError(
+                    "-o", [FieldError("", f"{output!r} is not one of wide, yaml, json")]
+                )
+            )
         try:
             cls = resolve_resource(resource)
             client = client_for(state_dir)
@@ -246,8 +312,10 @@ def register(app: typer.Typer) -> None:
         headers, rows = TABLES[plural](items, output == "wide", time.time())
         if all_namespaces and cls.NAMESPACED:
             headers = ["NAMESPACE", *headers]
-            rows = [[i["metadata"].get("namespace", "default"), *r]
-                    for i, r in zip(items, rows, strict=True)]
+            rows = [
+                [i["metadata"].get("namespace", "default"), *r]
+                for i, r in zip(items, rows, strict=True)
+            ]
         typer.echo(render(headers, rows))
 
     @app.command()
@@ -270,15 +338,24 @@ def register(app: typer.Typer) -> None:
                 cost = client.cost()["services"].get(f"{namespace}/{name}")
                 if cost:
                     gpu_s = ", ".join(f"{t} {v:.1f}" for t, v in sorted(cost["gpuSeconds"].items()))
-                    lines += ["", "Cost:", f"  GPU-seconds:  {gpu_s}",
-                              f"  Cloud cost:   {cost['cloudCost']:.4f}"]
+                    lines += [
+                        "",
+                        "Cost:",
+                        f"  GPU-seconds:  {gpu_s}",
+                        f"  Cloud cost:   {cost['cloudCost']:.4f}",
+                    ]
             if plural == "nodes":
-                pods = [p for p in client.list_objects("pods", None)
-                        if p["status"].get("nodeName") == name
-                        and p["status"].get("phase") != "Failed"]
+                pods = [
+                    p
+                    for p in client.list_objects("pods", None)
+                    if p["status"].get("nodeName") == name and p["status"].get("phase") != "Failed"
+                ]
                 lines += ["", f"Non-terminated replicas: ({len(pods)} in total)"]
-                lines += [f"  {p['metadata']['namespace']}/{p['metadata']['name']}  "
-                          f"{p['status']['phase']}" for p in pods]
+                lines += [
+                    f"  {p['metadata']['namespace']}/{p['metadata']['name']}  "
+                    f"{p['status']['phase']}"
+                    for p in pods
+                ]
                 lines += [f"Allocated GPUs: {_gpu_total(pods)}"]
         except TierserveError as exc:
             fail(exc)
@@ -288,8 +365,9 @@ def register(app: typer.Typer) -> None:
     def delete(
         resource: str | None = typer.Argument(None),
         names: list[str] | None = typer.Argument(None),
-        files: list[str] | None = typer.Option(None, "-f", "--filename",
-                                               help="Delete what these manifests name."),
+        files: list[str] | None = typer.Option(
+            None, "-f", "--filename", help="Delete what these manifests name."
+        ),
         namespace: str = NamespaceOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
@@ -305,8 +383,11 @@ def register(app: typer.Typer) -> None:
                 for name in names:
                     results += client.delete(plural, name, namespace)
             else:
-                fail(ValidationError("delete", [FieldError(
-                    "", "expected RESOURCE NAME... or -f FILE")]))
+                fail(
+                    ValidationError(
+                        "delete", [FieldError("", "expected RESOURCE NAME... or -f FILE")]
+                    )
+                )
         except TierserveError as exc:
             fail(exc)
         for r in results:

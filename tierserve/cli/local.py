@@ -58,7 +58,10 @@ def _detach(argv: list[str], root: Path, timeout_s: float) -> None:
     log = open(root / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child
     child = subprocess.Popen(
         [sys.executable, "-m", "tierserve.cli.main", *argv],
-        stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
     )
     log.close()
     deadline = time.monotonic() + timeout_s
@@ -85,38 +88,53 @@ def register(app: typer.Typer) -> None:
         api_port: int = typer.Option(0, help="API port (0: any free port)."),
         gateway_port: int = typer.Option(0, help="Gateway port (0: any free port)."),
         cluster: Path | None = typer.Option(
-            None, "--cluster", help="YAML of the cluster's Nodes (default: the seed's "
-            "idc001 + virtual-kubelet-cn-hangzhou-b)."),
+            None,
+            "--cluster",
+            help="YAML of the cluster's Nodes (default: the seed's "
+            "idc001 + virtual-kubelet-cn-hangzhou-b).",
+        ),
         virtual_cold_start_s: float | None = typer.Option(
-            None, min=0, help=f"Virtual node cold start [default: {DEFAULT_COLD_START_S:g}]."),
+            None, min=0, help=f"Virtual node cold start [default: {DEFAULT_COLD_START_S:g}]."
+        ),
         virtual_price_per_gpu_hour: float | None = typer.Option(
-            None, min=0, help=f"Virtual node price [default: {DEFAULT_PRICE_PER_GPU_HOUR:g}]."),
+            None, min=0, help=f"Virtual node price [default: {DEFAULT_PRICE_PER_GPU_HOUR:g}]."
+        ),
         virtual_gpu_quota: int | None = typer.Option(
-            None, min=0, help=f"Virtual node GPU quota [default: {DEFAULT_GPU_QUOTA}]."),
+            None, min=0, help=f"Virtual node GPU quota [default: {DEFAULT_GPU_QUOTA}]."
+        ),
         tick_s: float = typer.Option(0.5, min=0.01, help="Controller period."),
         start_timeout_s: float = typer.Option(
-            600.0, min=0.1, help="A replica not healthy this long after start is replaced."),
+            600.0, min=0.1, help="A replica not healthy this long after start is replaced."
+        ),
         drain_grace_s: float = typer.Option(
-            30.0, min=0, help="How long a terminating replica may finish its requests."),
+            30.0, min=0, help="How long a terminating replica may finish its requests."
+        ),
         stop_grace_s: float = typer.Option(10.0, min=0.1, help="SIGTERM to SIGKILL grace."),
         ready_timeout_s: float = typer.Option(30.0, min=1, help="--detach: wait this long."),
         hpa_period_s: float = typer.Option(
-            5.0, min=0.01, help="Autoscaler period (Kubernetes' HPA sync period is 15 s)."),
+            5.0, min=0.01, help="Autoscaler period (Kubernetes' HPA sync period is 15 s)."
+        ),
         hpa_downscale_stabilization_s: float = typer.Option(
-            300.0, min=0, help="Scale-down stabilization window (Kubernetes: 300 s)."),
+            300.0, min=0, help="Scale-down stabilization window (Kubernetes: 300 s)."
+        ),
         metrics_interval_s: float = typer.Option(
-            1.0, min=0.05, help="How often replicas' /metrics are scraped."),
+            1.0, min=0.05, help="How often replicas' /metrics are scraped."
+        ),
     ) -> None:
         """Start the control plane: API server, controllers and gateway."""
         root = root_of(state_dir)
         virtual = None
-        if any(v is not None for v in (virtual_cold_start_s, virtual_price_per_gpu_hour,
-                                       virtual_gpu_quota)):
+        if any(
+            v is not None
+            for v in (virtual_cold_start_s, virtual_price_per_gpu_hour, virtual_gpu_quota)
+        ):
             virtual = VirtualNodeSettings(
-                cold_start_s=DEFAULT_COLD_START_S if virtual_cold_start_s is None
+                cold_start_s=DEFAULT_COLD_START_S
+                if virtual_cold_start_s is None
                 else virtual_cold_start_s,
                 price_per_gpu_hour=DEFAULT_PRICE_PER_GPU_HOUR
-                if virtual_price_per_gpu_hour is None else virtual_price_per_gpu_hour,
+                if virtual_price_per_gpu_hour is None
+                else virtual_price_per_gpu_hour,
                 gpu_quota=DEFAULT_GPU_QUOTA if virtual_gpu_quota is None else virtual_gpu_quota,
             )
         if cluster is not None and not cluster.is_file():
@@ -127,18 +145,25 @@ def register(app: typer.Typer) -> None:
                 argv += ["--state-dir", str(root)]
             _detach(argv, root, ready_timeout_s)
             return
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                            format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        logging.basicConfig(
+            level=logging.INFO,
+            stream=sys.stderr,
+            format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        )
         config = ControlPlaneConfig(
-            state_dir=root, host=host, api_port=api_port, gateway_port=gateway_port,
-            tick_s=tick_s, cluster_file=cluster, virtual=virtual,
-            controllers=ControllerSettings(drain_grace_s=drain_grace_s,
-                                           stop_grace_s=stop_grace_s),
+            state_dir=root,
+            host=host,
+            api_port=api_port,
+            gateway_port=gateway_port,
+            tick_s=tick_s,
+            cluster_file=cluster,
+            virtual=virtual,
+            controllers=ControllerSettings(drain_grace_s=drain_grace_s, stop_grace_s=stop_grace_s),
             supervisor=SupervisorConfig(start_timeout_s=start_timeout_s, grace_s=stop_grace_s),
             shutdown_grace_s=stop_grace_s,
             autoscaler=AutoscalerSettings(
-                period_s=hpa_period_s,
-                downscale_stabilization_s=hpa_downscale_stabilization_s),
+                period_s=hpa_period_s, downscale_stabilization_s=hpa_downscale_stabilization_s
+            ),
             metrics_interval_s=metrics_interval_s,
         )
         try:

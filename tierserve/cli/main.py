@@ -11,6 +11,7 @@ from tierserve.cli import engine as engine_cli
 from tierserve.cli import gateway as gateway_cli
 from tierserve.cli import kubectl as kubectl_cli
 from tierserve.cli import local as local_cli
+from tierserve.cli import serve as serve_cli
 
 app = typer.Typer(
     name="tierserve",
@@ -25,6 +26,7 @@ app.add_typer(engine_cli.app, name="engine")
 local_cli.register(app)
 apply_cli.register(app)
 kubectl_cli.register(app)
+serve_cli.register(app)
 bench_cli.register(app)
 gateway_cli.register(app)
 
