@@ -120,6 +120,12 @@ def register(app: typer.Typer) -> None:
         metrics_interval_s: float = typer.Option(
             1.0, min=0.05, help="How often replicas' /metrics are scraped."
         ),
+        emulator_time_scale: float | None = typer.Option(
+            None,
+            min=0.001,
+            help="Run emulated replicas this much faster (e.g. 0.1 = 10x) for demos and "
+            "tests; their metrics stay in emulated units.",
+        ),
     ) -> None:
         """Start the control plane: API server, controllers and gateway."""
         root = root_of(state_dir)
@@ -165,6 +171,7 @@ def register(app: typer.Typer) -> None:
                 period_s=hpa_period_s, downscale_stabilization_s=hpa_downscale_stabilization_s
             ),
             metrics_interval_s=metrics_interval_s,
+            emulator_time_scale=emulator_time_scale,
         )
         try:
             asyncio.run(_run_foreground(config))

@@ -96,6 +96,8 @@ class ReplicaContext:
     """Real-GPU indices assigned to the replica (``gpus.pick_gpus``); unused when emulated."""
     python: str = sys.executable
     """The interpreter that runs the emulator."""
+    emulator_args: tuple[str, ...] = ()
+    """Extra emulator options for emulated-GPU nodes (``up --emulator-time-scale``)."""
 
 
 def replica_dirs(state_dir: str, namespace: str, name: str) -> tuple[str, str]:
@@ -130,7 +132,11 @@ def build_launch_spec(service: InferenceService, node: Node, ctx: ReplicaContext
         argv: tuple[str, ...] = (service.spec.shell, "-c", _rewrite_text(command, ctx.port, mounts))
     else:
         emulate_gpu = gpu.model if gpu is not None and gpu.emulated else None
-        argv = tuple(rewrite_argv(shlex.split(command), ctx.port, mounts, emulate_gpu, ctx.python))
+        argv = tuple(
+            rewrite_argv(
+                shlex.split(command), ctx.port, mounts, emulate_gpu, ctx.python, ctx.emulator_args
+            )
+        )
     return LaunchSpec(argv=argv, env=env, cwd=ctx.cwd, log_path=ctx.log_path, port=ctx.port)
 
 
@@ -152,8 +158,13 @@ def rewrite_argv(
     mounts: Sequence[tuple[str, str]] = (),
     emulate_gpu: str | None = None,
     python: str = sys.executable,
+    emulator_args: Sequence[str] = (),
 ) -> list[str]:
-    """Apply the data-path, emulator, port and host rules to an argv (see the module doc)."""
+    """Apply the data-path, emulator, port and host rules to an argv (see the module doc).
+
+    ``emulator_args`` (e.g. ``--time-scale 0.1`` from ``up --emulator-time-scale``) are
+    appended when the command runs the emulator on an emulated-GPU node.
+    """
     out = [_rewrite_path(word, mounts) for word in words]
     kind = engine_kind(out)
     if kind == "vllm-serve":
@@ -162,8 +173,11 @@ def rewrite_argv(
             out += ["--served-model-name", model]
         if emulate_gpu is not None:
             out = [python, "-m", EMULATOR_MODULE, *EMULATOR_ARGS, *out[2:], "--gpu", emulate_gpu]
-    elif kind == "emulator" and emulate_gpu is not None and not _has_flag(out, "--gpu"):
-        out += ["--gpu", emulate_gpu]
+            out += emulator_args
+    elif kind == "emulator" and emulate_gpu is not None:
+        if not _has_flag(out, "--gpu"):
+            out += ["--gpu", emulate_gpu]
+        out += emulator_args
     found_port = False
     for i, word in enumerate(out):
         if "{port}" in word:

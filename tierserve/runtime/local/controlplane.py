@@ -67,6 +67,8 @@ class ControlPlaneConfig:
     """Overrides for the default virtual node (flags of ``up``); None keeps what is stored."""
     controllers: ControllerSettings = field(default_factory=ControllerSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    emulator_time_scale: float | None = None
+    """Passed to every emulated replica as ``--time-scale`` (demos, tests); None = real time."""
     metrics_interval_s: float = 1.0
     """How often every Ready replica's /metrics is scraped."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
@@ -98,6 +100,11 @@ class ControlPlane:
             str(root),
             supervisor=config.supervisor,
             ports=self.ports,
+            emulator_args=(
+                ("--time-scale", f"{config.emulator_time_scale:g}")
+                if config.emulator_time_scale is not None
+                else ()
+            ),
         )
         self.reconciler = Reconciler(self.store, self.runner, config.controllers)
         self.scraper = MetricsScraper()

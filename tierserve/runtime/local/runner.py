@@ -69,6 +69,7 @@ class ReplicaRunner:
         supervisor: SupervisorConfig | None = None,
         ports: PortAllocator | None = None,
         python: str = sys.executable,
+        emulator_args: tuple[str, ...] = (),
     ) -> None:
         self.store = store
         self.launcher = launcher
@@ -78,6 +79,7 @@ class ReplicaRunner:
         self.config = supervisor or SupervisorConfig()
         self.ports = ports or PortAllocator()
         self.python = python
+        self.emulator_args = emulator_args
         self._running: dict[Key, _Running] = {}
 
     # -- queries ---------------------------------------------------------------------------

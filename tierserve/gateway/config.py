@@ -1,0 +1,63 @@
+"""GatewayConfig: every knob of the gateway, validated once at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tierserve.errors import FieldError, ValidationError
+from tierserve.policy.routing import DEFAULT_ROUTING_POLICY, ROUTING_POLICIES
+
+DEFAULT_GATEWAY_PORT = 8000
+"""vLLM's default port: clients pointed at ``vllm serve`` work unchanged."""
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    """How the gateway routes, retries, holds and limits requests.
+
+    Defaults and why:
+
+    - ``hold_timeout_s`` 60: a replica scaling from zero on an emulated or IDC GPU
+      is usually Ready within a minute; past that the client gets 503 + Retry-After.
+    - ``retries`` 1: one more replica after a connection failure or a 5xx, only
+      before the first response byte reached the client.
+    - ``request_timeout_s`` 600: a whole request, stream included (long generations).
+    - ``connect_timeout_s`` 5: a replica that does not accept in 5 s is treated as down.
+    - ``eject_base_s`` 5 / ``eject_max_s`` 60: outlier back-off, doubling per
+      consecutive failure of the same replica.
+    - ``max_body_bytes`` 16 MiB: long prompts fit, runaway uploads get 413.
+    - ``api_keys``: empty means no client authentication (and the client's
+      ``Authorization`` is passed to the engine unchanged).
+    """
+
+    policy: str = DEFAULT_ROUTING_POLICY
+    hold_timeout_s: float = 60.0
+    retry_after_s: int = 5
+    retries: int = 1
+    request_timeout_s: float = 600.0
+    connect_timeout_s: float = 5.0
+    eject_base_s: float = 5.0
+    eject_max_s: float = 60.0
+    max_body_bytes: int = 16 * 1024 * 1024
+    api_keys: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        errors: list[FieldError] = []
+        if self.policy not in ROUTING_POLICIES:
+            choices = ", ".join(sorted(ROUTING_POLICIES))
+            errors.append(FieldError("policy", f"{self.policy!r} is not one of: {choices}"))
+        for name in ("hold_timeout_s", "eject_base_s"):
+            if getattr(self, name) < 0:
+                errors.append(FieldError(name, f"{getattr(self, name)} must be >= 0"))
+        for name in ("request_timeout_s", "connect_timeout_s", "eject_max_s"):
+            if getattr(self, name) <= 0:
+                errors.append(FieldError(name, f"{getattr(self, name)} must be > 0"))
+        for name in ("retries", "retry_after_s"):
+            if getattr(self, name) < 0:
+                errors.append(FieldError(name, f"{getattr(self, name)} must be >= 0"))
+        if self.max_body_bytes < 1:
+            errors.append(FieldError("max_body_bytes", f"{self.max_body_bytes} must be >= 1"))
+        if any(not key for key in self.api_keys):
+            errors.append(FieldError("api_keys", "an API key must not be empty"))
+        if errors:
+            raise ValidationError("gateway", errors)

@@ -1,0 +1,174 @@
+"""The gateway's Prometheus metrics (its own registry per app, no globals).
+
+Families (labels):
+
+- ``tierserve_gateway_requests_total`` (namespace, service, tier, code): finished
+  requests; ``tier`` is the replica's (``idc``/``cloud``) or ``none`` when no
+  replica answered (404, 503 after holding, 4xx from the gateway itself).
+- ``tierserve_gateway_time_to_first_byte_seconds`` (namespace, service, tier):
+  from arrival to the first upstream response byte (TTFT for streams).
+- ``tierserve_gateway_request_duration_seconds`` (namespace, service, tier): end to end.
+- ``tierserve_gateway_replica_in_flight`` (namespace, service, replica, tier):
+  requests this process has in flight per replica (gauge, read at scrape time).
+- ``tierserve_gateway_service_in_flight`` (namespace, service): the same per service.
+- ``tierserve_gateway_held_requests`` (namespace, service): requests waiting now
+  for a Ready replica (the scale-from-zero signal).
+- ``tierserve_gateway_held_total`` (namespace, service, outcome=served|timeout).
+- ``tierserve_gateway_retries_total`` (namespace, service, reason=connect|5xx|timeout).
+- ``tierserve_gateway_ejections_total`` (namespace, service, replica).
+- ``tierserve_gateway_replica_ejected`` (namespace, service, replica): 1 while ejected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from tierserve.gateway.balancer import Balancer
+from tierserve.gateway.table import RouteTable
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Gateway overhead is sub-millisecond; LLM TTFT spans 10 ms to minutes.
+LATENCY_BUCKETS = (
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+    30.0,
+    60.0,
+    120.0,
+    300.0,
+)
+
+
+class _LiveGauges(Collector):
+    """Gauges computed at scrape time from the balancer, the held counts and the table."""
+
+    def __init__(
+        self,
+        table: RouteTable,
+        balancer: Balancer,
+        held: dict[str, int],
+        now: Callable[[], float],
+    ) -> None:
+        self.table, self.balancer, self.held, self.now = table, balancer, held, now
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        replica = GaugeMetricFamily(
+            "tierserve_gateway_replica_in_flight",
+            "Requests in flight per replica (this gateway process).",
+            labels=["namespace", "service", "replica", "tier"],
+        )
+        service = GaugeMetricFamily(
+            "tierserve_gateway_service_in_flight",
+            "Requests in flight per service (this gateway process).",
+            labels=["namespace", "service"],
+        )
+        held = GaugeMetricFamily(
+            "tierserve_gateway_held_requests",
+            "Requests held now for a Ready replica.",
+            labels=["namespace", "service"],
+        )
+        ejected = GaugeMetricFamily(
+            "tierserve_gateway_replica_ejected",
+            "1 while outlier detection keeps the replica out of its pool.",
+            labels=["namespace", "service", "replica"],
+        )
+        now = self.now()
+        in_flight = self.balancer.in_flight
+        for r in self.table.routes:
+            total = 0
+            for b in r.backends:
+                n = in_flight.get(b.replica, 0)
+                total += n
+                replica.add_metric([r.namespace, r.name, b.replica, b.tier], n)
+                is_out = self.balancer.outliers.ejected(b.replica, now)
+                ejected.add_metric([r.namespace, r.name, b.replica], 1.0 if is_out else 0.0)
+            service.add_metric([r.namespace, r.name], total)
+            held.add_metric([r.namespace, r.name], self.held.get(r.key, 0))
+        yield replica
+        yield service
+        yield held
+        yield ejected
+
+
+class GatewayMetrics:
+    def __init__(
+        self,
+        table: RouteTable,
+        balancer: Balancer,
+        now: Callable[[], float],
+    ) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.held: dict[str, int] = {}
+        """Requests held now, by service key (read by the live gauges)."""
+        r = self.registry
+        svc = ["namespace", "service"]
+        self.requests = Counter(
+            "tierserve_gateway_requests", "Finished requests.", [*svc, "tier", "code"], registry=r
+        )
+        self.ttfb = Histogram(
+            "tierserve_gateway_time_to_first_byte_seconds",
+            "Arrival to the first upstream response byte (TTFT for streams).",
+            [*svc, "tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.duration = Histogram(
+            "tierserve_gateway_request_duration_seconds",
+            "Arrival to the last byte sent to the client.",
+            [*svc, "tier"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.held_total = Counter(
+            "tierserve_gateway_held", "Requests that were held.", [*svc, "outcome"], registry=r
+        )
+        self.retries = Counter(
+            "tierserve_gateway_retries", "Retries on another replica.", [*svc, "reason"], registry=r
+        )
+        self.ejections = Counter(
+            "tierserve_gateway_ejections", "Replica ejections.", [*svc, "replica"], registry=r
+        )
+        r.register(_LiveGauges(table, balancer, self.held, now))
+        # labels() takes a lock and hashes every call; cache the children per label tuple.
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def _child(self, metric: Any, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
+    def finished(
+        self, ns: str, svc: str, tier: str, code: int, ttfb_s: float | None, total_s: float
+    ) -> None:
+        self._child(self.requests, ns, svc, tier, str(code)).inc()
+        if tier != "none":
+            if ttfb_s is not None:
+                self._child(self.ttfb, ns, svc, tier).observe(ttfb_s)
+            self._child(self.duration, ns, svc, tier).observe(total_s)
+
+    def retried(self, ns: str, svc: str, reason: str) -> None:
+        self._child(self.retries, ns, svc, reason).inc()
+
+    def ejected(self, ns: str, svc: str, replica: str) -> None:
+        self._child(self.ejections, ns, svc, replica).inc()
+
+    def hold_ended(self, ns: str, svc: str, outcome: str) -> None:
+        self._child(self.held_total, ns, svc, outcome).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

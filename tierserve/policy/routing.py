@@ -1,0 +1,185 @@
+"""Which replica gets the next request: a pure routing choice, pluggable by name.
+
+The gateway calls ``choose`` once per attempt with the service's candidate
+replicas (each with its in-flight count, unit index and ejection state), the
+replicas this request already tried, and the policy's own state; it gets back
+the choice, the new state and a reason. No I/O, no clock: the gateway reads
+in-flight counts and the outlier detector's ejections at the edge.
+
+Rules every policy keeps:
+
+- Only Ready replicas receive traffic (Terminating ones finish what they have).
+- Replicas the request already tried are skipped (a retry goes elsewhere).
+- Ejected replicas (outlier detection) are skipped while any healthy one is
+  left; if every remaining Ready replica is ejected the policy still picks one
+  (Envoy's panic mode): a guess beats refusing every request.
+- Ties go to the earlier unit (IDC before cloud), then to the name.
+
+Policies: ``least_outstanding`` (default) and ``round_robin``; ``ROUTING_POLICIES``
+is the registry and ``routing_policy(name)`` the validating factory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tierserve.errors import FieldError, ValidationError
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """One replica of the service as the gateway sees it right now."""
+
+    name: str
+    unit: int
+    """ResourcePolicy unit index: 0 is the first (IDC) unit; later units are cloud."""
+    in_flight: int = 0
+    """Requests this gateway has sent to the replica that have not finished."""
+    ready: bool = True
+    ejected: bool = False
+    """Ejected by outlier detection (recent connection failure or 5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingState:
+    """A policy's explicit state; ``cursor`` is round robin's position."""
+
+    cursor: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class NoCandidate:
+    """Why nothing was chosen: counts of what there was."""
+
+    total: int
+    ready: int
+    tried: int
+
+
+@dataclass(frozen=True, slots=True)
+class Chosen:
+    """Why this replica: its in-flight count and whether it was picked in panic mode."""
+
+    in_flight: int
+    panic: bool = False
+
+
+Reason = Chosen | NoCandidate
+
+
+@dataclass(frozen=True, slots=True)
+class RoutingDecision:
+    choice: str | None
+    """The chosen replica's name, or None when no Ready untried replica is left."""
+    state: RoutingState
+    reason: Reason = field(default_factory=lambda: NoCandidate(0, 0, 0))
+
+
+class RoutingPolicy(Protocol):
+    @property
+    def name(self) -> str:
+        """The policy's registry name (``--policy``)."""
+        ...
+
+    def choose(
+        self,
+        candidates: Sequence[Candidate],
+        state: RoutingState,
+        tried: frozenset[str] = frozenset(),
+    ) -> RoutingDecision:
+        """Pick one candidate (see the module docstring for the rules)."""
+        ...
+
+
+def _eligible(
+    candidates: Sequence[Candidate], tried: frozenset[str]
+) -> tuple[list[Candidate], bool]:
+    """Ready, untried candidates; healthy ones unless all are ejected (then panic)."""
+    ready = [c for c in candidates if c.ready and c.name not in tried]
+    healthy = [c for c in ready if not c.ejected]
+    if healthy:
+        return healthy, False
+    return ready, bool(ready)
+
+
+def _none(
+    candidates: Sequence[Candidate], tried: frozenset[str], state: RoutingState
+) -> RoutingDecision:
+    ready = sum(1 for c in candidates if c.ready)
+    return RoutingDecision(None, state, NoCandidate(len(candidates), ready, len(tried)))
+
+
+@dataclass(frozen=True, slots=True)
+class LeastOutstanding:
+    """Fewest in-flight requests; ties to the earlier unit, then the name."""
+
+    name: str = "least_outstanding"
+
+    def choose(
+        self,
+        candidates: Sequence[Candidate],
+        state: RoutingState,
+        tried: frozenset[str] = frozenset(),
+    ) -> RoutingDecision:
+        pool, panic = _eligible(candidates, tried)
+        if not pool:
+            return _none(candidates, tried, state)
+        best = min(pool, key=lambda c: (c.in_flight, c.unit, c.name))
+        return RoutingDecision(best.name, state, Chosen(best.in_flight, panic))
+
+
+@dataclass(frozen=True, slots=True)
+class RoundRobin:
+    """Each eligible replica in turn, in (unit, name) order."""
+
+    name: str = "round_robin"
+
+    def choose(
+        self,
+        candidates: Sequence[Candidate],
+        state: RoutingState,
+        tried: frozenset[str] = frozenset(),
+    ) -> RoutingDecision:
+        pool, panic = _eligible(candidates, tried)
+        if not pool:
+            return _none(candidates, tried, state)
+        pool.sort(key=lambda c: (c.unit, c.name))
+        pick = pool[state.cursor % len(pool)]
+        return RoutingDecision(
+            pick.name, RoutingState(cursor=state.cursor + 1), Chosen(pick.in_flight, panic)
+        )
+
+
+ROUTING_POLICIES: dict[str, RoutingPolicy] = {
+    "least_outstanding": LeastOutstanding(),
+    "round_robin": RoundRobin(),
+}
+DEFAULT_ROUTING_POLICY = "least_outstanding"
+
+
+def routing_policy(name: str) -> RoutingPolicy:
+    """The registered policy called ``name``; a ValidationError names the choices."""
+    try:
+        return ROUTING_POLICIES[name]
+    except KeyError:
+        choices = ", ".join(sorted(ROUTING_POLICIES))
+        message = f"{name!r} is not a routing policy (one of: {choices})"
+        raise ValidationError("gateway", [FieldError("policy", message)]) from None
+
+
+__all__ = [
+    "DEFAULT_ROUTING_POLICY",
+    "ROUTING_POLICIES",
+    "Candidate",
+    "Chosen",
+    "LeastOutstanding",
+    "NoCandidate",
+    "Reason",
+    "RoundRobin",
+    "RoutingDecision",
+    "RoutingPolicy",
+    "RoutingState",
+    "routing_policy",
+]
