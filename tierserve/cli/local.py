@@ -18,6 +18,7 @@ import typer
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.output import fail
 from tierserve.errors import TierserveError
+from tierserve.gateway.config import GatewayConfig
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.cluster import (
     DEFAULT_COLD_START_S,
@@ -120,6 +121,15 @@ def register(app: typer.Typer) -> None:
         metrics_interval_s: float = typer.Option(
             1.0, min=0.05, help="How often replicas' /metrics are scraped."
         ),
+        routing_policy: str = typer.Option(
+            "least_outstanding", help="Gateway balancing: least_outstanding or round_robin."
+        ),
+        hold_timeout_s: float = typer.Option(
+            60.0, min=0, help="Gateway: hold a request this long while no replica is Ready."
+        ),
+        api_key: list[str] | None = typer.Option(
+            None, "--api-key", help="Gateway: accept only these client keys (repeatable)."
+        ),
         emulator_time_scale: float | None = typer.Option(
             None,
             min=0.001,
@@ -174,6 +184,10 @@ def register(app: typer.Typer) -> None:
             emulator_time_scale=emulator_time_scale,
         )
         try:
+            config.gateway = GatewayConfig(
+                policy=routing_policy, hold_timeout_s=hold_timeout_s,
+                api_keys=tuple(api_key or ()),
+            )
             asyncio.run(_run_foreground(config))
         except TierserveError as exc:
             fail(exc)

@@ -13,6 +13,7 @@ Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Errors are
     GET    /api/v1/events[?resource=&name=&namespace=]
     GET    /api/v1/cost
     GET    /api/v1/logs/{namespace}/{name}[?tail=N]     a replica's log
+    GET    /api/v1/routes                               the gateway's routes (docs/gateway.md)
     POST   /api/v1/shutdown {"stopReplicas": bool}
     GET    /metrics                                     Prometheus text
 """
@@ -154,8 +155,10 @@ class ApiServer:
         on_shutdown: Callable[[bool], None],
         tier_of: Callable[[Replica], str],
         clock: Clock,
+        routes: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.clock = clock
+        self.routes = routes
         self.store = store
         self.token = token
         self.state_dir = state_dir
@@ -175,6 +178,7 @@ class ApiServer:
         app.router.add_get("/api/v1/cost", self._cost)
         app.router.add_get("/api/v1/logs/{namespace}/{name}", self._logs)
         app.router.add_post("/api/v1/shutdown", self._shutdown)
+        app.router.add_get("/api/v1/routes", self._routes)
         app.router.add_get("/api/v1/{resource}", self._list)
         app.router.add_get("/api/v1/{resource}/{name}", self._get)
         app.router.add_delete("/api/v1/{resource}/{name}", self._delete)
@@ -359,6 +363,10 @@ class ApiServer:
         if tail is not None and tail.lstrip("-").isdigit() and int(tail) >= 0:
             lines = lines[-int(tail) :] if int(tail) else []
         return web.Response(text="".join(lines))
+
+    async def _routes(self, _: web.Request) -> web.Response:
+        """The gateway's routes document (for ``tierserve gateway --routes-url``)."""
+        return web.json_response(self.routes() if self.routes else {"services": []})
 
     async def _shutdown(self, request: web.Request) -> web.Response:
         body = await self._body(request)

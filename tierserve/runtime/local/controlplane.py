@@ -15,10 +15,15 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from tierserve.errors import ConflictError
+from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
+from tierserve.gateway.config import GatewayConfig
+from tierserve.gateway.run import serve_app
+from tierserve.gateway.table import RouteTable
 from tierserve.model import (
     InferenceService,
     Node,
@@ -47,8 +52,9 @@ from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
+from tierserve.runtime.local.routing import service_routes
 from tierserve.runtime.local.runner import ReplicaRunner
-from tierserve.runtime.local.scraper import MetricsScraper
+from tierserve.runtime.local.scraper import INFLIGHT_METRIC, MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
 
 log = logging.getLogger("tierserve.controlplane")
@@ -67,6 +73,7 @@ class ControlPlaneConfig:
     """Overrides for the default virtual node (flags of ``up``); None keeps what is stored."""
     controllers: ControllerSettings = field(default_factory=ControllerSettings)
     autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    gateway: GatewayConfig = field(default_factory=GatewayConfig)
     emulator_time_scale: float | None = None
     """Passed to every emulated replica as ``--time-scale`` (demos, tests); None = real time."""
     metrics_interval_s: float = 1.0
@@ -106,7 +113,14 @@ class ControlPlane:
                 else ()
             ),
         )
-        self.reconciler = Reconciler(self.store, self.runner, config.controllers)
+        self.table = RouteTable()
+        self.gateway_app = create_gateway_app(self.table, config.gateway)
+        self._in_flight = self.gateway_app[GATEWAY_STATE].balancer.in_flight
+        self._gateway_task: asyncio.Task[None] | None = None
+        self.runner.on_change = self.refresh_routes
+        self.reconciler = Reconciler(
+            self.store, self.runner, config.controllers, inflight=self._inflight_of
+        )
         self.scraper = MetricsScraper()
         self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler)
         self._scrape_task: asyncio.Task[None] | None = None
@@ -203,6 +217,36 @@ class ControlPlane:
         port = server.sockets[0].getsockname()[1]
         return f"http://{self.config.host}:{port}"
 
+    def _inflight_of(self, replica: Replica) -> int:
+        return self._in_flight.get(replica.name, 0)
+
+    def refresh_routes(self) -> None:
+        """Point the gateway at the Ready replicas of every service."""
+        routes = service_routes(
+            self.store.list(InferenceService, None),
+            self.store.list(Replica, None),
+            {n.name: n for n in self.store.list(Node)},
+            self.config.host,
+        )
+        if routes != list(self.table.routes):
+            self.table.set_routes(routes)
+
+    async def _serve_gateway(self) -> int:
+        bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._gateway_task = asyncio.get_running_loop().create_task(
+            serve_app(
+                self.gateway_app,
+                self.config.host,
+                self.config.gateway_port,
+                on_ready=bound.set_result,
+            )
+        )
+        pending: set[asyncio.Future[Any]] = {bound, self._gateway_task}
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        if not bound.done():
+            self._gateway_task.result()  # raises why the gateway could not start
+        return bound.result()
+
     def _tier_of(self, replica: Replica) -> str:
         node = self.store.get(Node, "", replica.node_name or "")
         return node.tier if node is not None else ""
@@ -221,7 +265,8 @@ class ControlPlane:
         self._seed_cluster()
         await self._adopt()
         api_url = await self._serve_api()
-        gateway_port = self.config.gateway_port or self.ports.allocate()
+        self.refresh_routes()
+        gateway_port = await self._serve_gateway()
         self.client = ClientConfig(
             api_url=api_url,
             gateway_url=f"http://{self.config.host}:{gateway_port}",
@@ -242,6 +287,7 @@ class ControlPlane:
             try:
                 self.autoscaler.tick(now)
                 self.reconciler.tick(now)
+                self.refresh_routes()
             except Exception:  # a bug in one tick must not stop the control plane
                 log.exception("controller tick failed")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -257,7 +303,11 @@ class ControlPlane:
     async def _scrape_loop(self) -> None:
         while not self._stopping.is_set():
             try:
-                await self.scraper.scrape(self._scrape_targets(), self.clock.now())
+                await self.scraper.scrape(
+                    self._scrape_targets(),
+                    self.clock.now(),
+                    extra=lambda key: {INFLIGHT_METRIC: float(self._in_flight.get(key[1], 0))},
+                )
             except Exception:
                 log.exception("metrics scrape failed")
             with contextlib.suppress(asyncio.TimeoutError):
@@ -278,6 +328,10 @@ class ControlPlane:
             if task is not None:
                 await task
         await self.scraper.close()
+        if self._gateway_task is not None:
+            self._gateway_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._gateway_task
         await self.runner.shutdown(self._stop_replicas, self.config.shutdown_grace_s)
         if self._stop_replicas:
             await self.runner.sweep(self.config.shutdown_grace_s)

@@ -42,6 +42,10 @@ Key = tuple[str, str]
 _WARNINGS = frozenset({"Unhealthy", "CrashLoopBackOff", "StartTimeout"})
 
 
+def _nothing() -> None:
+    pass
+
+
 def _key(replica: Replica) -> Key:
     return (replica.namespace, replica.name)
 
@@ -81,6 +85,8 @@ class ReplicaRunner:
         self.python = python
         self.emulator_args = emulator_args
         self._running: dict[Key, _Running] = {}
+        self.on_change: Callable[[], None] = _nothing
+        """Called after a replica's phase changed (the control plane refreshes routes)."""
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -138,6 +144,7 @@ class ReplicaRunner:
             data_dirs=data_dirs,
             gpu_indices=gpus,
             python=self.python,
+            emulator_args=self.emulator_args,
         )
         spec = build_launch_spec(service, node, ctx)
         supervisor = ReplicaSupervisor(
@@ -253,3 +260,4 @@ class ReplicaRunner:
         reason = event.reason or event.phase.value
         message = event.message or f"Replica is {event.phase.value}"
         self.store.record(replica, kind, reason, message, event.at_s)
+        self.on_change()
