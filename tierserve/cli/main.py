@@ -7,6 +7,7 @@ import typer
 from tierserve import __version__
 from tierserve.cli import apply as apply_cli
 from tierserve.cli import bench as bench_cli
+from tierserve.cli import demo as demo_cli
 from tierserve.cli import engine as engine_cli
 from tierserve.cli import gateway as gateway_cli
 from tierserve.cli import kubectl as kubectl_cli
@@ -27,6 +28,7 @@ local_cli.register(app)
 apply_cli.register(app)
 kubectl_cli.register(app)
 serve_cli.register(app)
+demo_cli.register(app)
 bench_cli.register(app)
 gateway_cli.register(app)
 

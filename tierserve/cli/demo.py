@@ -1,0 +1,347 @@
+"""``tierserve demo``: the seed walkthrough end to end on the embedded default, narrated.
+
+Every step runs the real ``tierserve`` command a user would type (shown as ``$ ...``)
+against a fresh control plane in its own state directory: the local cluster, the seed's
+PV/PVC and ResourcePolicy, ``serve kserve`` with the seed's exact flags and ``vllm serve``
+command, the seed's curl, the seed's hey load (``tierserve bench``, shortened), the
+scale-out to two replicas on the virtual node, the scale-in back to idc001 (cloud
+first) and the cloud GPU-seconds and cost. Delays are shortened by the flags below;
+everything is stopped at the end unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.rule import Rule
+
+from tierserve.examples import seed_text
+
+SEED_REQUEST = (
+    '{"model": "deepseek-r1", "messages": [{"role": "user", "content": "Say this is a test!"}],'
+    ' "max_tokens": 512, "temperature": 0.7, "top_p": 0.9, "seed": 10}'
+)
+SEED_COMMAND = (
+    "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code "
+    "--served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95 "
+    "--enforce-eager --dtype=half"
+)
+SEED_SERVE = [
+    "serve",
+    "kserve",
+    "--name=deepseek",
+    "--annotation=k8s.aliyun.com/eci-use-specs=ecs.gn6e-c12g1.3xlarge",
+    "--annotation=k8s.aliyun.com/eci-vswitch=vsw-*********,vsw-*********",
+    "--image=kube-ai-registry.cn-shanghai.cr.aliyuncs.com/kube-ai/vllm:v0.6.6",
+    "--gpus=1",
+    "--cpu=4",
+    "--memory=12Gi",
+    "--scale-metric=DCGM_CUSTOM_PROCESS_SM_UTIL",
+    "--scale-target=50",
+    "--min-replicas=1",
+    "--max-replicas=3",
+    "--data=llm-model:/model/DeepSeek-R1-Distill-Qwen-7B",
+    SEED_COMMAND,
+]
+HOST = "deepseek-default.example.com"
+VIRTUAL = "virtual-kubelet-cn-hangzhou-b"
+
+
+def _bench_summary(report: str) -> str:
+    """hey's Summary block and status-code distribution, from a ``tierserve bench`` report."""
+    lines = report.strip().splitlines()
+    keep: list[str] = []
+    section = ""
+    for line in lines:
+        if line and not line.startswith(" "):
+            section = line.rstrip(":")
+        if section in ("Summary", "Status code distribution", "Error distribution"):
+            keep.append(line)
+    return "\n".join(keep)
+
+
+class DemoError(Exception):
+    """A step of the walkthrough did not happen in time."""
+
+
+@dataclass
+class DemoSettings:
+    cold_start_s: float = 15.0
+    time_scale: float = 0.1
+    hpa_period_s: float = 5.0
+    stabilization_s: float = 30.0
+    load_timeout_s: float = 120.0
+    step_timeout_s: float = 120.0
+    keep: bool = False
+    state_dir: Path | None = None
+
+
+class Walkthrough:
+    def __init__(self, settings: DemoSettings, console: Console) -> None:
+        self.s = settings
+        self.console = console
+        self.root = settings.state_dir or Path(tempfile.mkdtemp(prefix="tierserve-demo-"))
+        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(self.root)}
+        self.started = time.monotonic()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def say(self, text: str) -> None:
+        elapsed = time.monotonic() - self.started
+        self.console.print(f"\n[bold cyan][{elapsed:5.1f}s][/] {text}")
+
+    def run(self, args: list[str], show: bool = True, check: bool = True) -> str:
+        if show:
+            self.console.print(f"[bold]$ tierserve {shlex.join(args)}[/]", highlight=False)
+        result = subprocess.run(
+            [sys.executable, "-m", "tierserve.cli.main", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if show:
+            self.console.print(result.stdout.rstrip(), markup=False, highlight=False)
+        if check and result.returncode != 0:
+            raise DemoError(f"tierserve {' '.join(args)} failed: {result.stderr.strip()}")
+        return result.stdout
+
+    def config(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads((self.root / "client.json").read_text())
+        return data
+
+    def api(self, path: str) -> Any:
+        config = self.config()
+        req = urllib.request.Request(
+            config["api_url"] + path, headers={"Authorization": f"Bearer {config['token']}"}
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=10) as resp:
+            return json.loads(resp.read())
+
+    def pods(self) -> list[tuple[str, str]]:
+        """(node, phase) of every replica, sorted."""
+        items = self.api("/api/v1/pods")["items"]
+        return sorted((p["status"].get("nodeName") or "", p["status"]["phase"]) for p in items)
+
+    def wait(self, what: str, done: Callable[[], bool], timeout_s: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout_s or self.s.step_timeout_s)
+        while time.monotonic() < deadline:
+            if done():
+                return
+            time.sleep(0.5)
+        raise DemoError(f"timed out waiting for {what}; replicas: {self.pods()}")
+
+    # -- the walkthrough -----------------------------------------------------------------------
+
+    def up(self) -> None:
+        self.say("Start the embedded control plane: API, controllers, autoscaler, gateway.")
+        self.run(
+            [
+                "up",
+                "--detach",
+                f"--virtual-cold-start-s={self.s.cold_start_s:g}",
+                f"--hpa-period-s={self.s.hpa_period_s:g}",
+                f"--hpa-downscale-stabilization-s={self.s.stabilization_s:g}",
+                f"--emulator-time-scale={self.s.time_scale:g}",
+                "--tick-s=0.2",
+                "--metrics-interval-s=0.5",
+            ]
+        )
+        self.say("The cluster mirrors the seed: one IDC node with a V100 and a virtual node.")
+        self.run(["get", "nodes", "-o", "wide"])
+
+    def storage_and_policy(self) -> None:
+        manifests = self.root / "manifests"
+        manifests.mkdir(exist_ok=True)
+        for name in ("model-storage.yaml", "resourcepolicy.yaml"):
+            (manifests / name).write_text(seed_text(name), encoding="utf-8")
+        self.say("Step 1: the model volume (the seed's Secret + PV + PVC, verbatim).")
+        self.run(["apply", "-f", str(manifests / "model-storage.yaml")])
+        self.say(
+            "Step 2: the seed's ResourcePolicy: IDC pool first (ecs), then the virtual node (eci)."
+        )
+        self.run(["apply", "-f", str(manifests / "resourcepolicy.yaml")])
+
+    def deploy(self) -> None:
+        self.say("Step 3: deploy DeepSeek-R1-Distill-Qwen-7B with the seed's arena flags.")
+        self.run(SEED_SERVE)
+        self.wait("the first replica to be Ready", lambda: self.pods() == [("idc001", "Ready")])
+        self.run(["serve", "get", "deepseek"])
+
+    def curl(self) -> None:
+        gateway = self.config()["gateway_url"]
+        self.say("Step 3b: the seed's request through the gateway, routed by Host header.")
+        self.console.print(
+            f'[bold]$ curl -H "Host: {HOST}" -H "Content-Type: '
+            f'application/json" {gateway}/v1/chat/completions -d '
+            f"'{SEED_REQUEST}'[/]",
+            highlight=False,
+        )
+        req = urllib.request.Request(
+            gateway + "/v1/chat/completions",
+            data=SEED_REQUEST.encode(),
+            method="POST",
+            headers={"Host": HOST, "Content-Type": "application/json"},
+        )
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(req, timeout=60) as resp:
+            body = json.loads(resp.read())
+        content = body["choices"][0]["message"]["content"]
+        body["choices"][0]["message"]["content"] = content[:120] + "..."
+        self.console.print(json.dumps(body), markup=False, highlight=False)
+
+    def load(self) -> None:
+        gateway = self.config()["gateway_url"]
+        args = [
+            "bench",
+            "-z",
+            f"{self.s.load_timeout_s:g}s",
+            "-c",
+            "5",
+            "-m",
+            "POST",
+            "-host",
+            HOST,
+            "-H",
+            "Content-Type: application/json",
+            "-d",
+            SEED_REQUEST,
+            "--no-progress",
+            f"{gateway}/v1/chat/completions",
+        ]
+        self.say(
+            "Step 4: the seed's load (hey -c 5, here `tierserve bench`) drives SM "
+            "utilisation over the 50 % target."
+        )
+        self.console.print(f"[bold]$ tierserve {shlex.join(args)} &[/]", highlight=False)
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "tierserve.cli.main", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        want = [("idc001", "Ready"), (VIRTUAL, "Ready"), (VIRTUAL, "Ready")]
+        try:
+            last: list[tuple[str, str]] = []
+            deadline = time.monotonic() + self.s.load_timeout_s
+            while time.monotonic() < deadline and bench.poll() is None:
+                now = self.pods()
+                if now != last:
+                    summary = ", ".join(f"{p} on {n or '<none>'}" for n, p in now)
+                    self.console.print(f"  replicas: {summary}", highlight=False)
+                    last = now
+                if now == want:
+                    break
+                time.sleep(0.5)
+            if last != want:
+                raise DemoError(f"the load did not scale deepseek out to {want}: {last}")
+            self.say("Scaled out: one replica on idc001, two on the virtual node.")
+            self.run(["serve", "get", "deepseek", "-o", "wide"])
+        finally:
+            if bench.poll() is None:
+                bench.send_signal(signal.SIGINT)  # stops the run; bench prints its report
+            out, _ = bench.communicate(timeout=60)
+        self.say("Load stopped. What the load tool saw:")
+        self.console.print(_bench_summary(out), markup=False, highlight=False)
+
+    def scale_in(self) -> None:
+        self.say(
+            f"Step 5: load gone; after the {self.s.stabilization_s:g}s stabilization "
+            "window the autoscaler scales in, cloud replicas first."
+        )
+        self.wait(
+            "scale-in back to idc001",
+            lambda: self.pods() == [("idc001", "Ready")],
+            timeout_s=self.s.stabilization_s + self.s.step_timeout_s,
+        )
+        self.run(["serve", "get", "deepseek"])
+        events = self.api("/api/v1/events?resource=inferenceservices&name=deepseek")["items"]
+        self.console.print("  Autoscaler and service events:", highlight=False)
+        for e in events:
+            self.console.print(
+                f"    {e['reason']:<18} {e['message']}", markup=False, highlight=False
+            )
+
+    def cost(self) -> None:
+        cost = self.api("/api/v1/cost")["services"].get("default/deepseek", {})
+        gpu_s = cost.get("gpuSeconds", {})
+        self.say("Cost of the burst: only the virtual node's GPU-seconds are billed.")
+        self.console.print(
+            f"  cloud GPU-seconds: {gpu_s.get('cloud', 0.0):.1f}   IDC GPU-seconds: "
+            f"{gpu_s.get('idc', 0.0):.1f}   cloud cost: {cost.get('cloudCost', 0.0):.4f}",
+            highlight=False,
+        )
+
+    def down(self) -> None:
+        if self.s.keep:
+            self.say(
+                f"--keep: still running (state {self.root}); stop with "
+                f"`tierserve down --state-dir {self.root}`."
+            )
+            return
+        self.run(["down"], check=False)
+
+    def run_all(self) -> None:
+        self.console.print(Rule("tierserve demo: IDC first, cloud on overflow, cloud back first"))
+        try:
+            self.up()
+            self.storage_and_policy()
+            self.deploy()
+            self.curl()
+            self.load()
+            self.scale_in()
+            self.cost()
+        finally:
+            self.down()
+        self.say("Done.")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        cold_start_s: float = typer.Option(15.0, min=0, help="Virtual node cold start."),
+        time_scale: float = typer.Option(
+            0.1, min=0.001, max=1.0, help="Emulated replicas run this much faster."
+        ),
+        hpa_period_s: float = typer.Option(5.0, min=0.1, help="Autoscaler period."),
+        stabilization_s: float = typer.Option(
+            30.0, min=0, help="Scale-down stabilization window (Kubernetes: 300 s)."
+        ),
+        step_timeout_s: float = typer.Option(120.0, min=1, help="Give up on a step after."),
+        keep: bool = typer.Option(False, "--keep", help="Leave the control plane running."),
+        state_dir: Path | None = typer.Option(
+            None, "--state-dir", help="State directory (default: a new temporary one)."
+        ),
+    ) -> None:
+        """Run the seed walkthrough end to end on this machine, narrated (~2-3 minutes)."""
+        settings = DemoSettings(
+            cold_start_s=cold_start_s,
+            time_scale=time_scale,
+            hpa_period_s=hpa_period_s,
+            stabilization_s=stabilization_s,
+            load_timeout_s=step_timeout_s,
+            step_timeout_s=step_timeout_s,
+            keep=keep,
+            state_dir=state_dir,
+        )
+        try:
+            Walkthrough(settings, Console(highlight=False, soft_wrap=True)).run_all()
+        except DemoError as exc:
+            typer.echo(f"error: demo: {exc}", err=True)
+            raise typer.Exit(1) from None

@@ -1,0 +1,154 @@
+"""``tierserve kube ...``: run tierserve's policy on a Kubernetes cluster.
+
+``install`` applies the ResourcePolicy CRD; ``extender`` serves kube-scheduler's
+extender protocol; ``controller`` keeps pod deletion costs (cloud-first scale-in);
+``manifests`` prints everything to deploy them in a cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+import typer
+
+from tierserve.cli.output import fail
+from tierserve.errors import FieldError, TierserveError, ValidationError
+from tierserve.runtime.kube import manifests as kube_manifests
+from tierserve.runtime.kube.apply import describe, install_crd
+from tierserve.runtime.kube.client import KubeClient, load_config
+from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP
+from tierserve.runtime.kube.run import run_controller, serve_extender
+
+KubeconfigOption = typer.Option(
+    None, "--kubeconfig", envvar="KUBECONFIG", help="Path to a kubeconfig (default ~/.kube/config)."
+)
+ContextOption = typer.Option(None, "--context", help="kubeconfig context (default: current).")
+GroupOption = typer.Option(
+    None,
+    "--group",
+    help=f"ResourcePolicy API group(s) to watch ({TIERSERVE_GROUP}, {ACK_GROUP}); "
+    "default: every one whose CRD is installed.",
+)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValidationError("", [FieldError("--listen", f"{value!r}: expected HOST:PORT")])
+    return host, int(port)
+
+
+def _logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``kube`` group to ``app``."""
+    kube = typer.Typer(
+        name="kube",
+        no_args_is_help=True,
+        help="Kubernetes runtime: CRD install, scheduler extender, deletion-cost controller, "
+        "manifests.",
+    )
+    app.add_typer(kube, name="kube")
+
+    @kube.command("install")
+    def install(
+        ack_compatible: bool = typer.Option(
+            False,
+            "--ack-compatible",
+            help=f"Register {ACK_GROUP} instead of {TIERSERVE_GROUP} (ACK's YAML applies as is).",
+        ),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Server-side dry run only."),
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+    ) -> None:
+        """Apply the ResourcePolicy CRD and wait until the API server serves it."""
+        group = ACK_GROUP if ack_compatible else TIERSERVE_GROUP
+
+        async def main() -> str:
+            async with KubeClient(load_config(kubeconfig, context)) as client:
+                crd = await install_crd(client, group, dry_run)
+                return describe(crd)
+
+        try:
+            what = asyncio.run(main())
+        except TierserveError as exc:
+            fail(exc)
+        typer.echo(f"{what} {'configured (dry run)' if dry_run else 'configured'}")
+
+    @kube.command("extender")
+    def extender(
+        listen: str = typer.Option("127.0.0.1:8890", "--listen", help="HOST:PORT to serve on."),
+        with_controller: bool = typer.Option(
+            False, "--with-controller", help="Also run the deletion-cost controller."
+        ),
+        group: list[str] | None = GroupOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+        verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log every decision."),
+    ) -> None:
+        """Serve kube-scheduler's extender protocol (filter, prioritize, bind)."""
+        _logging(verbose)
+        try:
+            host, port = _listen(listen)
+            config = load_config(kubeconfig, context)
+            asyncio.run(serve_extender(config, host, port, group or None, with_controller))
+        except TierserveError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            pass
+
+    @kube.command("controller")
+    def controller(
+        group: list[str] | None = GroupOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+        verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log every patch."),
+    ) -> None:
+        """Keep controller.kubernetes.io/pod-deletion-cost on pods a ResourcePolicy selects."""
+        _logging(verbose)
+        try:
+            asyncio.run(run_controller(load_config(kubeconfig, context), group or None))
+        except TierserveError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            pass
+
+    @kube.command("manifests")
+    def manifests(
+        namespace: str = typer.Option("tierserve-system", "--namespace", "-n"),
+        image: str = typer.Option(
+            kube_manifests.ManifestOptions.image, "--image", help="tierserve image."
+        ),
+        scheduler_image: str = typer.Option(
+            kube_manifests.ManifestOptions.scheduler_image,
+            "--scheduler-image",
+            help="Upstream kube-scheduler image for the second scheduler.",
+        ),
+        ack_compatible: bool = typer.Option(
+            False, "--ack-compatible", help=f"CRD under {ACK_GROUP}."
+        ),
+    ) -> None:
+        """Print the YAML to deploy tierserve in a cluster (kubectl apply -f -)."""
+        opts = kube_manifests.ManifestOptions(
+            namespace=namespace,
+            image=image,
+            scheduler_image=scheduler_image,
+            ack_compatible=ack_compatible,
+        )
+        typer.echo(kube_manifests.dump(kube_manifests.manifests(opts)), nl=False)
+
+
+def main() -> None:
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app()
+
+
+if __name__ == "__main__":
+    main()
