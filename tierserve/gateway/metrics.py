@@ -21,6 +21,8 @@ Families (labels):
 
 from __future__ import annotations
 
+import math
+from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -32,6 +34,8 @@ from tierserve.gateway.balancer import Balancer
 from tierserve.gateway.table import RouteTable
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+RECENT_TTFB = 512
+"""How many recent TTFTs per replica are kept for the TTFT-quantile scale signal."""
 # Gateway overhead is sub-millisecond; LLM TTFT spans 10 ms to minutes.
 LATENCY_BUCKETS = (
     0.005,
@@ -111,6 +115,10 @@ class GatewayMetrics:
         now: Callable[[], float],
     ) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._now = now
+        self.recent_ttfb: dict[str, deque[tuple[float, float]]] = {}
+        """Recent (time, time-to-first-byte) of successful requests per replica: the
+        gateway-side TTFT signal the autoscaler can scale on (``ttft_quantile``)."""
         self.held: dict[str, int] = {}
         """Requests held now, by service key (read by the live gauges)."""
         r = self.registry
@@ -153,8 +161,20 @@ class GatewayMetrics:
         return child
 
     def finished(
-        self, ns: str, svc: str, tier: str, code: int, ttfb_s: float | None, total_s: float
+        self,
+        ns: str,
+        svc: str,
+        tier: str,
+        code: int,
+        ttfb_s: float | None,
+        total_s: float,
+        replica: str = "",
     ) -> None:
+        if replica and ttfb_s is not None and code < 400:
+            window = self.recent_ttfb.get(replica)
+            if window is None:
+                window = self.recent_ttfb[replica] = deque(maxlen=RECENT_TTFB)
+            window.append((self._now(), ttfb_s))
         self._child(self.requests, ns, svc, tier, str(code)).inc()
         if tier != "none":
             if ttfb_s is not None:
@@ -169,6 +189,14 @@ class GatewayMetrics:
 
     def hold_ended(self, ns: str, svc: str, outcome: str) -> None:
         self._child(self.held_total, ns, svc, outcome).inc()
+
+    def ttft_quantile(self, replica: str, q: float, window_s: float) -> float | None:
+        """The ``q`` quantile (nearest rank) of the replica's TTFTs in the last ``window_s``."""
+        now = self._now()
+        recent = sorted(t for at, t in self.recent_ttfb.get(replica, ()) if now - at <= window_s)
+        if not recent:
+            return None
+        return recent[min(len(recent) - 1, max(0, math.ceil(q * len(recent)) - 1))]
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -196,7 +196,13 @@ class Forwarder:
             self.balancer.outliers.succeeded(backend.replica)
             elapsed = asyncio.get_running_loop().time() - t0
             self.metrics.finished(
-                route.namespace, route.name, backend.tier, up.status, elapsed, elapsed
+                route.namespace,
+                route.name,
+                backend.tier,
+                up.status,
+                elapsed,
+                elapsed,
+                replica=backend.replica,
             )
             return resp
         finally:
@@ -249,7 +255,13 @@ class Forwarder:
             return resp
         self.balancer.outliers.succeeded(backend.replica)
         self.metrics.finished(
-            route.namespace, route.name, backend.tier, up.status, ttfb, loop.time() - t0
+            route.namespace,
+            route.name,
+            backend.tier,
+            up.status,
+            ttfb,
+            loop.time() - t0,
+            replica=backend.replica,
         )
         return resp
 

@@ -54,10 +54,13 @@ from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.routing import service_routes
 from tierserve.runtime.local.runner import ReplicaRunner
-from tierserve.runtime.local.scraper import INFLIGHT_METRIC, MetricsScraper
+from tierserve.runtime.local.scraper import INFLIGHT_METRIC, TTFT_P90_METRIC, MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
 
 log = logging.getLogger("tierserve.controlplane")
+
+TTFT_WINDOW_S = 30.0
+"""The gateway's TTFT p90 signal covers requests of the last 30 s."""
 
 
 @dataclass
@@ -116,6 +119,7 @@ class ControlPlane:
         self.table = RouteTable()
         self.gateway_app = create_gateway_app(self.table, config.gateway)
         self._in_flight = self.gateway_app[GATEWAY_STATE].balancer.in_flight
+        self._gateway_metrics = self.gateway_app[GATEWAY_STATE].metrics
         self._gateway_task: asyncio.Task[None] | None = None
         self.runner.on_change = self.refresh_routes
         self.reconciler = Reconciler(
@@ -217,6 +221,14 @@ class ControlPlane:
         port = server.sockets[0].getsockname()[1]
         return f"http://{self.config.host}:{port}"
 
+    def _gateway_signals(self, key: tuple[str, str]) -> dict[str, float]:
+        """Per-replica signals only the gateway sees, recorded with the scraped metrics."""
+        signals = {INFLIGHT_METRIC: float(self._in_flight.get(key[1], 0))}
+        p90 = self._gateway_metrics.ttft_quantile(key[1], 0.9, TTFT_WINDOW_S)
+        if p90 is not None:
+            signals[TTFT_P90_METRIC] = p90
+        return signals
+
     def _inflight_of(self, replica: Replica) -> int:
         return self._in_flight.get(replica.name, 0)
 
@@ -306,7 +318,7 @@ class ControlPlane:
                 await self.scraper.scrape(
                     self._scrape_targets(),
                     self.clock.now(),
-                    extra=lambda key: {INFLIGHT_METRIC: float(self._in_flight.get(key[1], 0))},
+                    extra=self._gateway_signals,
                 )
             except Exception:
                 log.exception("metrics scrape failed")

@@ -26,6 +26,9 @@ Key = tuple[str, str]
 
 INFLIGHT_METRIC = "tierserve:inflight_requests"
 """Gateway-side signal: requests the gateway has in flight to the replica."""
+TTFT_P90_METRIC = "tierserve:ttft_p90_seconds"
+"""Gateway-side signal: p90 time to first token of the replica's recent requests (seconds);
+scaling on it with a target equal to the TTFT SLO keeps p90 under the SLO."""
 
 
 @dataclass(frozen=True)

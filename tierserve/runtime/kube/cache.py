@@ -1,0 +1,218 @@
+"""A watch-driven cache of nodes, pods and ResourcePolicies, and the Snapshot built from it.
+
+Detect: one list-then-watch loop per resource (relisting on ``410 Gone`` or a broken
+watch). The cache holds typed objects; :meth:`ClusterCache.snapshot` builds a
+:class:`~tierserve.policy.snapshot.Snapshot` only when something changed since the last
+one, and a pod added or updated is folded in with ``Snapshot.with_pod`` instead of a
+rebuild. ``assume`` records a binding the extender just made, before its watch event
+arrives, so the next pod's filter already counts it (kube-scheduler does the same in its
+own cache).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pydantic
+
+from tierserve.errors import NotFoundError, TierserveError
+from tierserve.model.node import Node
+from tierserve.model.replica import Replica
+from tierserve.model.resourcepolicy import ResourcePolicy
+from tierserve.policy.snapshot import PodKey, Snapshot
+from tierserve.runtime.kube.client import Api, Obj
+from tierserve.runtime.kube.convert import node_from_k8s, policy_from_k8s, replica_from_pod
+from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP, VERSION, policies_path
+
+log = logging.getLogger(__name__)
+
+PolicyKey = tuple[str, str, str]
+"""(group, namespace, name) of a ResourcePolicy."""
+
+
+@dataclass
+class ClusterCache:
+    """Nodes, pods and policies as typed objects; fed by :meth:`run` or by tests directly."""
+
+    nodes: dict[str, Node] = field(default_factory=dict)
+    node_objects: dict[str, Obj] = field(default_factory=dict)
+    pods: dict[PodKey, Replica] = field(default_factory=dict)
+    policy_map: dict[PolicyKey, ResourcePolicy] = field(default_factory=dict)
+    generation: int = 0
+    """Bumped on every change (the controller reconciles when it moves)."""
+    _snapshot: Snapshot | None = None
+    _policies: tuple[ResourcePolicy, ...] | None = None
+    _changed: asyncio.Event | None = None
+    _synced: dict[str, asyncio.Event] = field(default_factory=dict)
+    listeners: list[Callable[[], None]] = field(default_factory=list)
+
+    # --- updates -----------------------------------------------------------------------
+
+    def _touch(self, rebuild: bool) -> None:
+        self.generation += 1
+        if rebuild:
+            self._snapshot = None
+        if self._changed is not None:
+            self._changed.set()
+        for listener in self.listeners:
+            listener()
+
+    def set_node(self, obj: Obj, deleted: bool = False) -> None:
+        name = obj["metadata"]["name"]
+        if deleted:
+            self.nodes.pop(name, None)
+            self.node_objects.pop(name, None)
+        else:
+            self.nodes[name] = node_from_k8s(obj)
+            self.node_objects[name] = obj
+        self._touch(rebuild=True)
+
+    def set_pod(self, obj: Obj, deleted: bool = False) -> None:
+        meta = obj["metadata"]
+        key = (meta.get("namespace", "default"), meta["name"])
+        if deleted:
+            if self.pods.pop(key, None) is not None:
+                self._touch(rebuild=True)
+            return
+        self.put_replica(replica_from_pod(obj))
+
+    def put_replica(self, replica: Replica) -> None:
+        key = (replica.namespace, replica.name)
+        old = self.pods.get(key)
+        if old is not None and old.status.node_name and not replica.status.node_name:
+            # a stale event from before an assumed binding: keep the binding
+            replica = replica.with_status(node_name=old.status.node_name, unit=old.status.unit)
+        self.pods[key] = replica
+        if self._snapshot is not None:
+            self._snapshot = self._snapshot.with_pod(replica)
+        self._touch(rebuild=False)
+
+    def assume(self, replica: Replica) -> None:
+        """Record a binding made now, ahead of its watch event."""
+        self.put_replica(replica)
+
+    def set_policy(self, group: str, obj: Obj, deleted: bool = False) -> None:
+        meta = obj["metadata"]
+        key = (group, meta.get("namespace", "default"), meta["name"])
+        if deleted:
+            self.policy_map.pop(key, None)
+        else:
+            try:
+                self.policy_map[key] = policy_from_k8s(obj)
+            except (pydantic.ValidationError, TierserveError) as exc:
+                log.warning("ignoring ResourcePolicy %s/%s: %s", key[1], key[2], exc)
+                self.policy_map.pop(key, None)
+        self._policies = None
+        self._touch(rebuild=False)
+
+    # --- reads -------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        if self._snapshot is None:
+            self._snapshot = Snapshot.build(self.nodes.values(), self.pods.values())
+        return self._snapshot
+
+    def policies(self) -> tuple[ResourcePolicy, ...]:
+        """The policies as one tuple whose identity changes only when they do (placement
+        memoises its policy index on it)."""
+        if self._policies is None:
+            self._policies = tuple(self.policy_map[k] for k in sorted(self.policy_map))
+        return self._policies
+
+    def virtual_nodes(self) -> frozenset[str]:
+        return frozenset(n for n, node in self.nodes.items() if node.virtual)
+
+    # --- detect: list and watch --------------------------------------------------------
+
+    def changed(self) -> asyncio.Event:
+        if self._changed is None:
+            self._changed = asyncio.Event()
+        return self._changed
+
+    async def wait_synced(self, timeout_s: float = 30.0) -> None:
+        await asyncio.wait_for(
+            asyncio.gather(*(e.wait() for e in self._synced.values())), timeout_s
+        )
+
+    async def run(self, kube: Api, groups: Iterable[str] | None = None) -> None:
+        """List and watch nodes, pods and policies forever (cancel to stop)."""
+        self.changed()
+        watches: list[tuple[str, str, Callable[[Obj, bool], None]]] = [
+            ("nodes", "/api/v1/nodes", self.set_node),
+            ("pods", "/api/v1/pods", self.set_pod),
+        ]
+        for group in groups if groups is not None else await installed_groups(kube):
+            watches.append((group, policies_path(group), self._policy_setter(group)))
+        for name, _, _ in watches:
+            self._synced[name] = asyncio.Event()
+        async with asyncio.TaskGroup() as tasks:
+            for name, path, apply in watches:
+                tasks.create_task(self._list_watch(kube, name, path, apply))
+
+    def _policy_setter(self, group: str) -> Callable[[Obj, bool], None]:
+        def apply(obj: Obj, deleted: bool) -> None:
+            self.set_policy(group, obj, deleted)
+
+        return apply
+
+    async def _list_watch(
+        self, kube: Api, name: str, path: str, apply: Callable[[Obj, bool], None]
+    ) -> None:
+        while True:
+            try:
+                listed = await kube.request("GET", path)
+                seen = set()
+                for obj in listed.get("items") or []:
+                    apply(obj, False)
+                    meta = obj["metadata"]
+                    seen.add((meta.get("namespace", ""), meta["name"]))
+                self._forget_missing(name, seen)
+                self._synced[name].set()
+                version = str(listed.get("metadata", {}).get("resourceVersion", ""))
+                async for kind, obj in kube.watch(path, version):
+                    if kind == "ERROR":
+                        log.info("watch %s: %s; relisting", name, obj.get("message", obj))
+                        break
+                    if kind == "BOOKMARK":
+                        continue
+                    apply(obj, kind == "DELETED")
+            except asyncio.CancelledError:
+                raise
+            except TierserveError as exc:
+                log.warning("watch %s failed: %s; retrying in 1 s", name, exc)
+                await asyncio.sleep(1.0)
+
+    def _forget_missing(self, name: str, seen: set[tuple[str, str]]) -> None:
+        """After a relist, drop what disappeared while the watch was down."""
+        if name == "nodes":
+            for node in set(self.nodes) - {n for _, n in seen}:
+                self.nodes.pop(node, None)
+                self.node_objects.pop(node, None)
+            self._touch(rebuild=True)
+        elif name == "pods":
+            for key in set(self.pods) - seen:
+                self.pods.pop(key, None)
+            self._touch(rebuild=True)
+        else:
+            for policy in [k for k in self.policy_map if k[0] == name and k[1:] not in seen]:
+                self.policy_map.pop(policy, None)
+            self._policies = None
+            self._touch(rebuild=False)
+
+
+async def installed_groups(kube: Api) -> list[str]:
+    """The ResourcePolicy groups whose CRD is installed (ours and/or ACK's)."""
+    found = []
+    for group in (TIERSERVE_GROUP, ACK_GROUP):
+        try:
+            await kube.request("GET", f"/apis/{group}/{VERSION}")
+        except NotFoundError:
+            continue
+        found.append(group)
+    return found
+
+
+__all__ = ["ClusterCache", "installed_groups"]

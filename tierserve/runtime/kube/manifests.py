@@ -1,0 +1,292 @@
+"""Everything to deploy tierserve in a cluster, as plain objects (``tierserve kube manifests``).
+
+* the ResourcePolicy CRD (ours, or ACK's group with ``ack_compatible``);
+* namespace ``tierserve-system``, service accounts and least-privilege RBAC: the extender
+  and controller read nodes, pods and policies, patch pods and create bindings; the
+  second scheduler gets the stock ``system:kube-scheduler`` and
+  ``system:volume-scheduler`` roles plus its own leader-election lease;
+* a second scheduler (the upstream kube-scheduler image) whose
+  KubeSchedulerConfiguration has one profile, ``tierserve-scheduler``, calling the
+  extender for filter, prioritize and bind (``nodeCacheCapable: true``,
+  ``ignorable: false``: a pod with a policy is never placed without it);
+* the extender + deletion-cost controller Deployment and the extender's Service.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from tierserve.runtime.kube.crd import ACK_GROUP, PLURAL, TIERSERVE_GROUP, resource_policy_crd
+from tierserve.runtime.kube.testbed import DEFAULT_VERSION
+
+Obj = dict[str, Any]
+
+SCHEDULER_NAME = "tierserve-scheduler"
+EXTENDER_PORT = 8890
+PART_OF = {"app.kubernetes.io/part-of": "tierserve"}
+
+
+@dataclass(frozen=True)
+class ManifestOptions:
+    namespace: str = "tierserve-system"
+    image: str = "ghcr.io/tierserve/tierserve:0.1.0"
+    """The tierserve image (runs ``tierserve kube extender`` and ``kube controller``)."""
+    scheduler_image: str = f"registry.k8s.io/kube-scheduler:{DEFAULT_VERSION}"
+    scheduler_name: str = SCHEDULER_NAME
+    ack_compatible: bool = False
+
+    @property
+    def group(self) -> str:
+        return ACK_GROUP if self.ack_compatible else TIERSERVE_GROUP
+
+
+def scheduler_configuration(opts: ManifestOptions) -> Obj:
+    """The second scheduler's KubeSchedulerConfiguration."""
+    return {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "leaderElection": {
+            "leaderElect": True,
+            "resourceNamespace": opts.namespace,
+            "resourceName": opts.scheduler_name,
+        },
+        "profiles": [{"schedulerName": opts.scheduler_name}],
+        "extenders": [
+            {
+                "urlPrefix": f"http://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}",
+                "filterVerb": "filter",
+                "prioritizeVerb": "prioritize",
+                "bindVerb": "bind",
+                "weight": 1,
+                "enableHTTPS": False,
+                "nodeCacheCapable": True,
+                "ignorable": False,
+                "httpTimeout": "5s",
+            }
+        ],
+    }
+
+
+def _meta(name: str, opts: ManifestOptions, namespaced: bool = True) -> Obj:
+    meta: Obj = {"name": name, "labels": dict(PART_OF)}
+    if namespaced:
+        meta["namespace"] = opts.namespace
+    return meta
+
+
+def _rbac(opts: ManifestOptions) -> list[Obj]:
+    groups = [TIERSERVE_GROUP, ACK_GROUP]
+    ns = opts.namespace
+    return [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta("tierserve", opts, namespaced=False),
+            "rules": [
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list", "watch"]},
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                },
+                {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+                {"apiGroups": groups, "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
+            ],
+        },
+        _cluster_binding("tierserve", "tierserve", "tierserve", ns, opts),
+        _cluster_binding(
+            f"{opts.scheduler_name}-as-kube-scheduler",
+            "system:kube-scheduler",
+            opts.scheduler_name,
+            ns,
+            opts,
+        ),
+        _cluster_binding(
+            f"{opts.scheduler_name}-as-volume-scheduler",
+            "system:volume-scheduler",
+            opts.scheduler_name,
+            ns,
+            opts,
+        ),
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {
+                "name": f"{opts.scheduler_name}-auth-reader",
+                "namespace": "kube-system",
+                "labels": dict(PART_OF),
+            },
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "extension-apiserver-authentication-reader",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": opts.scheduler_name, "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": _meta(f"{opts.scheduler_name}-leader-election", opts),
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "resourceNames": [opts.scheduler_name],
+                    "verbs": ["get", "update"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta(f"{opts.scheduler_name}-leader-election", opts),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": f"{opts.scheduler_name}-leader-election",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": opts.scheduler_name, "namespace": ns}],
+        },
+    ]
+
+
+def _cluster_binding(name: str, role: str, account: str, ns: str, opts: ManifestOptions) -> Obj:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": _meta(name, opts, namespaced=False),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": ns}],
+    }
+
+
+def _deployment(name: str, opts: ManifestOptions, pod_spec: Obj) -> Obj:
+    labels = {"app.kubernetes.io/name": name, **PART_OF}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(name, opts),
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+_SECURITY = {
+    "allowPrivilegeEscalation": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
+
+
+def _scheduler(opts: ManifestOptions) -> list[Obj]:
+    config = yaml.safe_dump(scheduler_configuration(opts), sort_keys=False)
+    return [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": _meta(f"{opts.scheduler_name}-config", opts),
+            "data": {"config.yaml": config},
+        },
+        _deployment(
+            opts.scheduler_name,
+            opts,
+            {
+                "serviceAccountName": opts.scheduler_name,
+                "priorityClassName": "system-cluster-critical",
+                "containers": [
+                    {
+                        "name": "kube-scheduler",
+                        "image": opts.scheduler_image,
+                        "command": [
+                            "kube-scheduler",
+                            "--config=/etc/kubernetes/tierserve/config.yaml",
+                        ],
+                        "livenessProbe": {
+                            "httpGet": {"path": "/healthz", "port": 10259, "scheme": "HTTPS"},
+                            "initialDelaySeconds": 15,
+                        },
+                        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                        "securityContext": {**_SECURITY, "runAsUser": 65532},
+                        "volumeMounts": [
+                            {"name": "config", "mountPath": "/etc/kubernetes/tierserve"}
+                        ],
+                    }
+                ],
+                "volumes": [
+                    {"name": "config", "configMap": {"name": f"{opts.scheduler_name}-config"}}
+                ],
+            },
+        ),
+    ]
+
+
+def _tierserve(opts: ManifestOptions) -> list[Obj]:
+    def container(name: str, args: list[str]) -> Obj:
+        return {
+            "name": name,
+            "image": opts.image,
+            "command": ["tierserve", "kube", *args],
+            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
+            "securityContext": {**_SECURITY, "runAsUser": 65532},
+        }
+
+    extender = container("extender", ["extender", f"--listen=0.0.0.0:{EXTENDER_PORT}"])
+    extender["ports"] = [{"name": "http", "containerPort": EXTENDER_PORT}]
+    extender["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": EXTENDER_PORT}}
+    return [
+        _deployment(
+            "tierserve",
+            opts,
+            {
+                "serviceAccountName": "tierserve",
+                "containers": [extender, container("controller", ["controller"])],
+            },
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta("tierserve-extender", opts),
+            "spec": {
+                "selector": {"app.kubernetes.io/name": "tierserve"},
+                "ports": [{"name": "http", "port": EXTENDER_PORT, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
+def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
+    """Every object, in apply order (CRD and namespace first)."""
+    opts = opts or ManifestOptions()
+    accounts = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(name, opts)}
+        for name in ("tierserve", opts.scheduler_name)
+    ]
+    return [
+        resource_policy_crd(opts.group),
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": _meta(opts.namespace, opts, False)},
+        *accounts,
+        *_rbac(opts),
+        *_scheduler(opts),
+        *_tierserve(opts),
+    ]
+
+
+def dump(objects: list[Obj]) -> str:
+    """Objects as a multi-document YAML stream."""
+    return yaml.safe_dump_all(objects, sort_keys=False)
+
+
+__all__ = ["SCHEDULER_NAME", "ManifestOptions", "dump", "manifests", "scheduler_configuration"]

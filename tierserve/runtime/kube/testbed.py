@@ -1,0 +1,366 @@
+"""A throwaway Kubernetes control plane on 127.0.0.1 for tests and demos.
+
+etcd (Debian ``etcd-server``), kube-apiserver, kube-controller-manager and kube-scheduler,
+with a CA, a serving certificate, static bearer tokens and a kubeconfig generated into a
+temporary directory. There is no kubelet: nodes are API objects created by the tests and
+pods are bound but never run, which is enough for scheduling and scale-in.
+
+Facts that make a kubelet-less control plane usable:
+
+* the ``TaintNodesByCondition`` admission plugin is disabled, otherwise every new node
+  gets ``node.kubernetes.io/not-ready:NoSchedule``;
+* the node-lifecycle controller is off, otherwise nodes without a kubelet heartbeat are
+  tainted unreachable and their pods evicted;
+* pods can only be created once the namespace's ``default`` ServiceAccount exists;
+* node capacity and conditions are set through the ``status`` subresource.
+
+The binaries come from ``scripts/k8s-build`` (``~/.cache/tierserve/k8s/<version>/bin``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tierserve.errors import ExternalError, NotFoundError
+
+DEFAULT_VERSION = "v1.37.2"
+COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
+ADMIN_TOKEN = "tierserve-admin-token"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def bin_dir(version: str | None = None) -> Path:
+    """Where ``scripts/k8s-build`` puts the binaries (``K8S_BIN`` overrides)."""
+    if os.environ.get("K8S_BIN"):
+        return Path(os.environ["K8S_BIN"])
+    version = version or os.environ.get("K8S_VERSION", DEFAULT_VERSION)
+    root = os.environ.get("K8S_CACHE") or str(Path.home() / ".cache/tierserve/k8s")
+    return Path(root) / version / "bin"
+
+
+def missing_binaries(version: str | None = None) -> list[str]:
+    """What is missing to start a control plane (empty: all there)."""
+    where = bin_dir(version)
+    missing = [str(where / c) for c in COMPONENTS if not os.access(where / c, os.X_OK)]
+    if shutil.which(os.environ.get("ETCD", "etcd")) is None:
+        missing.append("etcd (apt-get install etcd-server)")
+    if shutil.which("openssl") is None:
+        missing.append("openssl")
+    return missing
+
+
+def _openssl(*args: str, cwd: Path) -> None:
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def _certificates(pki: Path) -> None:
+    """A CA, a serving certificate for 127.0.0.1/localhost, and a service-account key."""
+    pki.mkdir(parents=True, exist_ok=True)
+    _openssl("genrsa", "-out", "ca.key", "2048", cwd=pki)
+    _openssl(
+        "req", "-x509", "-new", "-key", "ca.key", "-days", "2", "-subj", "/CN=tierserve-ca",
+        "-out", "ca.crt", cwd=pki,
+    )  # fmt: skip
+    _openssl("genrsa", "-out", "server.key", "2048", cwd=pki)
+    (pki / "san.cnf").write_text(
+        "[req]\ndistinguished_name=dn\n[dn]\n[ext]\n"
+        "subjectAltName=IP:127.0.0.1,IP:10.0.0.1,DNS:localhost,DNS:kubernetes,"
+        "DNS:kubernetes.default,DNS:kubernetes.default.svc\n"
+        "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        "req", "-new", "-key", "server.key", "-subj", "/CN=kube-apiserver", "-out", "server.csr",
+        cwd=pki,
+    )  # fmt: skip
+    _openssl(
+        "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "san.cnf", "-extensions", "ext",
+        "-out", "server.crt", cwd=pki,
+    )  # fmt: skip
+    _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
+    _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+
+
+def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str) -> None:
+    path.write_text(
+        f"""apiVersion: v1
+kind: Config
+clusters:
+- name: testbed
+  cluster:
+    server: {server}
+    certificate-authority: {ca}
+users:
+- name: {user}
+  user:
+    token: {token}
+contexts:
+- name: testbed
+  context: {{cluster: testbed, user: {user}, namespace: default}}
+current-context: testbed
+"""
+    )
+
+
+@dataclass
+class ControlPlane:
+    """A running control plane; use :func:`control_plane` (or ``start``/``stop``)."""
+
+    root: Path
+    version: str = DEFAULT_VERSION
+    api_port: int = 0
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    started_s: float = 0.0
+
+    @property
+    def server(self) -> str:
+        return f"https://127.0.0.1:{self.api_port}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.root / "kubeconfig"
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "pki" / "ca.crt"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def _spawn(self, name: str, argv: list[str]) -> None:
+        self.logs.mkdir(exist_ok=True)
+        log = (self.logs / f"{name}.log").open("wb")
+        # Own process group, so stop() can end the component and anything it started.
+        self.processes[name] = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+
+    def start(self, timeout_s: float = 120.0) -> None:
+        begin = time.monotonic()
+        missing = missing_binaries(self.version)
+        if missing:
+            raise NotFoundError("cannot start a control plane, missing: " + ", ".join(missing))
+        bins = bin_dir(self.version)
+        pki = self.root / "pki"
+        _certificates(pki)
+        tokens = self.root / "tokens.csv"
+        users = {
+            "admin": (ADMIN_TOKEN, "system:masters"),
+            # system:masters: with one identity for all controllers (no per-controller service
+            # account credentials) the stock system:kube-controller-manager role is too narrow.
+            "system:kube-controller-manager": ("tierserve-kcm-token", "system:masters"),
+            "system:kube-scheduler": ("tierserve-scheduler-token", ""),
+        }
+        tokens.write_text(
+            "".join(
+                f'{tok},{user},{user},"{group}"\n' if group else f"{tok},{user},{user}\n"
+                for user, (tok, group) in users.items()
+            )
+        )
+        self.api_port = free_port()
+        etcd_client, etcd_peer = free_port(), free_port()
+        self._spawn(
+            "etcd",
+            [
+                os.environ.get("ETCD", "etcd"),
+                "--data-dir", str(self.root / "etcd"),
+                "--listen-client-urls", f"http://127.0.0.1:{etcd_client}",
+                "--advertise-client-urls", f"http://127.0.0.1:{etcd_client}",
+                "--listen-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+                "--initial-advertise-peer-urls", f"http://127.0.0.1:{etcd_peer}",
+                "--initial-cluster", f"default=http://127.0.0.1:{etcd_peer}",
+                "--unsafe-no-fsync", "--log-level", "warn",
+            ],
+        )  # fmt: skip
+        self._spawn(
+            "kube-apiserver",
+            [
+                str(bins / "kube-apiserver"),
+                f"--etcd-servers=http://127.0.0.1:{etcd_client}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={self.api_port}",
+                f"--tls-cert-file={pki / 'server.crt'}",
+                f"--tls-private-key-file={pki / 'server.key'}",
+                f"--client-ca-file={pki / 'ca.crt'}",
+                f"--token-auth-file={tokens}",
+                f"--service-account-key-file={pki / 'sa.pub'}",
+                f"--service-account-signing-key-file={pki / 'sa.key'}",
+                "--service-account-issuer=https://kubernetes.default.svc",
+                "--service-cluster-ip-range=10.0.0.0/24",
+                "--authorization-mode=Node,RBAC",
+                "--disable-admission-plugins=TaintNodesByCondition",
+                f"--cert-dir={pki}",
+                "--endpoint-reconciler-type=none",
+                "--v=1",
+            ],
+        )
+        write_kubeconfig(self.kubeconfig, self.server, self.ca, ADMIN_TOKEN, "admin")
+        self._wait_ready(begin + timeout_s)
+        for name, (tok, _) in list(users.items())[1:]:
+            short = name.split(":")[1]
+            write_kubeconfig(self.root / f"{short}.kubeconfig", self.server, self.ca, tok, name)
+        self._spawn(
+            "kube-controller-manager",
+            [
+                str(bins / "kube-controller-manager"),
+                f"--kubeconfig={self.root / 'kube-controller-manager.kubeconfig'}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--leader-elect=false",
+                "--controllers=*,-nodelifecycle,-node-lifecycle-controller,-nodeipam",
+                f"--service-account-private-key-file={pki / 'sa.key'}",
+                f"--root-ca-file={pki / 'ca.crt'}",
+                "--use-service-account-credentials=false",
+                "--concurrent-replicaset-syncs=5",
+                "--v=1",
+            ],
+        )
+        self.start_scheduler("kube-scheduler", None)
+        self._wait_service_account(begin + timeout_s)
+        self.started_s = time.monotonic() - begin
+
+    def start_scheduler(self, name: str, config: Path | None) -> None:
+        """Start a kube-scheduler (``config``: a KubeSchedulerConfiguration file)."""
+        kubeconfig = self.root / "kube-scheduler.kubeconfig"
+        if config is None:
+            config = self.root / f"{name}.yaml"
+            config.write_text(scheduler_config(kubeconfig))
+        self._spawn(
+            name,
+            [
+                str(bin_dir(self.version) / "kube-scheduler"),
+                f"--config={config}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={free_port()}",
+                "--v=1",
+            ],
+        )
+
+    def stop_process(self, name: str) -> None:
+        proc = self.processes.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+
+    def stop(self) -> None:
+        for name in reversed(list(self.processes)):
+            self.stop_process(name)
+
+    def _context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    def get(self, path: str) -> bytes:
+        req = urllib.request.Request(
+            self.server + path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
+        with urllib.request.urlopen(req, context=self._context(), timeout=5) as resp:
+            data: bytes = resp.read()
+            return data
+
+    def _check_alive(self) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                tail = (self.logs / f"{name}.log").read_text(errors="replace")[-3000:]
+                raise ExternalError(f"{name} exited with {proc.returncode}:\n{tail}")
+
+    def _wait_ready(self, deadline: float) -> None:
+        while True:
+            self._check_alive()
+            with contextlib.suppress(OSError):
+                if self.get("/readyz") == b"ok":
+                    return
+            if time.monotonic() > deadline:
+                raise ExternalError(f"kube-apiserver not ready; see {self.logs}")
+            time.sleep(0.2)
+
+    def _wait_service_account(self, deadline: float) -> None:
+        while True:
+            self._check_alive()
+            with contextlib.suppress(OSError):
+                self.get("/api/v1/namespaces/default/serviceaccounts/default")
+                return
+            if time.monotonic() > deadline:
+                raise ExternalError(f"no default ServiceAccount; see {self.logs}")
+            time.sleep(0.2)
+
+
+def scheduler_config(
+    kubeconfig: Path, profile: str = "default-scheduler", extender: str | None = None
+) -> str:
+    """A KubeSchedulerConfiguration for the testbed: no leader election, one profile,
+    optionally the tierserve extender (filter, prioritize, bind; not ignorable)."""
+    text = f"""apiVersion: kubescheduler.config.k8s.io/v1
+kind: KubeSchedulerConfiguration
+clientConnection:
+  kubeconfig: {kubeconfig}
+  qps: 200
+  burst: 400
+leaderElection:
+  leaderElect: false
+profiles:
+- schedulerName: {profile}
+"""
+    if extender:
+        text += extender_config_yaml(extender)
+    return text
+
+
+def extender_config_yaml(url: str, node_cache_capable: bool = True) -> str:
+    """The ``extenders`` stanza that points kube-scheduler at the tierserve extender."""
+    return f"""extenders:
+- urlPrefix: {url}
+  filterVerb: filter
+  prioritizeVerb: prioritize
+  bindVerb: bind
+  weight: 1
+  enableHTTPS: false
+  nodeCacheCapable: {str(node_cache_capable).lower()}
+  ignorable: false
+  httpTimeout: 5s
+"""
+
+
+@contextlib.contextmanager
+def control_plane(root: Path | None = None, version: str | None = None) -> Iterator[ControlPlane]:
+    """Start a control plane in ``root`` (a temporary directory by default); always stop it."""
+    tmp = None
+    if root is None:
+        tmp = tempfile.mkdtemp(prefix="tierserve-k8s-")
+        root = Path(tmp)
+    plane = ControlPlane(
+        root=root, version=version or os.environ.get("K8S_VERSION", DEFAULT_VERSION)
+    )
+    try:
+        plane.start()
+        yield plane
+    finally:
+        plane.stop()
+        if tmp is not None and not os.environ.get("TIERSERVE_KEEP_TESTBED"):
+            shutil.rmtree(tmp, ignore_errors=True)
