@@ -10,6 +10,7 @@ from tierserve.cli import bench as bench_cli
 from tierserve.cli import demo as demo_cli
 from tierserve.cli import engine as engine_cli
 from tierserve.cli import gateway as gateway_cli
+from tierserve.cli import kube as kube_cli
 from tierserve.cli import kubectl as kubectl_cli
 from tierserve.cli import local as local_cli
 from tierserve.cli import serve as serve_cli
@@ -29,6 +30,7 @@ apply_cli.register(app)
 kubectl_cli.register(app)
 serve_cli.register(app)
 demo_cli.register(app)
+kube_cli.register(app)
 bench_cli.register(app)
 gateway_cli.register(app)
 

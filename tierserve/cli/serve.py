@@ -27,9 +27,32 @@ from tierserve.errors import (
     ValidationError,
 )
 from tierserve.model.loader import dump_documents
+from tierserve.runtime.kube import serving as kube_serving
 from tierserve.runtime.local.client import Client
 
 SERVICES = "inferenceservices"
+
+BackendOption = typer.Option(
+    "local",
+    "--backend",
+    envvar="TIERSERVE_BACKEND",
+    help="local (the embedded control plane) or kubernetes (the cluster of --kubeconfig).",
+)
+KubeconfigOption = typer.Option(
+    None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig for --backend kubernetes."
+)
+ContextOption = typer.Option(None, "--context", help="kubeconfig context.")
+
+
+def _kube(backend: str) -> bool:
+    if backend not in ("local", "kubernetes"):
+        fail(
+            ValidationError(
+                "", [FieldError("--backend", f"{backend!r} is not one of local, kubernetes")]
+            )
+        )
+    return backend == "kubernetes"
+
 
 TypeOption = typer.Option(
     None, "--type", "-T", help="Serving type; only kserve is served.", show_default=False
@@ -151,6 +174,12 @@ def register(app: typer.Typer) -> None:
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the InferenceService; create nothing."
         ),
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+        raw: bool = typer.Option(
+            False, "--raw", help="kubernetes: a Deployment + Service + HPA instead of KServe."
+        ),
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Submit a KServe-style inference service (arena serve kserve)."""
@@ -180,8 +209,13 @@ def register(app: typer.Typer) -> None:
             shell=shell,
             command=command or [],
         )
+        kube = _kube(backend)
         try:
             service = arena.service_from_flags(flags)
+            if kube:
+                for line in kube_serving.submit(service, kubeconfig, context, dry_run, raw):
+                    typer.echo(line)
+                return
         except TierserveError as exc:
             fail(exc)
         if dry_run:
@@ -214,6 +248,9 @@ def register(app: typer.Typer) -> None:
         serving_type: str | None = TypeOption,
         version: str | None = VersionOption,
         output: str | None = typer.Option(None, "-o", "--output", help="wide|json|yaml"),
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Show a serving job and its instances (arena serve get)."""
@@ -221,10 +258,20 @@ def register(app: typer.Typer) -> None:
         try:
             arena.check_type(serving_type)
             arena.check_version(version)
-            client = client_for(state_dir)
-            service = _service(client, name, namespace)
-            pods = client.list_objects("pods", namespace)
-            prices = _prices(client) if output is not None else {}
+            prices: dict[str, float] = {}
+            if _kube(backend):
+                services, pods = kube_serving.services_and_pods(namespace, kubeconfig, context)
+                found = [s for s in services if s["metadata"]["name"] == name]
+                if not found:
+                    raise NotFoundError(
+                        f"the serving job {name} was not found in namespace {namespace}"
+                    )
+                service = found[0]
+            else:
+                client = client_for(state_dir)
+                service = _service(client, name, namespace)
+                pods = client.list_objects("pods", namespace)
+                prices = _prices(client) if output is not None else {}
         except TierserveError as exc:
             fail(exc)
         now = time.time()
@@ -239,6 +286,9 @@ def register(app: typer.Typer) -> None:
         all_namespaces: bool = typer.Option(False, "-A", "--all-namespaces"),
         serving_type: str | None = TypeOption,
         output: str | None = typer.Option(None, "-o", "--output", help="wide|json|yaml"),
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """List serving jobs (arena serve list)."""
@@ -246,11 +296,14 @@ def register(app: typer.Typer) -> None:
         ns = None if all_namespaces else namespace
         try:
             arena.check_type(serving_type)
-            client = client_for(state_dir)
-            services = client.list_objects(SERVICES, ns)
-            pods = client.list_objects("pods", ns)
             costs: dict[str, float] = {}
-            if output == "wide":
+            if _kube(backend):
+                services, pods = kube_serving.services_and_pods(ns, kubeconfig, context)
+            else:
+                client = client_for(state_dir)
+                services = client.list_objects(SERVICES, ns)
+                pods = client.list_objects("pods", ns)
+            if output == "wide" and not _kube(backend):
                 costs = {
                     k: float(v.get("cloudCost", 0.0))
                     for k, v in client.cost().get("services", {}).items()
@@ -272,6 +325,9 @@ def register(app: typer.Typer) -> None:
         namespace: str = NamespaceOption,
         serving_type: str | None = TypeOption,
         version: str | None = VersionOption,
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Delete serving jobs and their replicas (arena serve delete)."""
@@ -279,6 +335,21 @@ def register(app: typer.Typer) -> None:
         try:
             arena.check_type(serving_type)
             arena.check_version(version)
+            if _kube(backend):
+                for job, deleted in kube_serving.delete(
+                    names, namespace, kubeconfig, context
+                ).items():
+                    if deleted is None:
+                        typer.echo(
+                            arena_layout.info_line(
+                                time.monotonic() - started,
+                                f"The serving job '{job}' does not exist, skip deleting it.",
+                            )
+                        )
+                        continue
+                    for what in deleted:
+                        typer.echo(f"{what} deleted")
+                return
             client = client_for(state_dir)
             for name in names:
                 try:

@@ -70,6 +70,12 @@ def _quantities(values: Obj | None) -> dict[str, int]:
     return out
 
 
+def _as_quantities(milli: dict[str, int]) -> dict[str, str]:
+    """Milli-amounts as quantity strings: the model's ResourceList parses quantities (a bare
+    int would be read as whole units)."""
+    return {name: f"{amount}m" for name, amount in milli.items()}
+
+
 def node_from_k8s(obj: Obj) -> Node:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -85,8 +91,10 @@ def node_from_k8s(obj: Obj) -> Node:
             virtual=VirtualSpec() if is_virtual(obj) else None,
         ),
         status=NodeStatus(
-            capacity=_quantities(status.get("capacity")),
-            allocatable=_quantities(status.get("allocatable") or status.get("capacity")),
+            capacity=_as_quantities(_quantities(status.get("capacity"))),
+            allocatable=_as_quantities(
+                _quantities(status.get("allocatable") or status.get("capacity"))
+            ),
         ),
     )
 
@@ -158,7 +166,7 @@ def replica_from_pod(obj: Obj) -> Replica:
         metadata=_meta(obj),
         spec=ReplicaSpec(
             service=service,
-            requests=pod_requests(spec),
+            requests=_as_quantities(pod_requests(spec)),
             tolerations=[_toleration(t) for t in spec.get("tolerations") or []],
             node_selector=dict(spec.get("nodeSelector") or {}),
         ),

@@ -73,7 +73,13 @@ def filter_reply(
         result = filter_nodes(pod, snapshot, cache.policies(), now_s, names)
         allowed = list(result.allowed)
         never = isinstance(result.decision, Unschedulable) and result.decision.retry is Retry.NEVER
-        messages = {n: r.message() for n, r in result.rejected.items()}
+        rendered: dict[object, str] = {}  # thousands of nodes share a few reasons
+        messages = {}
+        for n, r in result.rejected.items():
+            text = rendered.get(r)
+            if text is None:
+                text = rendered[r] = r.message()
+            messages[n] = text
         if isinstance(result.decision, Unschedulable):
             why = "; ".join(result.decision.messages())
             messages = {n: f"{m} ({why})" if why else m for n, m in messages.items()}
@@ -118,6 +124,9 @@ class Extender:
         uid = str(pod_obj.get("metadata", {}).get("uid", ""))
         if result is not None and isinstance(result.decision, Placement):
             self.placements[uid] = result.decision
+            if result.decision.node is not None:
+                # kube-scheduler filters the next pod before binding this one: count it now
+                self._assume(pod.namespace, pod.name, result.decision.node, result.decision)
         else:
             self.placements.pop(uid, None)
         if result is not None:
@@ -194,7 +203,7 @@ class Extender:
         pod = self.cache.pods.get((namespace, name))
         if pod is None:
             return
-        if placement is not None:
+        if placement is not None and (placement.pod_labels or placement.pod_annotations):
             meta = pod.metadata.model_copy(
                 update={
                     "labels": {**pod.metadata.labels, **placement.pod_labels},
@@ -203,7 +212,9 @@ class Extender:
             )
             pod = pod.model_copy(update={"metadata": meta})
         unit = placement.unit if placement is not None else None
-        self.cache.assume(pod.with_status(node_name=node, unit=unit, phase=Phase.STARTING))
+        placed = pod.with_status(node_name=node, unit=unit, phase=Phase.STARTING)
+        if not self.cache.assumed(placed):
+            self.cache.assume(placed)
 
 
 def _describe(result: FilterResult) -> str:

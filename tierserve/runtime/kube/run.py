@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 
 from aiohttp import web
@@ -38,6 +39,9 @@ async def serve_extender(
         if with_controller:
             tasks.append(asyncio.create_task(DeletionCostController(cache, kube).run()))
         await cache.wait_synced(60.0)
+        cache.snapshot()
+        gc.collect()
+        gc.freeze()  # the cache is long-lived: keep full collections from walking it (p99)
         runner = web.AppRunner(app(Extender(cache, kube)), access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)

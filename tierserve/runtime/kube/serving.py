@@ -399,3 +399,36 @@ __all__ = [
     "submit",
     "submit_async",
 ]
+
+
+# --- sync entry points for ``tierserve serve ... --backend kubernetes`` ------------------------
+
+
+def services_and_pods(
+    namespace: str | None, kubeconfig: str | None = None, context: str | None = None
+) -> tuple[list[Obj], list[Obj]]:
+    """(services, pods) for ``arena_layout.format_get/format_list`` (namespace None: all)."""
+
+    async def read(kube: KubeClient) -> tuple[list[Obj], list[Obj]]:
+        return await read_services(kube, namespace)
+
+    result: tuple[list[Obj], list[Obj]] = run(read, kubeconfig, context)
+    return result
+
+
+def delete(
+    names: Sequence[str], namespace: str, kubeconfig: str | None = None, context: str | None = None
+) -> dict[str, list[str] | None]:
+    """Delete serving jobs; per name what was deleted, or None when it did not exist."""
+
+    async def remove(kube: KubeClient) -> dict[str, list[str] | None]:
+        out: dict[str, list[str] | None] = {}
+        for name in names:
+            try:
+                out[name] = await delete_service(kube, name, namespace)
+            except NotFoundError:
+                out[name] = None
+        return out
+
+    result: dict[str, list[str] | None] = run(remove, kubeconfig, context)
+    return result

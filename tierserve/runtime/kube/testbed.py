@@ -232,6 +232,8 @@ class ControlPlane:
                 f"--root-ca-file={pki / 'ca.crt'}",
                 "--use-service-account-credentials=false",
                 "--concurrent-replicaset-syncs=5",
+                "--kube-api-qps=200",
+                "--kube-api-burst=400",
                 "--v=1",
             ],
         )

@@ -103,9 +103,10 @@ class Reconciler:
         )
 
     def tick(self, now: float) -> None:
-        world = self._read()
-        self._bill(world, now)
-        self._services(world, now)
+        self._bill(self._read(), now)
+        # Each step reads the state the previous one wrote: objects are replaced whole, so
+        # writing a copy read before another step's write would undo that write.
+        self._services(self._read(), now)
         world = self._read()
         self._schedule(world, now)
         world = self._read()
@@ -236,7 +237,6 @@ class Reconciler:
             if node is None or service is None:
                 continue
             if replica.phase == Phase.PROVISIONING:
-                assert node.spec.virtual is not None or not node.virtual
                 cold = node.spec.virtual.cold_start_seconds if node.spec.virtual else 0.0
                 ready_at = (replica.status.scheduled_s or now) + cold
                 if now < ready_at:

@@ -1,0 +1,552 @@
+"""Compare HPA scale metrics on the same bursty load: the seed's SM util vs LLM-aware ones.
+
+For each configuration this starts a fresh control plane (``tierserve up --detach``) in a
+temporary state directory, applies the seed's storage YAML and ResourcePolicy plus the
+seed's InferenceService (its vLLM command line, 1 GPU, min 1 max 3) with that
+configuration's scale metric, waits for the first replica to be Ready, then drives the
+same open-loop, bursty load through the gateway with ``tierserve bench --stream --json``
+(Poisson arrivals with fixed seeds: every configuration sees the same arrival schedule)
+while sampling ``GET /api/v1/pods`` every wall second. At the end of the load timeline
+it reads ``GET /api/v1/cost``; every control plane is stopped (``tierserve down``) even on
+error. Not a test: run it by hand (about 2 minutes of wall time per configuration).
+
+    .venv/bin/python bench/autoscale/compare.py                  # every configuration
+    .venv/bin/python bench/autoscale/compare.py --configs seed-sm50,inflight-10
+    .venv/bin/python bench/autoscale/compare.py --config 'mine=vllm:num_requests_running:8'
+
+Time. The replicas run the V100 emulator at ``--time-scale`` (0.2: 5x faster than real
+time). Every delay of the control plane is given in *emulated* seconds and passed to
+``tierserve up`` multiplied by the time scale (cold start, HPA period, downscale
+stabilisation, scrape interval), and so are the load's rates, durations and SLO, so the
+whole run is a consistent 5x-faster replay of real time. Every figure printed is
+converted back to emulated seconds (wall seconds / time scale): latencies, times,
+GPU-seconds and cost.
+
+Load (emulated time): chat requests with a ~1500-token prompt and ``max_tokens`` 256
+(a RAG/chat-with-context shape: prefill is what saturates a V100; with the seed's
+11-token prompt continuous batching absorbs hundreds of streams at ~24 ms per token, so
+nothing needs scaling). Phases: quiet 0.5 req/s for 90 s, burst 3.0 req/s for 180 s,
+quiet 0.5 req/s for 270 s. The performance model (``tierserve.engine.perf``) predicts one
+V100 meets TTFT p90 <= 2 s and TPOT p90 <= 100 ms up to ~1.8 req/s of this shape, so the
+burst needs all 3 replicas, the quiet phases need one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tierserve.examples import seed_text
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+BIN = Path(sys.executable).parent
+TIERSERVE = str(BIN / "tierserve") if (BIN / "tierserve").exists() else "tierserve"
+
+SERVICE_COMMAND = (
+    "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code "
+    "--served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95 "
+    "--enforce-eager --dtype=half"
+)
+HOST = "deepseek-default.example.com"
+IDC_TIER, CLOUD_TIER = "idc", "cloud"
+TIER_LABEL = "tierserve.io/tier"
+
+# name -> [(metric, target), ...]; the first is scaleMetric/scaleTarget, the rest `metrics:`.
+CONFIGS: dict[str, list[tuple[str, float]]] = {
+    "seed-sm50": [("DCGM_CUSTOM_PROCESS_SM_UTIL", 50)],
+    "inflight-10": [("tierserve:inflight_requests", 10)],
+    "running-10": [("vllm:num_requests_running", 10)],
+    "waiting-1": [("vllm:num_requests_waiting", 1)],
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    rate: float  # emulated requests/s
+    duration_s: float  # emulated seconds
+    seed: int
+
+
+PHASES = (
+    Phase("quiet-1", 0.5, 90.0, 11),
+    Phase("burst", 3.0, 180.0, 12),
+    Phase("quiet-2", 0.5, 270.0, 13),
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    time_scale: float = 0.2
+    cold_start_s: float = 45.0  # the virtual node's default
+    hpa_period_s: float = 15.0  # Kubernetes' HPA sync period
+    downscale_stabilization_s: float = 60.0  # Kubernetes: 300
+    metrics_interval_s: float = 5.0
+    tick_s: float = 1.0
+    price_per_gpu_hour: float = 2.5  # the virtual node's default (illustrative)
+    prompt_words: int = 1495  # + "Summarise:" and the chat template = 1500 prompt tokens
+    max_tokens: int = 256
+    slo_ttft_s: float = 2.0
+    slo_tpot_s: float = 0.1
+    min_replicas: int = 1
+    max_replicas: int = 3
+
+    def wall(self, emulated_s: float) -> float:
+        return emulated_s * self.time_scale
+
+
+# -- helpers ----------------------------------------------------------------------------------
+
+
+def _http(url: str, token: str, timeout: float = 10.0) -> Any:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with opener.open(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def _go_duration(seconds: float) -> str:
+    return f"{seconds * 1000:.0f}ms"
+
+
+def service_yaml(metrics: list[tuple[str, float]], s: Settings) -> str:
+    (first_name, first_target), rest = metrics[0], metrics[1:]
+    lines = [
+        "apiVersion: serving.tierserve.io/v1alpha1",
+        "kind: InferenceService",
+        "metadata: {name: deepseek, namespace: default}",
+        "spec:",
+        "  gpus: 1",
+        '  cpu: "4"',
+        "  memory: 12Gi",
+        f"  replicas: {s.min_replicas}",
+        f"  minReplicas: {s.min_replicas}",
+        f"  maxReplicas: {s.max_replicas}",
+        f'  scaleMetric: "{first_name}"',
+        f"  scaleTarget: {first_target:g}",
+    ]
+    if rest:
+        lines.append("  metrics:")
+        lines += [f'    - {{name: "{n}", target: {t:g}}}' for n, t in rest]
+    lines += [
+        '  data: ["llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"]',
+        f"  command: {json.dumps(SERVICE_COMMAND)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def request_body(s: Settings) -> str:
+    vocab = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    words = " ".join(vocab[i % len(vocab)] for i in range(s.prompt_words - 2))
+    return json.dumps(
+        {
+            "model": "deepseek-r1",
+            "messages": [{"role": "user", "content": f"Summarise: {words}"}],
+            "max_tokens": s.max_tokens,
+            "temperature": 0.7,
+            "top_p": 0.9,
+        }
+    )
+
+
+def _tier(pod: dict[str, Any]) -> str:
+    labels = pod.get("metadata", {}).get("labels", {}) or {}
+    tier = labels.get(TIER_LABEL)
+    if tier:
+        return str(tier)
+    node = pod.get("status", {}).get("nodeName") or pod.get("spec", {}).get("nodeName") or ""
+    if not node:
+        return "none"
+    return IDC_TIER if node == "idc001" else CLOUD_TIER
+
+
+# -- one configuration -----------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    name: str
+    metrics: list[tuple[str, float]]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+    phases: dict[str, Any] = field(default_factory=dict)
+    cost: dict[str, Any] = field(default_factory=dict)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    error: str | None = None
+    load_start_epoch: float = 0.0
+
+
+class Sampler(threading.Thread):
+    """GET /api/v1/pods (and the service's desired replicas) once per wall second."""
+
+    def __init__(self, api: str, token: str, t0: float, out: list[dict[str, Any]]) -> None:
+        super().__init__(daemon=True)
+        self.api, self.token, self.t0, self.out = api, token, t0, out
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            now = time.time()
+            with contextlib.suppress(Exception):
+                pods = _http(f"{self.api}/api/v1/pods", self.token)["items"]
+                isvc = _http(f"{self.api}/api/v1/inferenceservices/deepseek", self.token)
+                alloc = {IDC_TIER: 0, CLOUD_TIER: 0}
+                ready = {IDC_TIER: 0, CLOUD_TIER: 0}
+                phases: dict[str, int] = {}
+                for p in pods:
+                    phase = p.get("status", {}).get("phase", "")
+                    phases[phase] = phases.get(phase, 0) + 1
+                    tier = _tier(p)
+                    if tier in alloc and phase not in ("Pending", "Failed"):
+                        alloc[tier] += 1  # billed: Provisioning/Starting/Ready/Terminating
+                    if tier in ready and phase == "Ready":
+                        ready[tier] += 1
+                self.out.append(
+                    {
+                        "t_wall": now - self.t0,
+                        "desired": isvc.get("spec", {}).get("replicas"),
+                        "allocated": alloc,
+                        "ready": ready,
+                        "phases": phases,
+                    }
+                )
+            self.stop.wait(max(0.0, 1.0 - (time.time() - now)))
+
+
+def run_config(run: Run, s: Settings, keep: bool) -> None:
+    state = Path(tempfile.mkdtemp(prefix=f"tierserve-autoscale-{run.name}-"))
+    env = {**os.environ, "TIERSERVE_STATE_DIR": str(state)}
+
+    def cli(*args: str, timeout: float = 120.0) -> str:
+        res = subprocess.run(
+            [TIERSERVE, *args], env=env, capture_output=True, text=True, timeout=timeout
+        )
+        if res.returncode != 0:
+            raise RuntimeError(f"tierserve {' '.join(args)}: {res.stderr.strip()[-800:]}")
+        return res.stdout
+
+    benches: list[subprocess.Popen[str]] = []
+    sampler: Sampler | None = None
+    try:
+        cli(
+            "up", "--detach",
+            "--virtual-cold-start-s", f"{s.wall(s.cold_start_s):g}",
+            "--virtual-price-per-gpu-hour", f"{s.price_per_gpu_hour:g}",
+            "--hpa-period-s", f"{s.wall(s.hpa_period_s):g}",
+            "--hpa-downscale-stabilization-s", f"{s.wall(s.downscale_stabilization_s):g}",
+            "--metrics-interval-s", f"{s.wall(s.metrics_interval_s):g}",
+            "--tick-s", f"{s.wall(s.tick_s):g}",
+            "--emulator-time-scale", f"{s.time_scale:g}",
+            "--stop-grace-s", "2",
+        )  # fmt: skip
+        client = json.loads((state / "client.json").read_text())
+        api, gw, token = client["api_url"], client["gateway_url"], client["token"]
+        manifests = state / "manifests.yaml"
+        manifests.write_text(
+            seed_text("model-storage.yaml")
+            + "\n---\n"
+            + seed_text("resourcepolicy.yaml")
+            + "\n---\n"
+            + service_yaml(run.metrics, s)
+        )
+        cli("apply", "-f", str(manifests))
+        deadline = time.monotonic() + 120
+        while True:
+            pods = _http(f"{api}/api/v1/pods", token)["items"]
+            if any(p.get("status", {}).get("phase") == "Ready" for p in pods):
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no Ready replica within 120 s: {pods}")
+            time.sleep(0.2)
+
+        body = state / "body.json"
+        body.write_text(request_body(s))
+        slo = f"ttft={_go_duration(s.wall(s.slo_ttft_s))},tpot={_go_duration(s.wall(s.slo_tpot_s))}"
+        t0 = time.time()
+        run.load_start_epoch = t0
+        sampler = Sampler(api, token, t0, run.samples)
+        sampler.start()
+        start = 0.0
+        outs: dict[str, Path] = {}
+        for ph in PHASES:
+            while time.time() - t0 < s.wall(start):
+                time.sleep(0.005)
+            out = state / f"bench-{ph.name}.json"
+            outs[ph.name] = out
+            benches.append(
+                subprocess.Popen(
+                    [
+                        TIERSERVE, "bench", "--stream", "--json", "--no-progress",
+                        "--rate", f"{ph.rate / s.time_scale:g}", "--seed", str(ph.seed),
+                        "-z", _go_duration(s.wall(ph.duration_s)), "-c", "1000",
+                        "-t", f"{s.wall(600):g}", "--slo", slo,
+                        "-m", "POST", "-host", HOST, "-H", "Content-Type: application/json",
+                        "-D", str(body), f"{gw}/v1/chat/completions",
+                    ],
+                    env=env, stdout=out.open("w"), stderr=subprocess.PIPE, text=True,
+                )
+            )  # fmt: skip
+            start += ph.duration_s
+        # The cost at the end of the load timeline (what each configuration paid for it).
+        while time.time() - t0 < s.wall(start):
+            time.sleep(0.05)
+        run.cost = _http(f"{api}/api/v1/cost", token)
+        run.cost["t_wall"] = time.time() - t0
+        for proc in benches:
+            _, err = proc.communicate(timeout=s.wall(900))
+            if proc.returncode != 0:
+                raise RuntimeError(f"tierserve bench exited {proc.returncode}: {err[-800:]}")
+        sampler.stop.set()
+        sampler.join()
+        for ph in PHASES:
+            run.phases[ph.name] = json.loads(outs[ph.name].read_text())
+        run.events = [
+            e
+            for e in _http(f"{api}/api/v1/events", token).get("items", [])
+            if e.get("reason") in ("SuccessfulRescale", "Provisioned", "Scheduled", "Killing")
+        ]
+    except Exception as exc:  # noqa: BLE001 - recorded, the next configuration still runs
+        run.error = f"{type(exc).__name__}: {exc}"
+        print(f"[{run.name}] error: {run.error}", file=sys.stderr)
+    finally:
+        if sampler is not None:
+            sampler.stop.set()
+        for proc in benches:
+            if proc.poll() is None:
+                proc.terminate()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(10)
+        res = subprocess.run(
+            [TIERSERVE, "down"], env=env, capture_output=True, text=True, timeout=120
+        )
+        if res.returncode != 0:
+            print(f"[{run.name}] tierserve down: {res.stderr.strip()}", file=sys.stderr)
+        if not keep:
+            shutil.rmtree(state, ignore_errors=True)
+
+
+# -- figures ----------------------------------------------------------------------------------
+
+
+def summarize(run: Run, s: Settings) -> dict[str, Any]:
+    ts = s.time_scale
+    load_end = sum(p.duration_s for p in PHASES)
+    out: dict[str, Any] = {"config": run.name, "metrics": run.metrics, "error": run.error}
+    if run.error:
+        return out
+    per_phase = {}
+    good = total = 0
+    for ph in PHASES:
+        llm = run.phases[ph.name]["llm"]
+        ttft, tpot = llm["ttft_s"] or {}, llm["tpot_s"] or {}
+        gp = llm["goodput"] or {"good_requests": 0, "requests": 0}
+        good += gp["good_requests"]
+        total += gp["requests"]
+        per_phase[ph.name] = {
+            "requests": run.phases[ph.name]["summary"]["requests"],
+            "ok": llm["requests"],
+            "errors": run.phases[ph.name]["errors"],
+            "ttft_p50_s": ttft.get("p50", math.nan) / ts,
+            "ttft_p90_s": ttft.get("p90", math.nan) / ts,
+            "ttft_p99_s": ttft.get("p99", math.nan) / ts,
+            "tpot_p50_s": tpot.get("p50", math.nan) / ts,
+            "tpot_p90_s": tpot.get("p90", math.nan) / ts,
+            "slo_attainment_pct": 100.0 * gp["good_requests"] / max(1, gp["requests"]),
+        }
+    out["phases"] = per_phase
+    out["goodput_pct"] = 100.0 * good / max(1, total)
+    out["goodput_req_per_s"] = good / load_end  # emulated
+    samples = [x for x in run.samples if x["t_wall"] / ts <= load_end]
+    for tier in (IDC_TIER, CLOUD_TIER):
+        alloc = [x["allocated"][tier] for x in samples]
+        ready = [x["ready"][tier] for x in samples]
+        out[f"{tier}_allocated_peak"] = max(alloc, default=0)
+        out[f"{tier}_allocated_mean"] = sum(alloc) / len(alloc) if alloc else 0.0
+        out[f"{tier}_ready_peak"] = max(ready, default=0)
+        out[f"{tier}_ready_mean"] = sum(ready) / len(ready) if ready else 0.0
+    scale_out = next((x["t_wall"] for x in run.samples if (x["desired"] or 0) > 1), None)
+    cloud_ready = next((x["t_wall"] for x in run.samples if x["ready"][CLOUD_TIER] > 0), None)
+    out["first_scale_out_s"] = None if scale_out is None else scale_out / ts
+    out["first_cloud_ready_s"] = None if cloud_ready is None else cloud_ready / ts
+    last_cloud = max((x["t_wall"] for x in samples if x["allocated"][CLOUD_TIER] > 0), default=None)
+    out["last_cloud_s"] = None if last_cloud is None else last_cloud / ts
+    # Cloud GPU-seconds per phase, integrated from the 1 s samples (a cross-check of /cost).
+    bounds, start = {}, 0.0
+    for ph in PHASES:
+        bounds[ph.name] = (start, start + ph.duration_s)
+        start += ph.duration_s
+    by_phase = {name: 0.0 for name in bounds}
+    for prev, cur in zip(samples, samples[1:], strict=False):
+        t = prev["t_wall"] / ts
+        dt = (cur["t_wall"] - prev["t_wall"]) / ts
+        for name, (lo, hi) in bounds.items():
+            if lo <= t < hi:
+                by_phase[name] += prev["allocated"][CLOUD_TIER] * dt
+    out["cloud_gpu_s_by_phase"] = by_phase
+    svc = run.cost.get("services", {}).get("default/deepseek", {})
+    out["cloud_gpu_s"] = svc.get("gpuSeconds", {}).get(CLOUD_TIER, 0.0) / ts
+    out["idc_gpu_s"] = svc.get("gpuSeconds", {}).get(IDC_TIER, 0.0) / ts
+    out["cloud_cost"] = svc.get("cloudCost", 0.0) / ts
+    return out
+
+
+def timeline(run: Run, s: Settings, step_s: float = 30.0) -> str:
+    """Replicas per tier (allocated: billed ones, Ready in brackets) every ``step_s``."""
+    cells = []
+    t = 0.0
+    end = sum(p.duration_s for p in PHASES)
+    while t <= end + 1e-9:
+        near = min(run.samples, key=lambda x: abs(x["t_wall"] / s.time_scale - t), default=None)
+        if near is None:
+            break
+        a, r = near["allocated"], near["ready"]
+        cells.append(f"{a[IDC_TIER]}+{a[CLOUD_TIER]}({r[IDC_TIER]}+{r[CLOUD_TIER]})")
+        t += step_s
+    return " ".join(cells)
+
+
+def _f(x: float | None, fmt: str = "{:.2f}") -> str:
+    return "-" if x is None or (isinstance(x, float) and math.isnan(x)) else fmt.format(x)
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| config | scale metric (target) | burst TTFT p50 / p90 (s) | burst TPOT p90 (ms) "
+        "| quiet-2 TTFT p90 (s) | SLO met, all (%) | goodput (req/s) | first scale-out (s) "
+        "| first cloud Ready (s) | cloud replicas peak / mean | IDC mean "
+        "| cloud GPU-s (in quiet-2) | cloud cost ($) |"
+    )
+    lines = [head, "| " + " | ".join(["---"] * 13) + " |"]
+    for r in rows:
+        metric = ", ".join(f"`{n}` ({t:g})" for n, t in r["metrics"])
+        if r.get("error"):
+            lines.append(f"| {r['config']} | {metric} | error: {r['error']} |" + " |" * 10)
+            continue
+        b, q = r["phases"]["burst"], r["phases"]["quiet-2"]
+        lines.append(
+            f"| {r['config']} | {metric} "
+            f"| {_f(b['ttft_p50_s'])} / {_f(b['ttft_p90_s'])} "
+            f"| {_f(b['tpot_p90_s'] * 1000, '{:.0f}')} "
+            f"| {_f(q['ttft_p90_s'])} "
+            f"| {_f(r['goodput_pct'], '{:.1f}')} "
+            f"| {_f(r['goodput_req_per_s'], '{:.2f}')} "
+            f"| {_f(r['first_scale_out_s'], '{:.0f}')} "
+            f"| {_f(r['first_cloud_ready_s'], '{:.0f}')} "
+            f"| {r['cloud_allocated_peak']} / {r['cloud_allocated_mean']:.2f} "
+            f"| {r['idc_allocated_mean']:.2f} "
+            f"| {r['cloud_gpu_s']:.0f} ({r['cloud_gpu_s_by_phase']['quiet-2']:.0f}) "
+            f"| {r['cloud_cost']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=METRIC:TARGET[,METRIC:TARGET]",
+        help="an extra configuration (repeatable)",
+    )
+    ap.add_argument("--time-scale", type=float, default=Settings.time_scale)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    ap.add_argument("--keep-state", action="store_true", help="keep the temp state dirs")
+    ap.add_argument(
+        "--shorten", type=float, default=1.0, help="multiply the phases' durations (smoke runs)"
+    )
+    args = ap.parse_args()
+    global PHASES
+    PHASES = tuple(
+        Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed) for p in PHASES
+    )
+    s = Settings(time_scale=args.time_scale)
+    chosen: dict[str, list[tuple[str, float]]] = {}
+    for name in filter(None, args.configs.split(",")):
+        if name not in CONFIGS:
+            ap.error(f"--configs: unknown {name!r}; expected some of {', '.join(CONFIGS)}")
+        chosen[name] = CONFIGS[name]
+    for spec in args.config:
+        name, _, rest = spec.partition("=")
+        try:
+            chosen[name] = [
+                (m.rpartition(":")[0], float(m.rpartition(":")[2])) for m in rest.split(",")
+            ]
+        except ValueError:
+            ap.error(f"--config: {spec!r} is not NAME=METRIC:TARGET[,METRIC:TARGET]")
+    runs = []
+    started = time.monotonic()
+    for name, metrics in chosen.items():
+        run = Run(name, metrics)
+        t = time.monotonic()
+        print(f"[{name}] running ...", file=sys.stderr, flush=True)
+        run_config(run, s, args.keep_state)
+        print(f"[{name}] done in {time.monotonic() - t:.0f} s wall", file=sys.stderr, flush=True)
+        runs.append(run)
+    rows = [summarize(r, s) for r in runs]
+    print(
+        f"\nEmulated V100-32G replicas at --time-scale {s.time_scale:g}; every figure below is in "
+        "emulated seconds (wall / time scale)."
+    )
+    print(
+        "Load: "
+        + ", ".join(f"{p.name} {p.rate:g} req/s x {p.duration_s:g} s" for p in PHASES)
+        + f"; prompt {s.prompt_words + 5} tokens, max_tokens {s.max_tokens}; "
+        f"SLO TTFT <= {s.slo_ttft_s:g} s, TPOT <= {s.slo_tpot_s * 1000:g} ms.\n"
+    )
+    print(table(rows))
+    print("\nReplicas idc+cloud allocated (Ready) every 30 s from load start:")
+    for run in runs:
+        if not run.error:
+            print(f"  {run.name:>14}: {timeline(run, s)}")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(
+        json.dumps(
+            {
+                "settings": asdict(s),
+                "phases": [asdict(p) for p in PHASES],
+                "wall_s": time.monotonic() - started,
+                "summary": rows,
+                "runs": [
+                    {
+                        "config": r.name,
+                        "metrics": r.metrics,
+                        "error": r.error,
+                        "samples": r.samples,
+                        "cost": r.cost,
+                        "events": [
+                            {**e, "t_s": (e["firstTimestamp"] - r.load_start_epoch) / s.time_scale}
+                            for e in r.events
+                        ],
+                        "bench": {
+                            k: {"summary": v["summary"], "llm": v["llm"], "errors": v["errors"]}
+                            for k, v in r.phases.items()
+                        },
+                    }
+                    for r in runs
+                ],
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    print(f"\nraw results: {args.out}")
+    return 1 if any(r.error for r in runs) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

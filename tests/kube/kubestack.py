@@ -1,0 +1,84 @@
+"""Helpers for the Kubernetes tests: tierserve's processes on the testbed, and polling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tierserve.runtime.kube.testbed import ControlPlane
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    """tierserve on the testbed: extender + controller processes and a second scheduler."""
+
+    plane: ControlPlane
+    extender_port: int
+    procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @property
+    def kubeconfig(self) -> str:
+        return str(self.plane.kubeconfig)
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        log = (self.plane.logs / f"{name}.log").open("ab")
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, "-m", "tierserve.cli.kube", "kube", *args,
+             "--kubeconfig", self.kubeconfig],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, start_new_session=True,
+        )  # fmt: skip
+        log.close()
+
+    def start_extender(self) -> None:
+        self._spawn("extender", ["extender", f"--listen=127.0.0.1:{self.extender_port}"])
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            proc = self.procs["extender"]
+            if proc.poll() is not None:
+                raise RuntimeError(self.log("extender"))
+            with contextlib.suppress(OSError):
+                url = f"http://127.0.0.1:{self.extender_port}/healthz"
+                with urllib.request.urlopen(url, timeout=1):
+                    return
+            time.sleep(0.2)
+        raise RuntimeError("extender did not start:\n" + self.log("extender"))
+
+    def stop(self, name: str) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+    def log(self, name: str) -> str:
+        return (self.plane.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+async def until(
+    check: Callable[[], Awaitable[object]], timeout_s: float = 30.0, every_s: float = 0.2
+) -> object:
+    """Poll ``check`` until it returns something truthy; fail with its last value."""
+    deadline = time.monotonic() + timeout_s
+    last: object = None
+    while time.monotonic() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:g} s; last: {last!r}")

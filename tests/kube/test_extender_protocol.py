@@ -1,0 +1,131 @@
+"""The extender's replies to the requests kube-scheduler really sends (no cluster needed)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+
+from tierserve.runtime.kube.cache import ClusterCache
+from tierserve.runtime.kube.controller import desired_costs, patches
+from tierserve.runtime.kube.extender import Extender, app
+
+REFERENCE = Path("/work/shared/k8s-reference/extender")
+Obj = dict[str, Any]
+
+
+def node(name: str, gpus: str, labels: dict[str, str], taints: list[Obj] | None = None) -> Obj:
+    cap = {"cpu": "1k", "memory": "4Ti", "nvidia.com/gpu": gpus, "pods": "10k"}
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "spec": {"taints": taints or []},
+        "status": {"capacity": cap, "allocatable": cap},
+    }
+
+
+IDC = node("idc001", "1", {"pool": "idc"})
+VIRTUAL = node(
+    "virtual-kubelet-cn-hangzhou-b",
+    "100",
+    {},
+    [{"key": "virtual-kubelet.io/provider", "value": "alibabacloud", "effect": "NoSchedule"}],
+)
+POLICY = {
+    "apiVersion": "scheduling.tierserve.io/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "gpu-demo", "namespace": "default"},
+    "spec": {
+        "selector": {"app": "gpu-demo"},
+        "units": [{"resource": "ecs", "nodeSelector": {"pool": "idc"}}, {"resource": "eci"}],
+    },
+}
+
+
+def reference(name: str) -> Obj:
+    path = REFERENCE / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    doc: Obj = json.loads(path.read_text())
+    return doc
+
+
+def cache_with(policy: bool = True) -> ClusterCache:
+    cache = ClusterCache()
+    cache.set_node(IDC)
+    cache.set_node(VIRTUAL)
+    if policy:
+        cache.set_policy("scheduling.tierserve.io", POLICY)
+    return cache
+
+
+def test_filter_full_nodes_keeps_idc_first() -> None:
+    args = reference("002_prioritize.json")  # the first pod, both nodes still candidates
+    reply = Extender(cache_with(), None).filter(args)
+    assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == ["idc001"]
+    assert reply["NodeNames"] is None and reply["Error"] == ""
+    assert "virtual-kubelet-cn-hangzhou-b" in reply["FailedNodes"]
+
+
+def test_filter_node_names_when_node_cache_capable() -> None:
+    args = reference("002_prioritize.json")
+    names = [n["metadata"]["name"] for n in args.pop("Nodes")["items"]]
+    args["NodeNames"] = names
+    reply = Extender(cache_with(), None).filter(args)
+    assert reply["NodeNames"] == ["idc001"] and reply["Nodes"] is None
+
+
+def test_pod_without_policy_passes_through_untouched() -> None:
+    args = reference("002_prioritize.json")
+    reply = Extender(cache_with(policy=False), None).filter(args)
+    assert reply["Nodes"]["items"] == args["Nodes"]["items"]
+    assert reply["FailedNodes"] == {}
+
+
+def test_idc_full_goes_to_the_virtual_unit() -> None:
+    cache = cache_with()
+    bound = reference("001_filter.json")["Pod"]
+    bound = {**bound, "spec": {**bound["spec"], "nodeName": "idc001"}}
+    bound["metadata"] = {**bound["metadata"], "name": "first", "uid": "u1"}
+    cache.set_pod(bound)
+    reply = Extender(cache, None).filter(reference("002_prioritize.json"))
+    assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == [
+        "virtual-kubelet-cn-hangzhou-b"
+    ]
+
+
+def test_prioritize_scores_0_to_10() -> None:
+    reply = Extender(cache_with(), None).prioritize(reference("002_prioritize.json"))
+    assert {r["Host"] for r in reply} == {"idc001", "virtual-kubelet-cn-hangzhou-b"}
+    assert all(0 <= r["Score"] <= 10 for r in reply)
+
+
+async def test_http_routes() -> None:
+    extender = Extender(cache_with(), None)
+    async with TestClient(TestServer(app(extender))) as client:
+        resp = await client.post("/filter", json=reference("001_filter.json"))
+        body = await resp.json()
+        assert set(body) == {"Nodes", "NodeNames", "FailedNodes", "FailedAndUnresolvableNodes",
+                             "Error"}  # fmt: skip
+        resp = await client.post("/prioritize", json=reference("002_prioritize.json"))
+        assert isinstance(await resp.json(), list)
+        resp = await client.post("/bind", json={"PodName": "x", "PodNamespace": "default",
+                                                "PodUID": "u", "Node": "idc001"})  # fmt: skip
+        assert "no API client" in (await resp.json())["Error"]
+
+
+def test_deletion_cost_puts_cloud_pods_first() -> None:
+    cache = cache_with()
+    pod = reference("001_filter.json")["Pod"]
+    for name, node_name, unit in (("a", "idc001", "0"), ("b", VIRTUAL["metadata"]["name"], "1")):
+        meta = {
+            **pod["metadata"],
+            "name": name,
+            "annotations": {"scheduling.tierserve.io/unit": unit},
+        }
+        cache.set_pod({**pod, "metadata": meta, "spec": {**pod["spec"], "nodeName": node_name}})
+    costs = desired_costs(cache.pods, cache.policies(), cache.virtual_nodes())
+    assert costs[("default", "b")] < costs[("default", "a")]
+    assert set(patches(cache.pods, costs)) == {("default", "a"), ("default", "b")}
