@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shlex
 import socket
 import subprocess
 import sys
@@ -12,19 +13,10 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-SEED_FLAGS = [
-    "serve",
-    "/model/DeepSeek-R1-Distill-Qwen-7B",
-    "--trust-remote-code",
-    "--served-model-name",
-    "deepseek-r1",
-    "--max-model-len",
-    "32768",
-    "--gpu-memory-utilization",
-    "0.95",
-    "--enforce-eager",
-    "--dtype=half",
-]
+from tierserve.examples import SEED_COMMAND
+
+# The seed's flags without its port (each emulator gets a free one).
+SEED_FLAGS = shlex.split(SEED_COMMAND.replace(" --port 8080", ""))[1:]
 PROMPT = "Say this is a test!"  # 11 prompt tokens with the chat template, as in the seed
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tierserve.runtime.local.procfs import pids, read_environ
+from tierserve.testing import replica_pids
 
 pytestmark = pytest.mark.slow
 
@@ -61,6 +61,4 @@ def test_demo_runs_the_seed_walkthrough_and_leaves_nothing_running(tmp_path: Pat
     # Cloud replicas were billed; the demo stopped every process it started.
     cloud = float(out.split("cloud GPU-seconds:")[1].split()[0])
     assert cloud > 0
-    assert not [
-        p for p in pids() if read_environ(p).get("TIERSERVE_REPLICA_OWNER") == str(state.resolve())
-    ]
+    assert not replica_pids(state.resolve())

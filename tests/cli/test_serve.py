@@ -6,10 +6,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +16,11 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
+from tierserve import testing
 from tierserve.cli import arena, arena_layout, serve
 from tierserve.errors import NotFoundError, ValidationError
 from tierserve.examples import seed_text
+from tierserve.testing import control_plane, wait_until
 
 GOLDEN = Path(__file__).parent / "golden"
 UPDATE = os.environ.get("TIERSERVE_UPDATE_GOLDEN") == "1"
@@ -593,70 +593,19 @@ def test_pick_instance_for_logs() -> None:
 # -- end to end: the seed's walkthrough with arena's commands --------------------------------
 
 
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(root)}
-
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "tierserve.cli.main", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"tierserve {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
+class Cli(testing.Cli):
     def instances(self, name: str) -> list[list[str]]:
         """Rows of ``serve get NAME``'s Instances table: NAME STATUS AGE READY ... NODE."""
         lines = self("serve", "get", name).stdout.splitlines()
         dashes = next(i for i, line in enumerate(lines) if line.strip().startswith("----"))
         return [line.split() for line in lines[dashes + 1 :] if line.strip()]
 
-    def replica_pids(self) -> list[int]:
-        from tierserve.runtime.local.procfs import pids, read_environ
-
-        return [
-            p for p in pids() if read_environ(p).get("TIERSERVE_REPLICA_OWNER") == str(self.root)
-        ]
-
-
-def wait_until(what: Callable[[], bool], timeout_s: float = 60.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if what():
-            return
-        time.sleep(0.3)
-    raise AssertionError(f"timed out waiting: {message}")
-
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(tmp_path / "state")
-    up = [
-        "up",
-        "--detach",
-        "--virtual-cold-start-s",
-        "1",
-        "--tick-s",
-        "0.1",
-        "--stop-grace-s",
-        "2",
-        "--drain-grace-s",
-        "0",
-    ]
     # The HPA would undo a manual `--replicas 3` at idle load; evaluate it once an hour.
-    if "--hpa-period-s" in c("up", "--help").stdout:
-        up += ["--hpa-period-s", "3600"]
-    c(*up)
-    try:
+    with control_plane(Cli(tmp_path / "state"), "--hpa-period-s", "3600") as c:
         yield c
-    finally:
-        c("down", check=False)
-        assert c.replica_pids() == [], "replica processes left behind"
 
 
 def placed(rows: list[list[str]]) -> list[tuple[str, str, str]]:
@@ -691,6 +640,7 @@ def test_seed_walkthrough_with_arena_commands(cli: Cli, tmp_path: Path) -> None:
 
     wait_until(
         lambda: placed(cli.instances("deepseek")) == [("idc001", "Running", "1/1")],
+        timeout_s=60.0,
         message="one Running 1/1 instance on idc001",
     )
     shown = cli("serve", "get", "deepseek", "--type", "kserve").stdout
@@ -706,6 +656,7 @@ def test_seed_walkthrough_with_arena_commands(cli: Cli, tmp_path: Path) -> None:
             placed(cli.instances("deepseek"))
             == [("idc001", "Running", "1/1"), (cloud, "Running", "1/1"), (cloud, "Running", "1/1")]
         ),
+        timeout_s=60.0,
         message="1 on idc001 + 2 on the virtual node",
     )
     wide = cli("serve", "get", "deepseek", "-o", "wide").stdout
@@ -719,6 +670,6 @@ def test_seed_walkthrough_with_arena_commands(cli: Cli, tmp_path: Path) -> None:
     assert deleted[1].endswith(
         "The serving job deepseek with version 1 has been deleted successfully"
     )
-    wait_until(lambda: not cli.replica_pids(), message="replica processes stopped")
+    wait_until(lambda: not cli.replica_pids(), timeout_s=60.0, message="replica processes stopped")
     gone = cli("serve", "get", "deepseek", check=False)
     assert gone.returncode == 1 and "Not found serving job deepseek" in gone.stderr

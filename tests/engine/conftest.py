@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
@@ -11,26 +12,14 @@ from aiohttp.test_utils import TestServer
 
 from tierserve.engine.args import parse_args
 from tierserve.engine.server import EmulatorState, build_app
+from tierserve.examples import SEED_COMMAND
 
 REF = Path(__file__).parent / "fixtures" / "vllm_reference"
 
-# The seed's own flags; the 7B profile on an H100 with emulated time 1000x faster keeps
-# each test to milliseconds while exercising the real model (not a toy profile).
-SEED_ARGS = [
-    "serve",
-    "/model/DeepSeek-R1-Distill-Qwen-7B",
-    "--port",
-    "0",
-    "--trust-remote-code",
-    "--served-model-name",
-    "deepseek-r1",
-    "--max-model-len",
-    "32768",
-    "--gpu-memory-utilization",
-    "0.95",
-    "--enforce-eager",
-    "--dtype=half",
-]
+# The seed's own flags on an ephemeral port; the 7B profile on an H100 with emulated time
+# 1000x faster keeps each test to milliseconds while exercising the real model (not a toy
+# profile).
+SEED_ARGS = shlex.split(SEED_COMMAND.replace("--port 8080", "--port 0"))[1:]
 
 
 class Emulator:

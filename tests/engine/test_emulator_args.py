@@ -2,27 +2,15 @@
 
 from __future__ import annotations
 
+import shlex
+
 import pytest
 
 from tierserve.engine.args import parse_args
 from tierserve.errors import ValidationError
+from tierserve.examples import SEED_COMMAND
 
-SEED_CMD = [
-    "vllm",
-    "serve",
-    "/model/DeepSeek-R1-Distill-Qwen-7B",
-    "--port",
-    "8080",
-    "--trust-remote-code",
-    "--served-model-name",
-    "deepseek-r1",
-    "--max-model-len",
-    "32768",
-    "--gpu-memory-utilization",
-    "0.95",
-    "--enforce-eager",
-    "--dtype=half",
-]
+SEED_CMD = shlex.split(SEED_COMMAND)
 
 
 def test_the_seed_command_line_parses_as_is() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierserve.runtime.kube.testbed import ControlPlane
+from tierserve.runtime.kube.testbed import ControlPlane, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,15 +54,8 @@ class Stack:
 
     def stop(self, name: str) -> None:
         proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        if proc is not None:
+            stop_group(proc)
 
     def log(self, name: str) -> str:
         return (self.plane.logs / f"{name}.log").read_text(errors="replace")[-4000:]

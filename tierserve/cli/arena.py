@@ -58,13 +58,12 @@ FLAGS: dict[str, str] = {
 
 
 @dataclass
-class KServeFlags:
-    """What ``serve kserve`` was given; None/empty means "not given" (the model's default)."""
+class _ServiceFlags:
+    """The flags ``serve kserve`` and ``serve update kserve`` share; None/empty: not given."""
 
     name: str | None = None
     namespace: str = "default"
     image: str | None = None
-    image_pull_policy: str | None = None
     gpus: int | None = None
     cpu: str | None = None
     memory: str | None = None
@@ -73,13 +72,20 @@ class KServeFlags:
     max_replicas: int | None = None
     scale_metric: str | None = None
     scale_target: float | None = None
-    data: list[str] = field(default_factory=list)
-    data_dir: list[str] = field(default_factory=list)
     env: list[str] = field(default_factory=list)
     annotation: list[str] = field(default_factory=list)
     label: list[str] = field(default_factory=list)
     toleration: list[str] = field(default_factory=list)
     selector: list[str] = field(default_factory=list)
+
+
+@dataclass
+class KServeFlags(_ServiceFlags):
+    """What ``serve kserve`` was given; None/empty means "not given" (the model's default)."""
+
+    image_pull_policy: str | None = None
+    data: list[str] = field(default_factory=list)
+    data_dir: list[str] = field(default_factory=list)
     port: int | None = None
     model_name: str | None = None
     shell: str | None = None
@@ -87,25 +93,9 @@ class KServeFlags:
 
 
 @dataclass
-class UpdateFlags:
+class UpdateFlags(_ServiceFlags):
     """What ``serve update kserve`` was given: only the fields to change."""
 
-    name: str | None = None
-    namespace: str = "default"
-    image: str | None = None
-    gpus: int | None = None
-    cpu: str | None = None
-    memory: str | None = None
-    replicas: int | None = None
-    min_replicas: int | None = None
-    max_replicas: int | None = None
-    scale_metric: str | None = None
-    scale_target: float | None = None
-    env: list[str] = field(default_factory=list)
-    annotation: list[str] = field(default_factory=list)
-    label: list[str] = field(default_factory=list)
-    toleration: list[str] = field(default_factory=list)
-    selector: list[str] = field(default_factory=list)
     command: str | None = None
 
     def changes_nothing(self) -> bool:

@@ -29,16 +29,11 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
-from tierserve.examples import seed_text
+from tierserve.examples import SEED_COMMAND, seed_text
 
 SEED_REQUEST = (
     '{"model": "deepseek-r1", "messages": [{"role": "user", "content": "Say this is a test!"}],'
     ' "max_tokens": 512, "temperature": 0.7, "top_p": 0.9, "seed": 10}'
-)
-SEED_COMMAND = (
-    "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code "
-    "--served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95 "
-    "--enforce-eager --dtype=half"
 )
 SEED_SERVE = [
     "serve",

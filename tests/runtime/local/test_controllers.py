@@ -26,6 +26,7 @@ from tierserve.runtime.local.fakes import FakeLauncher, FakeProcessTable
 from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import SqliteStore
+from tierserve.testing import seed_service_yaml
 
 T0 = 1_800_000_000.0
 COLD_START_S = 45.0
@@ -58,23 +59,6 @@ class TableProbe:
         return any(p.running and p.spec.port == port for p in self.table.processes.values())
 
 
-SERVICE = """
-apiVersion: serving.tierserve.io/v1alpha1
-kind: InferenceService
-metadata: {name: deepseek}
-spec:
-  gpus: 1
-  cpu: "4"
-  memory: 12Gi
-  replicas: 1
-  data: ["llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"]
-  command: >-
-    vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code
-    --served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95
-    --enforce-eager --dtype=half
-"""
-
-
 class Harness:
     def __init__(self, tmp: Path) -> None:
         self.clock = ManualClock(T0)
@@ -105,14 +89,12 @@ class Harness:
         self.store.put_all([*nodes, *docs])
 
     def service(self, replicas: int) -> None:
-        (svc,) = load_documents(SERVICE)
+        (svc,) = load_documents(seed_service_yaml(replicas))
         assert isinstance(svc, InferenceService)
         current = self.store.get(InferenceService, "default", "deepseek")
-        spec = svc.spec.model_copy(update={"replicas": replicas})
-        obj = svc.model_copy(update={"spec": spec})
         if current is not None:
-            obj = obj.model_copy(update={"status": current.status})
-        self.store.put(obj)
+            svc = svc.model_copy(update={"status": current.status})
+        self.store.put(svc)
 
     async def tick(self, at: float, settle: int = 20) -> list[Replica]:
         self.clock.set(at)

@@ -5,59 +5,24 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tierserve import testing
 from tierserve.examples import seed_text
-from tierserve.runtime.local.procfs import pids, read_environ
+from tierserve.testing import control_plane, seed_service_yaml, wait_until
 
 pytestmark = pytest.mark.slow
-
-SERVICE = """
-apiVersion: serving.tierserve.io/v1alpha1
-kind: InferenceService
-metadata: {name: deepseek}
-spec:
-  gpus: 1
-  cpu: "4"
-  memory: 12Gi
-  replicas: REPLICAS
-  data: ["llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"]
-  command: >-
-    vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code
-    --served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95
-    --enforce-eager --dtype=half --time-scale 0.01
-"""
+ENGINE_FLAGS = "--time-scale 0.01"  # the emulated engine loads in a fraction of a second
 
 
-class Cli:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(root)}
-
-    def __call__(
-        self, *args: str, check: bool = True, stdin: str | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "tierserve.cli.main", *args],
-            env=self.env,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(f"tierserve {' '.join(args)} failed:\n{result.stderr}")
-        return result
-
+class Cli(testing.Cli):
     def pods(self) -> list[dict[str, Any]]:
         """Replicas straight from the API (polled often; the CLI is tested elsewhere)."""
         config = self.config()
@@ -66,46 +31,11 @@ class Cli:
         )["items"]
         return items
 
-    def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.root / "client.json").read_text())
-        return data
-
-    def replica_pids(self) -> list[int]:
-        """Processes of this state dir's replicas, read from the process table."""
-        return [
-            p for p in pids() if read_environ(p).get("TIERSERVE_REPLICA_OWNER") == str(self.root)
-        ]
-
-
-def wait_until(what: Callable[[], bool], timeout_s: float = 30.0, message: str = "") -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if what():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting: {message}")
-
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[Cli]:
-    c = Cli(tmp_path / "state")
-    c(
-        "up",
-        "--detach",
-        "--virtual-cold-start-s",
-        "1",
-        "--tick-s",
-        "0.1",
-        "--stop-grace-s",
-        "2",
-        "--drain-grace-s",
-        "0",
-    )
-    try:
+    with control_plane(Cli(tmp_path / "state")) as c:
         yield c
-    finally:
-        c("down", check=False)
-        assert c.replica_pids() == [], "replica processes left behind"
 
 
 def phases(cli: Cli) -> list[tuple[str, str]]:
@@ -116,7 +46,7 @@ def test_seed_walkthrough_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None
     seed = tmp_path / "seed.yaml"
     seed.write_text(seed_text("model-storage.yaml") + "---\n" + seed_text("resourcepolicy.yaml"))
     svc = tmp_path / "svc.yaml"
-    svc.write_text(SERVICE.replace("REPLICAS", "1"))
+    svc.write_text(seed_service_yaml(1, ENGINE_FLAGS))
     cli("apply", "-f", str(seed))
     assert cli("apply", "-f", str(svc)).stdout.strip() == (
         "inferenceservice.serving.tierserve.io/deepseek created"
@@ -126,7 +56,7 @@ def test_seed_walkthrough_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None
     assert "idc001" in wide and "1/1" in wide and "Ready" in wide
 
     # 1 -> 3: idc001 is full, so two land on the virtual node after its cold start.
-    svc.write_text(SERVICE.replace("REPLICAS", "3"))
+    svc.write_text(seed_service_yaml(3, ENGINE_FLAGS))
     cli("apply", "-f", str(svc))
     wait_until(
         lambda: (
@@ -142,7 +72,7 @@ def test_seed_walkthrough_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None
     assert len(cli.replica_pids()) == 3
 
     # 3 -> 1: the cloud replicas go first.
-    svc.write_text(SERVICE.replace("REPLICAS", "1"))
+    svc.write_text(seed_service_yaml(1, ENGINE_FLAGS))
     cli("apply", "-f", str(svc))
     wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="back to idc001 only")
     wait_until(lambda: len(cli.replica_pids()) == 1, message="cloud processes stopped")
@@ -164,7 +94,7 @@ def test_control_plane_crash_then_up_readopts_without_duplicates_or_orphans(
         + "---\n"
         + seed_text("resourcepolicy.yaml")
         + "---\n"
-        + SERVICE.replace("REPLICAS", "1")
+        + seed_service_yaml(1, ENGINE_FLAGS)
     )
     cli("apply", "-f", str(seed))
     wait_until(lambda: phases(cli) == [("idc001", "Ready")], message="Ready")
@@ -191,7 +121,7 @@ def test_invalid_apply_changes_nothing_and_names_the_field(cli: Cli, tmp_path: P
     bad.write_text(
         seed_text("resourcepolicy.yaml").replace("resource: eci", "resource: ecx")
         + "---\n"
-        + SERVICE.replace("REPLICAS", "1")
+        + seed_service_yaml(1, ENGINE_FLAGS)
     )
     result = cli("apply", "-f", str(bad), check=False)
     assert result.returncode == 1

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from tierserve.errors import NeverPossible, NotFoundError, RetryLater
+from tierserve.examples import SEED_COMMAND
 from tierserve.model.loader import load_documents
 from tierserve.model.node import Node
 from tierserve.model.service import InferenceService
@@ -21,11 +22,6 @@ from tierserve.runtime.local.command import (
 from tierserve.runtime.local.gpus import pick_gpus
 from tierserve.runtime.local.volumes import resolve_data_dirs
 
-SEED = (
-    "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 --trust-remote-code "
-    "--served-model-name deepseek-r1 --max-model-len 32768 --gpu-memory-utilization 0.95 "
-    "--enforce-eager --dtype=half"
-)
 MOUNT = "llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"
 LOCAL = "/srv/models/ds7b"
 PY = sys.executable
@@ -62,7 +58,7 @@ def ctx(**overrides: Any) -> ReplicaContext:
     ("command", "the_node", "argv"),
     [
         pytest.param(  # the seed's command on an emulated A10: same flags, the node's GPU
-            SEED,
+            SEED_COMMAND,
             node("A10-24G"),
             [
                 *EMULATE,
@@ -183,7 +179,7 @@ def test_argv(command: str, the_node: Node, argv: list[str]) -> None:
 
 def test_env_markers_data_dirs_and_rewritten_values() -> None:
     env = {"HF_HOME": "/model/DeepSeek-R1-Distill-Qwen-7B/cache", "URL": "http://x:{port}"}
-    spec = build_launch_spec(service(SEED, [MOUNT], env=env), node(), ctx())
+    spec = build_launch_spec(service(SEED_COMMAND, [MOUNT], env=env), node(), ctx())
     assert spec.env["HF_HOME"] == f"{LOCAL}/cache"
     assert spec.env["URL"] == "http://x:41000"
     assert spec.env["TIERSERVE_DATA_0"] == LOCAL
@@ -198,7 +194,9 @@ def test_env_markers_data_dirs_and_rewritten_values() -> None:
 
 def test_real_gpus_get_cuda_visible_devices() -> None:
     spec = build_launch_spec(
-        service(SEED, [MOUNT], gpus=2), node("A100-80G", emulated=False), ctx(gpu_indices=(1, 3))
+        service(SEED_COMMAND, [MOUNT], gpus=2),
+        node("A100-80G", emulated=False),
+        ctx(gpu_indices=(1, 3)),
     )
     assert spec.env["CUDA_VISIBLE_DEVICES"] == "1,3"
     assert spec.env["CUDA_DEVICE_ORDER"] == "PCI_BUS_ID"  # CUDA's indices = NVML's
@@ -229,7 +227,7 @@ def test_needs_shell(command: str, shell: bool) -> None:
 
 def test_a_claim_without_a_directory_is_named() -> None:
     with pytest.raises(NotFoundError, match=r"spec.data\[0\].name: claim 'llm-model'"):
-        build_launch_spec(service(SEED, [MOUNT]), node(), ctx(data_dirs={}))
+        build_launch_spec(service(SEED_COMMAND, [MOUNT]), node(), ctx(data_dirs={}))
 
 
 def test_replica_dirs() -> None:
@@ -260,16 +258,18 @@ def seed_storage() -> tuple[PersistentVolume, PersistentVolumeClaim]:
 
 def test_claim_binds_by_selector_to_the_seeds_volume() -> None:
     pv, pvc = seed_storage()
-    dirs = resolve_data_dirs(service(SEED, [MOUNT]), [pvc], [pv])
+    dirs = resolve_data_dirs(service(SEED_COMMAND, [MOUNT]), [pvc], [pv])
     assert dirs == {"llm-model": "/srv/models"}
 
 
 def test_claim_binds_by_volume_name_or_pv_name() -> None:
     pv = PersistentVolume.new("models", spec={"hostPath": {"path": "/data/models"}})
     pvc = PersistentVolumeClaim.new("llm-model", spec={"volumeName": "models"})
-    assert resolve_data_dirs(service(SEED, [MOUNT]), [pvc], [pv]) == {"llm-model": "/data/models"}
+    assert resolve_data_dirs(service(SEED_COMMAND, [MOUNT]), [pvc], [pv]) == {
+        "llm-model": "/data/models"
+    }
     same = PersistentVolume.new("llm-model", spec={"local": {"path": "/data/x"}})
-    assert resolve_data_dirs(service(SEED, [MOUNT]), [], [same]) == {"llm-model": "/data/x"}
+    assert resolve_data_dirs(service(SEED_COMMAND, [MOUNT]), [], [same]) == {"llm-model": "/data/x"}
 
 
 def test_the_seed_yaml_needs_a_local_path() -> None:
@@ -280,12 +280,12 @@ def test_the_seed_yaml_needs_a_local_path() -> None:
     pvs = [o for o in objects if isinstance(o, PersistentVolume)]
     pvcs = [o for o in objects if isinstance(o, PersistentVolumeClaim)]
     with pytest.raises(NotFoundError, match=r"has no local directory.*tierserve\.io/local-path"):
-        resolve_data_dirs(service(SEED, [MOUNT]), pvcs, pvs)
+        resolve_data_dirs(service(SEED_COMMAND, [MOUNT]), pvcs, pvs)
 
 
 def test_an_unbound_claim_is_named() -> None:
     with pytest.raises(NotFoundError, match=r"spec.data\[0\].name: claim 'llm-model' is bound"):
-        resolve_data_dirs(service(SEED, [MOUNT]), [], [])
+        resolve_data_dirs(service(SEED_COMMAND, [MOUNT]), [], [])
 
 
 # -- GPUs -------------------------------------------------------------------------------

@@ -119,6 +119,20 @@ def _change_in_period(period_s: float, events: tuple[ScaleEvent, ...], now_s: fl
     return sum(e.replica_change for e in events if e.timestamp_s > cutoff)
 
 
+def _period_start(
+    current: int,
+    period_s: float,
+    up_events: tuple[ScaleEvent, ...],
+    down_events: tuple[ScaleEvent, ...],
+    now_s: float,
+) -> int:
+    """Replicas at the start of the period: ``current`` less those added in it, plus those
+    deleted in it."""
+    added = _change_in_period(period_s, up_events, now_s)
+    deleted = _change_in_period(period_s, down_events, now_s)
+    return current - added + deleted
+
+
 def scale_up_limit(
     current: int,
     up_events: tuple[ScaleEvent, ...],
@@ -131,9 +145,7 @@ def scale_up_limit(
         return current
     proposals = []
     for policy in rules.policies:
-        added = _change_in_period(policy.period_s, up_events, now_s)
-        deleted = _change_in_period(policy.period_s, down_events, now_s)
-        period_start = current - added + deleted
+        period_start = _period_start(current, policy.period_s, up_events, down_events, now_s)
         if policy.type is PolicyType.PODS:
             proposals.append(period_start + policy.value)
         else:
@@ -156,9 +168,7 @@ def scale_down_limit(
         return current
     proposals = []
     for policy in rules.policies:
-        added = _change_in_period(policy.period_s, up_events, now_s)
-        deleted = _change_in_period(policy.period_s, down_events, now_s)
-        period_start = current - added + deleted
+        period_start = _period_start(current, policy.period_s, up_events, down_events, now_s)
         if policy.type is PolicyType.PODS:
             proposals.append(period_start - policy.value)
         else:

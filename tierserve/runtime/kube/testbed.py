@@ -46,6 +46,21 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """End a process started with ``start_new_session`` and all it started: SIGTERM to its
+    process group, SIGKILL after 10 s; nothing if it has exited already."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(10)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
 def bin_dir(version: str | None = None) -> Path:
     """Where ``scripts/k8s-build`` puts the binaries (``K8S_BIN`` overrides)."""
     if os.environ.get("K8S_BIN"):
@@ -260,16 +275,8 @@ class ControlPlane:
 
     def stop_process(self, name: str) -> None:
         proc = self.processes.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+        if proc is not None:
+            stop_group(proc)
 
     def stop(self) -> None:
         for name in reversed(list(self.processes)):
