@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from kubestack import Stack, until
 
@@ -147,6 +148,24 @@ async def create_policy(kube: KubeClient, doc: Obj, group: str = TIERSERVE_GROUP
     return await kube.create(policies_path(group, "default"), doc)
 
 
+async def extender_sees_policies(kube: KubeClient, stack: Stack) -> None:
+    """Wait until the extender's watch has every ResourcePolicy of the cluster cached, so
+    that pods created next are judged under them (no fixed sleep)."""
+    total = 0
+    for group in (TIERSERVE_GROUP, ACK_GROUP):
+        listed = await kube.get(policies_path(group, "default"))
+        total += len(listed.get("items") or [])
+    wanted = f"tierserve_extender_cache_policies {total}"
+
+    async def seen() -> object:
+        async with aiohttp.ClientSession() as session, session.get(
+            f"http://127.0.0.1:{stack.extender_port}/metrics"
+        ) as resp:
+            return wanted in (await resp.text()).splitlines()
+
+    await until(seen)
+
+
 async def scale(kube: KubeClient, name: str, replicas: int) -> None:
     await kube.patch(
         f"/apis/apps/v1/namespaces/default/deployments/{name}/scale",
@@ -170,6 +189,7 @@ async def test_seed_scenario_idc_first_cloud_on_overflow_cloud_first_back(
         import yaml
 
         await kube.create(policies_path(ACK_GROUP, "default"), yaml.safe_load(text))
+    await extender_sees_policies(kube, stack)
     app = "isvc.deepseek-predictor"
     service = deepseek()
     policies = await serving.cluster_policies(kube, "default")
@@ -238,7 +258,7 @@ async def test_seed_scenario_idc_first_cloud_on_overflow_cloud_first_back(
     assert deleted == ["deployment.apps/deepseek-predictor", "service/deepseek-predictor"]
 
 
-async def test_max_of_a_unit_is_honoured(kube: KubeClient) -> None:
+async def test_max_of_a_unit_is_honoured(kube: KubeClient, stack: Stack) -> None:
     await create_policy(
         kube,
         {
@@ -252,7 +272,7 @@ async def test_max_of_a_unit_is_honoured(kube: KubeClient) -> None:
             },
         },
     )
-    await asyncio.sleep(0.5)  # the extender's watch sees the policy
+    await extender_sees_policies(kube, stack)
     objects = serving.render(
         InferenceService.new(
             "capped", spec={"gpus": 1, "replicas": 3, "labels": {}, "command": "sleep 1"}
