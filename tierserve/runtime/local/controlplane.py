@@ -216,9 +216,7 @@ class ControlPlane:
         await self._runner_web.setup()
         self._site = web.TCPSite(self._runner_web, self.config.host, self.config.api_port)
         await self._site.start()
-        server = self._site._server
-        assert server is not None and isinstance(server, asyncio.base_events.Server)
-        port = server.sockets[0].getsockname()[1]
+        port = self._runner_web.addresses[0][1]
         return f"http://{self.config.host}:{port}"
 
     def _gateway_signals(self, key: tuple[str, str]) -> dict[str, float]:
