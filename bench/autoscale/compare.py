@@ -3,16 +3,20 @@
 For each configuration this starts a fresh control plane (``tierserve up --detach``) in a
 temporary state directory, applies the seed's storage YAML and ResourcePolicy plus the
 seed's InferenceService (its vLLM command line, 1 GPU, min 1 max 3) with that
-configuration's scale metric, waits for the first replica to be Ready, then drives the
+configuration's scale metric(s) and minReplicas, waits for minReplicas Ready, drives the
 same open-loop, bursty load through the gateway with ``tierserve bench --stream --json``
 (Poisson arrivals with fixed seeds: every configuration sees the same arrival schedule)
 while sampling ``GET /api/v1/pods`` every wall second. At the end of the load timeline
 it reads ``GET /api/v1/cost``; every control plane is stopped (``tierserve down``) even on
-error. Not a test: run it by hand (about 2 minutes of wall time per configuration).
+error. Not a test: run it by hand (about 2 minutes of wall time per configuration; the
+five default ones take ~10.5 minutes). Results and the measured table: docs/autoscaling.md.
 
     .venv/bin/python bench/autoscale/compare.py                  # every configuration
     .venv/bin/python bench/autoscale/compare.py --configs seed-sm50,inflight-10
-    .venv/bin/python bench/autoscale/compare.py --config 'mine=vllm:num_requests_running:8'
+    .venv/bin/python bench/autoscale/compare.py --configs '' \\
+        --config 'x=vllm:num_requests_running:8/1'
+    .venv/bin/python bench/autoscale/compare.py --summarize bench/autoscale/results/latest.json
+    .venv/bin/python bench/autoscale/compare.py --configs inflight-10 --shorten 0.25   # smoke
 
 Time. The replicas run the V100 emulator at ``--time-scale`` (0.2: 5x faster than real
 time). Every delay of the control plane is given in *emulated* seconds and passed to
@@ -35,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import math
 import os
@@ -65,12 +70,20 @@ HOST = "deepseek-default.example.com"
 IDC_TIER, CLOUD_TIER = "idc", "cloud"
 TIER_LABEL = "tierserve.io/tier"
 
-# name -> [(metric, target), ...]; the first is scaleMetric/scaleTarget, the rest `metrics:`.
-CONFIGS: dict[str, list[tuple[str, float]]] = {
-    "seed-sm50": [("DCGM_CUSTOM_PROCESS_SM_UTIL", 50)],
-    "inflight-10": [("tierserve:inflight_requests", 10)],
-    "running-10": [("vllm:num_requests_running", 10)],
-    "waiting-1": [("vllm:num_requests_waiting", 1)],
+
+@dataclass(frozen=True)
+class Config:
+    metrics: list[tuple[str, float]]
+    """[(metric, target), ...]: the first is scaleMetric/scaleTarget, the rest `metrics:`."""
+    min_replicas: int = 1
+
+
+CONFIGS: dict[str, Config] = {
+    "seed-sm50": Config([("DCGM_CUSTOM_PROCESS_SM_UTIL", 50)]),
+    "inflight-10": Config([("tierserve:inflight_requests", 10)]),
+    "inflight-10-min2": Config([("tierserve:inflight_requests", 10)], min_replicas=2),
+    "running-10": Config([("vllm:num_requests_running", 10)]),
+    "waiting-1": Config([("vllm:num_requests_waiting", 1)]),
 }
 
 
@@ -102,7 +115,6 @@ class Settings:
     max_tokens: int = 256
     slo_ttft_s: float = 2.0
     slo_tpot_s: float = 0.1
-    min_replicas: int = 1
     max_replicas: int = 3
 
     def wall(self, emulated_s: float) -> float:
@@ -123,8 +135,8 @@ def _go_duration(seconds: float) -> str:
     return f"{seconds * 1000:.0f}ms"
 
 
-def service_yaml(metrics: list[tuple[str, float]], s: Settings) -> str:
-    (first_name, first_target), rest = metrics[0], metrics[1:]
+def service_yaml(config: Config, s: Settings) -> str:
+    (first_name, first_target), rest = config.metrics[0], config.metrics[1:]
     lines = [
         "apiVersion: serving.tierserve.io/v1alpha1",
         "kind: InferenceService",
@@ -133,8 +145,8 @@ def service_yaml(metrics: list[tuple[str, float]], s: Settings) -> str:
         "  gpus: 1",
         '  cpu: "4"',
         "  memory: 12Gi",
-        f"  replicas: {s.min_replicas}",
-        f"  minReplicas: {s.min_replicas}",
+        f"  replicas: {config.min_replicas}",
+        f"  minReplicas: {config.min_replicas}",
         f"  maxReplicas: {s.max_replicas}",
         f'  scaleMetric: "{first_name}"',
         f"  scaleTarget: {first_target:g}",
@@ -150,7 +162,7 @@ def service_yaml(metrics: list[tuple[str, float]], s: Settings) -> str:
 
 
 def request_body(s: Settings) -> str:
-    vocab = "the quick brown fox jumps over a lazy dog while seven wizards quietly hex".split()
+    vocab = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while")
     words = " ".join(vocab[i % len(vocab)] for i in range(s.prompt_words - 2))
     return json.dumps(
         {
@@ -180,7 +192,7 @@ def _tier(pod: dict[str, Any]) -> str:
 @dataclass
 class Run:
     name: str
-    metrics: list[tuple[str, float]]
+    config: Config
     samples: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
@@ -260,16 +272,17 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
             + "\n---\n"
             + seed_text("resourcepolicy.yaml")
             + "\n---\n"
-            + service_yaml(run.metrics, s)
+            + service_yaml(run.config, s)
         )
         cli("apply", "-f", str(manifests))
         deadline = time.monotonic() + 120
         while True:
             pods = _http(f"{api}/api/v1/pods", token)["items"]
-            if any(p.get("status", {}).get("phase") == "Ready" for p in pods):
+            ready = sum(p.get("status", {}).get("phase") == "Ready" for p in pods)
+            if ready >= run.config.min_replicas:
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"no Ready replica within 120 s: {pods}")
+                raise RuntimeError(f"not {run.config.min_replicas} Ready within 120 s: {pods}")
             time.sleep(0.2)
 
         body = state / "body.json"
@@ -318,7 +331,7 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
             for e in _http(f"{api}/api/v1/events", token).get("items", [])
             if e.get("reason") in ("SuccessfulRescale", "Provisioned", "Scheduled", "Killing")
         ]
-    except Exception as exc:  # noqa: BLE001 - recorded, the next configuration still runs
+    except Exception as exc:
         run.error = f"{type(exc).__name__}: {exc}"
         print(f"[{run.name}] error: {run.error}", file=sys.stderr)
     finally:
@@ -344,7 +357,12 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
 def summarize(run: Run, s: Settings) -> dict[str, Any]:
     ts = s.time_scale
     load_end = sum(p.duration_s for p in PHASES)
-    out: dict[str, Any] = {"config": run.name, "metrics": run.metrics, "error": run.error}
+    out: dict[str, Any] = {
+        "config": run.name,
+        "metrics": run.config.metrics,
+        "min_replicas": run.config.min_replicas,
+        "error": run.error,
+    }
     if run.error:
         return out
     per_phase = {}
@@ -377,10 +395,11 @@ def summarize(run: Run, s: Settings) -> dict[str, Any]:
         out[f"{tier}_allocated_mean"] = sum(alloc) / len(alloc) if alloc else 0.0
         out[f"{tier}_ready_peak"] = max(ready, default=0)
         out[f"{tier}_ready_mean"] = sum(ready) / len(ready) if ready else 0.0
-    scale_out = next((x["t_wall"] for x in run.samples if (x["desired"] or 0) > 1), None)
-    cloud_ready = next((x["t_wall"] for x in run.samples if x["ready"][CLOUD_TIER] > 0), None)
+    low = run.config.min_replicas
+    scale_out = next((x["t_wall"] for x in run.samples if (x["desired"] or 0) > low), None)
+    added = next((x["t_wall"] for x in run.samples if sum(x["ready"].values()) > low), None)
     out["first_scale_out_s"] = None if scale_out is None else scale_out / ts
-    out["first_cloud_ready_s"] = None if cloud_ready is None else cloud_ready / ts
+    out["first_added_ready_s"] = None if added is None else added / ts
     last_cloud = max((x["t_wall"] for x in samples if x["allocated"][CLOUD_TIER] > 0), default=None)
     out["last_cloud_s"] = None if last_cloud is None else last_cloud / ts
     # Cloud GPU-seconds per phase, integrated from the 1 s samples (a cross-check of /cost).
@@ -389,7 +408,7 @@ def summarize(run: Run, s: Settings) -> dict[str, Any]:
         bounds[ph.name] = (start, start + ph.duration_s)
         start += ph.duration_s
     by_phase = {name: 0.0 for name in bounds}
-    for prev, cur in zip(samples, samples[1:], strict=False):
+    for prev, cur in itertools.pairwise(samples):
         t = prev["t_wall"] / ts
         dt = (cur["t_wall"] - prev["t_wall"]) / ts
         for name, (lo, hi) in bounds.items():
@@ -426,12 +445,14 @@ def table(rows: list[dict[str, Any]]) -> str:
     head = (
         "| config | scale metric (target) | burst TTFT p50 / p90 (s) | burst TPOT p90 (ms) "
         "| quiet-2 TTFT p90 (s) | SLO met, all (%) | goodput (req/s) | first scale-out (s) "
-        "| first cloud Ready (s) | cloud replicas peak / mean | IDC mean "
+        "| added replica Ready (s) | cloud replicas peak / mean | IDC mean "
         "| cloud GPU-s (in quiet-2) | cloud cost ($) |"
     )
     lines = [head, "| " + " | ".join(["---"] * 13) + " |"]
     for r in rows:
         metric = ", ".join(f"`{n}` ({t:g})" for n, t in r["metrics"])
+        if r.get("min_replicas", 1) != 1:
+            metric += f", minReplicas {r['min_replicas']}"
         if r.get("error"):
             lines.append(f"| {r['config']} | {metric} | error: {r['error']} |" + " |" * 10)
             continue
@@ -444,7 +465,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_f(r['goodput_pct'], '{:.1f}')} "
             f"| {_f(r['goodput_req_per_s'], '{:.2f}')} "
             f"| {_f(r['first_scale_out_s'], '{:.0f}')} "
-            f"| {_f(r['first_cloud_ready_s'], '{:.0f}')} "
+            f"| {_f(r['first_added_ready_s'], '{:.0f}')} "
             f"| {r['cloud_allocated_peak']} / {r['cloud_allocated_mean']:.2f} "
             f"| {r['idc_allocated_mean']:.2f} "
             f"| {r['cloud_gpu_s']:.0f} ({r['cloud_gpu_s_by_phase']['quiet-2']:.0f}) "
@@ -453,49 +474,17 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
-    ap.add_argument(
-        "--config",
-        action="append",
-        default=[],
-        metavar="NAME=METRIC:TARGET[,METRIC:TARGET]",
-        help="an extra configuration (repeatable)",
-    )
-    ap.add_argument("--time-scale", type=float, default=Settings.time_scale)
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
-    ap.add_argument("--keep-state", action="store_true", help="keep the temp state dirs")
-    ap.add_argument(
-        "--shorten", type=float, default=1.0, help="multiply the phases' durations (smoke runs)"
-    )
-    args = ap.parse_args()
+def report(doc: dict[str, Any], out: Path) -> None:
+    """Print the table and timelines of a results document; write it (with its summary)."""
     global PHASES
-    PHASES = tuple(
-        Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed) for p in PHASES
-    )
-    s = Settings(time_scale=args.time_scale)
-    chosen: dict[str, list[tuple[str, float]]] = {}
-    for name in filter(None, args.configs.split(",")):
-        if name not in CONFIGS:
-            ap.error(f"--configs: unknown {name!r}; expected some of {', '.join(CONFIGS)}")
-        chosen[name] = CONFIGS[name]
-    for spec in args.config:
-        name, _, rest = spec.partition("=")
-        try:
-            chosen[name] = [
-                (m.rpartition(":")[0], float(m.rpartition(":")[2])) for m in rest.split(",")
-            ]
-        except ValueError:
-            ap.error(f"--config: {spec!r} is not NAME=METRIC:TARGET[,METRIC:TARGET]")
+    PHASES = tuple(Phase(**p) for p in doc["phases"])
+    s = Settings(**doc["settings"])
     runs = []
-    started = time.monotonic()
-    for name, metrics in chosen.items():
-        run = Run(name, metrics)
-        t = time.monotonic()
-        print(f"[{name}] running ...", file=sys.stderr, flush=True)
-        run_config(run, s, args.keep_state)
-        print(f"[{name}] done in {time.monotonic() - t:.0f} s wall", file=sys.stderr, flush=True)
+    for r in doc["runs"]:
+        run = Run(r["config"], Config([tuple(m) for m in r["metrics"]], r["min_replicas"]))
+        run.error, run.samples, run.cost = r["error"], r["samples"], r["cost"]
+        run.phases, run.events = r["bench"], r["events"]
+        run.load_start_epoch = r.get("load_start_epoch", 0.0)
         runs.append(run)
     rows = [summarize(r, s) for r in runs]
     print(
@@ -512,39 +501,93 @@ def main() -> int:
     print("\nReplicas idc+cloud allocated (Ready) every 30 s from load start:")
     for run in runs:
         if not run.error:
-            print(f"  {run.name:>14}: {timeline(run, s)}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(
-        json.dumps(
-            {
-                "settings": asdict(s),
-                "phases": [asdict(p) for p in PHASES],
-                "wall_s": time.monotonic() - started,
-                "summary": rows,
-                "runs": [
-                    {
-                        "config": r.name,
-                        "metrics": r.metrics,
-                        "error": r.error,
-                        "samples": r.samples,
-                        "cost": r.cost,
-                        "events": [
-                            {**e, "t_s": (e["firstTimestamp"] - r.load_start_epoch) / s.time_scale}
-                            for e in r.events
-                        ],
-                        "bench": {
-                            k: {"summary": v["summary"], "llm": v["llm"], "errors": v["errors"]}
-                            for k, v in r.phases.items()
-                        },
-                    }
-                    for r in runs
-                ],
-            },
-            indent=1,
-        )
-        + "\n"
+            print(f"  {run.name:>16}: {timeline(run, s)}")
+    doc = {**doc, "summary": rows}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Compact: one line per run's samples would still be long; the summary is what to read.
+    out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
+    print(f"\nraw results: {out}")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--configs", default=",".join(CONFIGS), help="comma-separated names")
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=METRIC:TARGET[,METRIC:TARGET][/MIN_REPLICAS]",
+        help="an extra configuration (repeatable)",
     )
-    print(f"\nraw results: {args.out}")
+    ap.add_argument("--time-scale", type=float, default=Settings.time_scale)
+    ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
+    ap.add_argument("--keep-state", action="store_true", help="keep the temp state dirs")
+    ap.add_argument(
+        "--shorten", type=float, default=1.0, help="multiply the phases' durations (smoke runs)"
+    )
+    ap.add_argument(
+        "--summarize",
+        type=Path,
+        metavar="RESULTS_JSON",
+        help="run nothing: print the table of a results file (and rewrite its summary)",
+    )
+    args = ap.parse_args()
+    if args.summarize is not None:
+        report(json.loads(args.summarize.read_text()), args.summarize)
+        return 0
+    global PHASES
+    PHASES = tuple(Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed) for p in PHASES)
+    s = Settings(time_scale=args.time_scale)
+    chosen: dict[str, Config] = {}
+    for name in filter(None, args.configs.split(",")):
+        if name not in CONFIGS:
+            ap.error(f"--configs: unknown {name!r}; expected some of {', '.join(CONFIGS)}")
+        chosen[name] = CONFIGS[name]
+    for spec in args.config:
+        name, _, rest = spec.partition("=")
+        rest, _, low = rest.partition("/")
+        try:
+            chosen[name] = Config(
+                [(m.rpartition(":")[0], float(m.rpartition(":")[2])) for m in rest.split(",")],
+                min_replicas=int(low) if low else 1,
+            )
+        except ValueError:
+            ap.error(f"--config: {spec!r} is not NAME=METRIC:TARGET[,METRIC:TARGET][/MIN]")
+    runs = []
+    started = time.monotonic()
+    for name, config in chosen.items():
+        run = Run(name, config)
+        t = time.monotonic()
+        print(f"[{name}] running ...", file=sys.stderr, flush=True)
+        run_config(run, s, args.keep_state)
+        print(f"[{name}] done in {time.monotonic() - t:.0f} s wall", file=sys.stderr, flush=True)
+        runs.append(run)
+    doc = {
+        "settings": asdict(s),
+        "phases": [asdict(p) for p in PHASES],
+        "wall_s": time.monotonic() - started,
+        "runs": [
+            {
+                "config": r.name,
+                "metrics": r.config.metrics,
+                "min_replicas": r.config.min_replicas,
+                "error": r.error,
+                "load_start_epoch": r.load_start_epoch,
+                "samples": r.samples,
+                "cost": r.cost,
+                "events": [
+                    {**e, "t_s": (e["firstTimestamp"] - r.load_start_epoch) / s.time_scale}
+                    for e in r.events
+                ],
+                "bench": {
+                    k: {"summary": v["summary"], "llm": v["llm"], "errors": v["errors"]}
+                    for k, v in r.phases.items()
+                },
+            }
+            for r in runs
+        ],
+    }
+    report(doc, args.out)
     return 1 if any(r.error for r in runs) else 0
 
 

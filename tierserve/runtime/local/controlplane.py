@@ -220,11 +220,17 @@ class ControlPlane:
         return f"http://{self.config.host}:{port}"
 
     def _gateway_signals(self, key: tuple[str, str]) -> dict[str, float]:
-        """Per-replica signals only the gateway sees, recorded with the scraped metrics."""
+        """Per-replica signals only the gateway sees, recorded with the scraped metrics.
+
+        Under ``emulator_time_scale`` the TTFT signal is converted to emulated seconds over
+        an emulated 30 s window, like the emulator's own metrics, so the same target works
+        at any time scale.
+        """
+        scale = self.config.emulator_time_scale or 1.0
         signals = {INFLIGHT_METRIC: float(self._in_flight.get(key[1], 0))}
-        p90 = self._gateway_metrics.ttft_quantile(key[1], 0.9, TTFT_WINDOW_S)
+        p90 = self._gateway_metrics.ttft_quantile(key[1], 0.9, TTFT_WINDOW_S * scale)
         if p90 is not None:
-            signals[TTFT_P90_METRIC] = p90
+            signals[TTFT_P90_METRIC] = p90 / scale
         return signals
 
     def _inflight_of(self, replica: Replica) -> int:
