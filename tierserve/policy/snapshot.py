@@ -163,6 +163,10 @@ class _NodeIndex:
         return found
 
 
+_POD_LABELS = "pod-labels"
+"""Memo key of the (namespace, label, value) -> pods index behind ``pods_labelled``."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     """Nodes and pods at one moment; build with :meth:`build`."""
@@ -236,14 +240,14 @@ class Snapshot:
     def pods_labelled(self, namespace: str, selector: Mapping[str, str]) -> tuple[Replica, ...]:
         """Pods of ``namespace`` carrying every ``selector`` label (a label index is built
         on first use, so a policy's pods are found without scanning every pod)."""
-        index: dict[tuple[str, str, str], list[Replica]] | None = self._memo.get("pod-labels")
+        index: dict[tuple[str, str, str], list[Replica]] | None = self._memo.get(_POD_LABELS)
         if index is None:
             index = {}
             for pod in self.pods:
                 ns = pod.metadata.namespace
                 for key, value in pod.metadata.labels.items():
                     index.setdefault((ns, key, value), []).append(pod)
-            self._memo["pod-labels"] = index
+            self._memo[_POD_LABELS] = index
         if not selector:
             return self.pods_in(namespace)
         lists = [index.get((namespace, k, v), []) for k, v in selector.items()]
@@ -280,9 +284,24 @@ class Snapshot:
         by_ns[key[0]] = (
             (*ns_pods, pod) if old is None else tuple(pod if p is old else p for p in ns_pods)
         )
-        return Snapshot(
+        new = Snapshot(
             nodes=nodes, pods=pods, _index=self._index, _pods_by_key=by_key, _pods_by_ns=by_ns
         )
+        index: dict[tuple[str, str, str], list[Replica]] | None = self._memo.get(_POD_LABELS)
+        if index is not None:
+            # Carry the pod-label index over for the one pod that changed instead of
+            # rebuilding it from every pod (~30 ms at 20,000 pods) on its next use.
+            ns = key[0]
+            patched = dict(index)
+            if old is not None:
+                for k, v in old.metadata.labels.items():
+                    bucket = patched.get((ns, k, v))
+                    if bucket is not None:
+                        patched[(ns, k, v)] = [p for p in bucket if p is not old]
+            for k, v in pod.metadata.labels.items():
+                patched[(ns, k, v)] = [*patched.get((ns, k, v), []), pod]
+            new._memo[_POD_LABELS] = patched
+        return new
 
 
 __all__ = ["NodeState", "PodKey", "Snapshot", "holds_resources", "pod_key", "repelling_taints"]

@@ -101,10 +101,9 @@ class ClusterCache:
         self._store(key, replica)
 
     def _store(self, key: PodKey, replica: Replica) -> None:
-        old = self.pods.get(key)
         self.pods[key] = replica
         if self._snapshot is not None:
-            self._snapshot = _with_pod(self._snapshot, old, replica)
+            self._snapshot = self._snapshot.with_pod(replica)
         self._touch(rebuild=False)
 
     def assumed(self, replica: Replica) -> bool:
@@ -249,34 +248,6 @@ class ClusterCache:
                 self.policy_map.pop(policy, None)
             self._policies = None
             self._touch(rebuild=False)
-
-
-_POD_LABELS = "pod-labels"
-"""The key of ``Snapshot.pods_labelled``'s label index in the snapshot memo."""
-
-
-def _with_pod(snapshot: Snapshot, old: Replica | None, replica: Replica) -> Snapshot:
-    """``snapshot.with_pod(replica)``, carrying the pod-label index over incrementally.
-
-    The index is rebuilt from every pod on first use in each new snapshot (~30 ms at 20,000
-    pods); the extender changes the snapshot once per scheduled pod, so it is patched here
-    for the one pod that changed instead.
-    """
-    new = snapshot.with_pod(replica)
-    index: dict[tuple[str, str, str], list[Replica]] | None = snapshot.memo().get(_POD_LABELS)
-    if index is None:
-        return new
-    ns = replica.metadata.namespace
-    patched = dict(index)
-    if old is not None:
-        for k, v in old.metadata.labels.items():
-            bucket = patched.get((ns, k, v))
-            if bucket is not None:
-                patched[(ns, k, v)] = [p for p in bucket if p is not old]
-    for k, v in replica.metadata.labels.items():
-        patched[(ns, k, v)] = [*patched.get((ns, k, v), []), replica]
-    new.memo()[_POD_LABELS] = patched
-    return new
 
 
 async def installed_groups(kube: Api) -> list[str]:
