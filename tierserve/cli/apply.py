@@ -93,7 +93,8 @@ def register(app: typer.Typer) -> None:
         suffix = " (dry run)" if dry_run else ""
         documents = dump_documents(objects, redact=False)
         try:
-            results = client.apply(documents, ", ".join(files), dry_run=dry_run)
+            source = ", ".join("<stdin>" if f == "-" else f for f in files)
+            results = client.apply(documents, source, dry_run=dry_run)
         except TierserveError as exc:
             fail(exc)
         by_key = {(o.KIND, o.name): o for o in objects}

@@ -27,7 +27,14 @@ from tierserve.runtime.local.cluster import (
     DEFAULT_PRICE_PER_GPU_HOUR,
     VirtualNodeSettings,
 )
-from tierserve.runtime.local.config import CLIENT_FILE, LOG_FILE, PID_FILE, ClientConfig
+from tierserve.runtime.local.config import (
+    CLIENT_FILE,
+    LOG_FILE,
+    PID_FILE,
+    ClientConfig,
+    ensure_not_running,
+    running_pid,
+)
 from tierserve.runtime.local.controllers import ControllerSettings
 from tierserve.runtime.local.controlplane import ControlPlane, ControlPlaneConfig
 from tierserve.runtime.local.lifecycle import SupervisorConfig
@@ -55,6 +62,10 @@ async def _run_foreground(config: ControlPlaneConfig) -> None:
 
 def _detach(argv: list[str], root: Path, timeout_s: float) -> None:
     root.mkdir(parents=True, exist_ok=True)
+    try:
+        ensure_not_running(root)  # before touching client.json: it is the running one's
+    except TierserveError as exc:
+        fail(exc)
     with contextlib.suppress(FileNotFoundError):
         (root / CLIENT_FILE).unlink()
     log = open(root / LOG_FILE, "ab")  # noqa: SIM115 - handed to the child
@@ -203,7 +214,7 @@ def register(app: typer.Typer) -> None:
         """Stop the control plane and every replica process it started."""
         root = root_of(state_dir)
         pid_file = root / PID_FILE
-        pid = int(pid_file.read_text().strip() or 0) if pid_file.exists() else 0
+        pid = running_pid(root)
         stopped = False
         if pid:
             try:

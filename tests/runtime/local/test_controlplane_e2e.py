@@ -150,3 +150,12 @@ def http(url: str, token: str | None) -> str:
     with opener.open(urllib.request.Request(url, headers=headers), timeout=10) as resp:
         body: bytes = resp.read()
     return body.decode()
+
+
+def test_a_second_up_on_the_same_state_dir_is_refused_and_changes_nothing(cli: Cli) -> None:
+    before = cli.config()
+    again = cli("up", "--detach", check=False)
+    assert again.returncode == 1
+    assert f"a control plane (pid {before['pid']}) already runs" in again.stderr
+    assert cli.config() == before  # the running one stays reachable
+    assert "idc001" in cli("get", "nodes").stdout

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from platformdirs import user_data_dir
 
-from tierserve.errors import NotFoundError
+from tierserve.errors import ConflictError, NotFoundError
 
 ENV_STATE_DIR = "TIERSERVE_STATE_DIR"
 DB_FILE = "state.db"
@@ -34,6 +34,33 @@ def state_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
     if env:
         return Path(env).expanduser().resolve()
     return Path(user_data_dir("tierserve", appauthor=False))
+
+
+def running_pid(root: Path) -> int | None:
+    """The pid of the control plane running on this state directory, if one is alive."""
+    try:
+        pid = int((root / PID_FILE).read_text().strip() or 0)
+    except (FileNotFoundError, ValueError):
+        return None
+    if pid <= 0:
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:
+        return pid
+    return pid
+
+
+def ensure_not_running(root: Path) -> None:
+    """Refuse a second control plane on one state directory (it would share the store)."""
+    other = running_pid(root)
+    if other is not None and other != os.getpid():
+        raise ConflictError(
+            f"a control plane (pid {other}) already runs on {root}; stop it with "
+            "`tierserve down` or use another --state-dir"
+        )
 
 
 def ensure_token(root: Path) -> str:

@@ -19,7 +19,6 @@ from typing import Any
 
 from aiohttp import web
 
-from tierserve.errors import ConflictError
 from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
 from tierserve.gateway.config import GatewayConfig
 from tierserve.gateway.run import serve_app
@@ -45,6 +44,7 @@ from tierserve.runtime.local.config import (
     DB_FILE,
     PID_FILE,
     ClientConfig,
+    ensure_not_running,
     ensure_token,
 )
 from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
@@ -270,13 +270,7 @@ class ControlPlane:
     async def start(self) -> ClientConfig:
         root = self.config.state_dir
         pid_path = root / PID_FILE
-        if pid_path.exists():
-            other = int(pid_path.read_text().strip() or 0)
-            if other and other != os.getpid() and _alive(other):
-                raise ConflictError(
-                    f"a control plane (pid {other}) already runs on {root}; stop it with "
-                    "`tierserve down` or use another --state-dir"
-                )
+        ensure_not_running(root)
         pid_path.write_text(str(os.getpid()))
         self._seed_cluster()
         await self._adopt()
@@ -361,12 +355,3 @@ class ControlPlane:
             (root / PID_FILE).unlink()
         self.store.close()
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
