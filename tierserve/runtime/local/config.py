@@ -17,6 +17,7 @@ from pathlib import Path
 from platformdirs import user_data_dir
 
 from tierserve.errors import ConflictError, NotFoundError
+from tierserve.runtime.local.procfs import read_stat
 
 ENV_STATE_DIR = "TIERSERVE_STATE_DIR"
 DB_FILE = "state.db"
@@ -44,12 +45,10 @@ def running_pid(root: Path) -> int | None:
         return None
     if pid <= 0:
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+    stat = read_stat(pid)
+    # Gone, or killed and not yet reaped (a zombie is not a running control plane).
+    if stat is None or stat.zombie:
         return None
-    except PermissionError:
-        return pid
     return pid
 
 
