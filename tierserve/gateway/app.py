@@ -86,9 +86,13 @@ async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
     )
-    state.forwarder = Forwarder(session, state.config, state.balancer, state.metrics, state.now)
+    forwarder = Forwarder(
+        session, state.config, state.balancer, state.metrics, state.now, UPSTREAM_KEEPALIVE_S
+    )
+    state.forwarder = forwarder
     yield
     state.forwarder = None
+    forwarder.upstreams.close()
     await session.close()
 
 
@@ -144,7 +148,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     forwarder = state.forwarder
     if forwarder is None:  # pragma: no cover - only between cleanup and shutdown
         return error_response(503, "The gateway is shutting down.")
-    return await forwarder.forward(request, route, body, t0)
+    return await forwarder.forward(request, route, body, t0, stream=payload.get("stream") is True)
 
 
 async def _hold(state: GatewayState, route: ServiceRoute) -> ServiceRoute | web.Response:

@@ -12,17 +12,22 @@
 - The client disconnecting cancels the handler (the runner sets
   ``handler_cancellation``), which closes the upstream connection, which cancels
   the request in the engine.
+- Streamed requests (``"stream": true``) from HTTP/1.1 clients to ``http://``
+  replicas go through the raw client of ``upstream.py``, which relays the SSE body
+  without a coroutine per chunk; everything else goes through aiohttp's client.
+  Both paths answer alike (same headers, retries, errors and metrics).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import aiohttp
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
 from tierserve.gateway.balancer import Balancer
@@ -30,6 +35,13 @@ from tierserve.gateway.config import GatewayConfig
 from tierserve.gateway.errors import error_response, sse_error_event
 from tierserve.gateway.metrics import GatewayMetrics
 from tierserve.gateway.table import Backend, ServiceRoute
+from tierserve.gateway.upstream import (
+    Origin,
+    UpstreamConnection,
+    UpstreamPool,
+    origin_of,
+    request_head,
+)
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +73,34 @@ class _Failure:
     """A timeout already used the request's whole time: not retried."""
 
 
-def _response_headers(up: aiohttp.ClientResponse, backend: Backend) -> dict[str, str]:
-    headers = {k: v for k, v in up.headers.items() if k.lower() not in _DROP}
+def _response_headers(items: Iterable[tuple[str, str]], backend: Backend) -> dict[str, str]:
+    headers = {k: v for k, v in items if k.lower() not in _DROP}
     headers[REPLICA_HEADER] = backend.replica
     return headers
+
+
+def _is_sse(content_type: str) -> bool:
+    return content_type.startswith("text/event-stream")
+
+
+async def start_raw_chunked_body(
+    resp: web.StreamResponse, request: web.Request
+) -> tuple[asyncio.Transport | None, AbstractStreamWriter]:
+    """Send ``resp``'s head, chunked, and return the client transport that body bytes
+    already framed as whole chunks may be written to directly (``None`` if the client
+    is gone), and the writer to drain it with.
+
+    The one place that steps around aiohttp's writer: it relies on the head being on the
+    wire once this returns (``write(b"")`` flushes a head aiohttp would otherwise hold
+    back for the first body bytes) and on aiohttp framing only what goes through it --
+    further ``write``s as whole chunks, and ``write_eof``'s last chunk ``0\\r\\n\\r\\n``.
+    tests/gateway/test_gw_raw_stream.py checks the bytes on the wire.
+    """
+    resp.enable_chunked_encoding()
+    writer = await resp.prepare(request)
+    assert writer is not None
+    await resp.write(b"")
+    return request.transport, writer
 
 
 class Forwarder:
@@ -75,6 +111,7 @@ class Forwarder:
         balancer: Balancer,
         metrics: GatewayMetrics,
         now: Callable[[], float],
+        keepalive_s: float = 4.0,
     ) -> None:
         self.session = session
         self.config = config
@@ -87,6 +124,8 @@ class Forwarder:
         # Parsing a URL costs more than the rest of the routing choice: parse each
         # (replica, path) once. Bounded: few replicas times few API paths.
         self._urls: dict[tuple[str, str], URL] = {}
+        self.upstreams = UpstreamPool(keepalive_s)
+        self._origins: dict[str, Origin | None] = {}
 
     def upstream_headers(self, request: web.Request) -> dict[str, str]:
         # The gateway parsed the body as JSON, so say so even if the client did not.
@@ -104,10 +143,18 @@ class Forwarder:
         return headers
 
     async def forward(
-        self, request: web.Request, route: ServiceRoute, body: bytes, t0: float
+        self,
+        request: web.Request,
+        route: ServiceRoute,
+        body: bytes,
+        t0: float,
+        *,
+        stream: bool = False,
     ) -> web.StreamResponse:
-        """Send to the best replica, retrying on another one before the first byte."""
+        """Send to the best replica, retrying on another one before the first byte
+        (``stream``: the client asked for SSE, which takes the raw relay when it can)."""
         headers = self.upstream_headers(request)
+        raw = stream and request.version == aiohttp.HttpVersion11
         tried: set[str] = set()
         failure: _Failure | None = None
         backend: Backend | None = None
@@ -121,7 +168,13 @@ class Forwarder:
             tried.add(backend.replica)
             self.balancer.started(backend.replica)
             try:
-                result = await self._attempt(request, route, backend, body, headers, t0)
+                origin = self._origin(backend) if raw else None
+                if origin is not None:
+                    result = await self._attempt_raw(
+                        request, route, backend, origin, body, headers, t0
+                    )
+                else:
+                    result = await self._attempt(request, route, backend, body, headers, t0)
             finally:
                 self.balancer.finished(backend.replica)
             if not isinstance(result, _Failure):
@@ -182,7 +235,7 @@ class Forwarder:
         except aiohttp.ClientError as exc:
             return _Failure("connect", self._bad_gateway(backend, f"failed: {exc!r}"))
         try:
-            if up.headers.get("Content-Type", "").startswith("text/event-stream"):
+            if _is_sse(up.headers.get("Content-Type", "")):
                 return await self._stream(request, route, backend, up, t0)
             try:
                 data = await up.read()
@@ -190,23 +243,35 @@ class Forwarder:
                 return _Failure("timeout", self._timed_out(backend), retryable=False)
             except aiohttp.ClientError as exc:
                 return _Failure("connect", self._bad_gateway(backend, f"broke: {exc!r}"))
-            resp = web.Response(body=data, status=up.status, headers=_response_headers(up, backend))
-            if up.status >= 500:
-                return _Failure("5xx", resp)
-            self.balancer.outliers.succeeded(backend.replica)
-            elapsed = asyncio.get_running_loop().time() - t0
-            self.metrics.finished(
-                route.namespace,
-                route.name,
-                backend.tier,
-                up.status,
-                elapsed,
-                elapsed,
-                replica=backend.replica,
-            )
-            return resp
+            return self._whole(route, backend, up.status, up.headers.items(), data, t0)
         finally:
             up.close()  # no-op after a full read; aborts the engine's request otherwise
+
+    def _whole(
+        self,
+        route: ServiceRoute,
+        backend: Backend,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        data: bytes,
+        t0: float,
+    ) -> web.Response | _Failure:
+        """A response read whole: passed on, or a retryable 5xx."""
+        resp = web.Response(body=data, status=status, headers=_response_headers(headers, backend))
+        if status >= 500:
+            return _Failure("5xx", resp)
+        self.balancer.outliers.succeeded(backend.replica)
+        elapsed = asyncio.get_running_loop().time() - t0
+        self.metrics.finished(
+            route.namespace,
+            route.name,
+            backend.tier,
+            status,
+            elapsed,
+            elapsed,
+            replica=backend.replica,
+        )
+        return resp
 
     async def _stream(
         self,
@@ -227,7 +292,9 @@ class Forwarder:
         if up.status >= 500:
             return _Failure("5xx", self._bad_gateway(backend, f"answered {up.status}"))
         ttfb = loop.time() - t0
-        resp = web.StreamResponse(status=up.status, headers=_response_headers(up, backend))
+        resp = web.StreamResponse(
+            status=up.status, headers=_response_headers(up.headers.items(), backend)
+        )
         await resp.prepare(request)
         chunk = first
         try:
@@ -259,6 +326,128 @@ class Forwarder:
             route.name,
             backend.tier,
             up.status,
+            ttfb,
+            loop.time() - t0,
+            replica=backend.replica,
+        )
+        return resp
+
+    def _origin(self, backend: Backend) -> Origin | None:
+        if backend.url in self._origins:
+            return self._origins[backend.url]
+        if len(self._origins) > 4096:
+            self._origins.clear()
+        origin = self._origins[backend.url] = origin_of(backend.url)
+        return origin
+
+    async def _attempt_raw(
+        self,
+        request: web.Request,
+        route: ServiceRoute,
+        backend: Backend,
+        origin: Origin,
+        body: bytes,
+        headers: dict[str, str],
+        t0: float,
+    ) -> web.StreamResponse | _Failure:
+        """``_attempt`` through the raw client: the same outcomes, a cheaper SSE relay."""
+        head = request_head(request.method, request.raw_path, origin, headers, len(body))
+        if head is None:  # pragma: no cover - aiohttp's server refuses such header values
+            return await self._attempt(request, route, backend, body, headers, t0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.request_timeout_s
+        try:
+            conn = await self.upstreams.connect(origin, self.config.connect_timeout_s)
+        except TimeoutError:
+            return _Failure("connect", self._bad_gateway(backend, "did not accept a connection"))
+        except OSError as exc:
+            return _Failure("connect", self._bad_gateway(backend, f"failed: {exc!r}"))
+        try:
+            conn.send(head + body)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while not conn.started and conn.error is None:
+                        await conn.wait()
+                    up = conn.head
+                    sse = up is not None and _is_sse(up.get("Content-Type"))
+                    sse = sse and up is not None and up.status not in (204, 304)  # bodiless
+                    while not sse and conn.error is None and not conn.done:
+                        await conn.wait()  # anything else is read whole, as through aiohttp
+            except TimeoutError:
+                return _Failure("timeout", self._timed_out(backend), retryable=False)
+            if conn.error is not None or up is None:
+                return _Failure("connect", self._bad_gateway(backend, f"broke: {conn.error!r}"))
+            if not sse:
+                return self._whole(route, backend, up.status, up.headers, conn.take(), t0)
+            if up.status >= 500:
+                return _Failure("5xx", self._bad_gateway(backend, f"answered {up.status}"))
+            return await self._relay(
+                request, route, backend, conn, up.status, up.headers, t0, deadline
+            )
+        finally:
+            self.upstreams.release(origin, conn)
+
+    async def _relay(
+        self,
+        request: web.Request,
+        route: ServiceRoute,
+        backend: Backend,
+        conn: UpstreamConnection,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        t0: float,
+        deadline: float,
+    ) -> web.StreamResponse:
+        """Pass a started SSE body through until it ends (as ``_stream``)."""
+        loop = asyncio.get_running_loop()
+        ttfb = loop.time() - t0
+        resp = web.StreamResponse(status=status, headers=_response_headers(headers, backend))
+        transport, writer = await start_raw_chunked_body(resp, request)
+        broke: BaseException | None = None
+        try:
+            if transport is None:
+                raise ConnectionResetError("the client went away")
+            conn.relay_to(transport)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while not conn.client_gone:
+                        if conn.need_drain:
+                            await writer.drain()
+                            conn.resume()
+                        elif conn.error is not None or conn.done:
+                            break
+                        else:
+                            await conn.wait()
+            except TimeoutError as exc:
+                broke = exc
+            conn.detach()  # from here on only this handler writes to the client
+            if conn.client_gone:
+                raise ConnectionResetError("the client went away")
+            broke = broke or conn.error
+            if broke is not None:
+                # The client already has bytes: end the stream with an error event.
+                self._eject(route, backend, "stream broke")
+                code = 504 if isinstance(broke, TimeoutError) else 502
+                await resp.write(
+                    sse_error_event(code, f"Replica {backend.replica} stream broke: {broke!r}")
+                )
+                self.metrics.finished(
+                    route.namespace, route.name, backend.tier, code, ttfb, loop.time() - t0
+                )
+                await resp.write_eof()
+                return resp
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away: closing ``conn`` cancels upstream
+            self.metrics.finished(
+                route.namespace, route.name, backend.tier, 499, ttfb, loop.time() - t0
+            )
+            return resp
+        self.balancer.outliers.succeeded(backend.replica)
+        self.metrics.finished(
+            route.namespace,
+            route.name,
+            backend.tier,
+            status,
             ttfb,
             loop.time() - t0,
             replica=backend.replica,

@@ -1,0 +1,342 @@
+"""A small HTTP/1.1 client for streamed requests: per-replica keep-alive connections
+whose protocol relays a replica's SSE body to the client without a coroutine per chunk.
+
+Why: through aiohttp's client every SSE event (one HTTP chunk each, as vLLM writes
+them) is parsed into a ``StreamReader`` with flow-control calls, wakes the handler
+task, and is written back with ``await resp.write``; that is most of the gateway's
+CPU per stream (docs/gateway.md). Here ``data_received`` strips the replica's chunk
+framing (``framing.ChunkedBody``) and, once the client's response has started, queues
+the payload; one ``call_soon`` later (the same hop a task wake-up takes, so no added
+latency) everything queued goes to the client as one chunk in one write. The handler
+task only wakes for the end of the body, a failure, or back-pressure.
+
+- ``UpstreamPool.connect(origin, timeout_s)``: an idle connection used less than
+  ``keepalive_s`` ago, else a new one; ``release(conn)`` keeps it only if its last
+  response was read whole and both sides allow keep-alive.
+- ``UpstreamConnection``: ``send(request)``, then ``wait()`` (wakes on any progress)
+  until ``head`` and the first ``pieces`` (or the end) arrived; ``relay_to(client)``
+  then writes the payload, framed as chunks, straight to the client's transport.
+  Back-pressure: past the client transport's high-water mark, reading from the
+  replica pauses (``need_drain``) until the handler drained and called ``resume()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import cast
+
+import aiohttp
+from yarl import URL
+
+from tierserve.gateway.framing import Body, FramingError, ResponseHead, body_decoder, parse_head
+from tierserve.gateway.framing import reusable as _reusable
+
+
+def _default_accept_encoding() -> str:
+    # What aiohttp's client adds when the caller does not (``ClientRequest.DEFAULT_HEADERS``,
+    # a public class attribute), so a replica sees the same request headers on either path
+    # (tests/gateway/test_gw_raw_stream.py compares them).
+    defaults = {str(k): v for k, v in aiohttp.ClientRequest.DEFAULT_HEADERS.items()}
+    return defaults.get("Accept-Encoding", "gzip, deflate")
+
+
+ACCEPT_ENCODING = _default_accept_encoding()
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where a replica listens: what ``connect`` dials and the ``Host`` header it gets."""
+
+    host: str
+    port: int
+    host_header: str
+
+
+def origin_of(url: str) -> Origin | None:
+    """The origin of a plain ``http://host[:port]`` replica URL; ``None`` for anything
+    the raw client does not speak (TLS, credentials, a path), which aiohttp serves."""
+    u = URL(url)
+    if u.scheme != "http" or u.user is not None or u.raw_path not in ("", "/") or u.query_string:
+        return None
+    if u.host is None or u.port is None:
+        return None
+    return Origin(u.host, u.port, u.host_port_subcomponent or u.host)
+
+
+def request_head(
+    method: str, target: str, origin: Origin, headers: Mapping[str, str], body_len: int
+) -> bytes | None:
+    """The request's head as aiohttp's client writes it (``Host``, the given headers,
+    ``Accept``/``Accept-Encoding`` defaults, ``Content-Length``); ``None`` if a value
+    holds a line break (aiohttp's server refuses those, so it cannot happen)."""
+    lines = [f"{method} {target} HTTP/1.1\r\nHost: {origin.host_header}\r\n"]
+    for k, v in headers.items():
+        if "\r" in v or "\n" in v:
+            return None
+        lines.append(f"{k}: {v}\r\n")
+    if "Accept" not in headers:
+        lines.append("Accept: */*\r\n")
+    lines.append(f"Accept-Encoding: {ACCEPT_ENCODING}\r\nContent-Length: {body_len}\r\n\r\n")
+    return "".join(lines).encode("utf-8", "surrogateescape")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One HTTP/1.1 connection to a replica, carrying one request at a time."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.transport: asyncio.Transport | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self._busy = False
+        self._buf = bytearray()
+        self.head: ResponseHead | None = None
+        self.body: Body | None = None
+        self.pieces: list[bytes] = []
+        """Payload received and not yet taken (or, while relaying, not yet written)."""
+        self.error: BaseException | None = None
+        """Why the response broke (connection lost mid-body, bad framing); ``None`` if not."""
+        self.client_gone = False
+        self.need_drain = False
+        self._client: asyncio.Transport | None = None
+        self._high_water = 0
+        self._flush_handle: asyncio.Handle | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    # ------------------------------------------------------------ what the handler calls
+
+    def send(self, request: bytes) -> None:
+        assert self.transport is not None
+        self._busy = True
+        self.transport.write(request)
+
+    async def wait(self) -> None:
+        """Until the response made progress, ended, broke, or needs draining."""
+        waiter = self._waiter = self._loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+
+    @property
+    def started(self) -> bool:
+        """The head arrived and so did the first payload, or the whole (empty) body."""
+        body = self.body
+        return body is not None and (bool(self.pieces) or body.done)
+
+    def take(self) -> bytes:
+        data = b"".join(self.pieces)
+        self.pieces = []
+        return data
+
+    def relay_to(self, client: asyncio.Transport) -> None:
+        """From now on, payload goes to ``client`` (whose chunked response has started)
+        as one chunk per batch; what already arrived goes at once."""
+        self._client = client
+        self._high_water = client.get_write_buffer_limits()[1]
+        self._flush()
+
+    def resume(self) -> None:
+        """After the handler drained the client: read from the replica again."""
+        self.need_drain = False
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    @property
+    def done(self) -> bool:
+        return self.body is not None and self.body.done
+
+    def flush(self) -> None:
+        """Write what is queued for the client now."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+        self._flush()
+
+    def detach(self) -> None:
+        """Stop relaying (what is queued goes first): the handler writes the rest itself.
+        A body not read to its end is dropped with the connection (not reusable)."""
+        self.flush()
+        self._client = None
+        if not self.done:
+            self.close()
+
+    @property
+    def reusable(self) -> bool:
+        return (
+            not self.closed
+            and self.error is None
+            and self.head is not None
+            and self.body is not None
+            and _reusable(self.head, self.body)
+        )
+
+    def recycle(self, now: float) -> None:
+        """Back to idle, ready for the next request."""
+        if self.need_drain and self.transport is not None:
+            self.transport.resume_reading()
+        self._busy = self.client_gone = self.need_drain = False
+        self.head = self.body = self._client = None
+        self.pieces = []
+        self.idle_since = now
+
+    def close(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        self._client = None  # nothing more reaches the client from here
+        if self.transport is not None and not self.closed:
+            self.transport.close()  # the replica sees the disconnect and aborts its request
+        self.closed = True
+
+    # ------------------------------------------------------------ asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
+
+    def data_received(self, data: bytes) -> None:
+        body = self.body
+        if body is None:
+            if not self._busy:  # bytes nobody asked for: this connection cannot be trusted
+                self.close()
+                return
+            try:
+                data = self._read_head(data)
+            except FramingError as exc:
+                self._fail(exc)
+                return
+            body = self.body
+            if body is None or not data:
+                self._wake()
+                return
+        try:
+            pieces = body.feed(data)
+        except FramingError as exc:
+            self._fail(exc)
+            return
+        if self._client is None:
+            self.pieces += pieces
+            self._wake()
+            return
+        if pieces:
+            self.pieces += pieces
+            if self._flush_handle is None:
+                self._flush_handle = self._loop.call_soon(self._flush)
+        if body.done:
+            self.flush()
+            self._wake()
+
+    def eof_received(self) -> bool | None:
+        return None  # close; connection_lost says whether the body was complete
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        body = self.body
+        if self._busy and self.error is None and (body is None or not body.done):
+            if body is not None and body.ends_at_close:
+                body.done = True
+            else:
+                self.error = exc or ConnectionResetError("the replica closed the connection")
+        if self._client is not None:
+            self.flush()
+        self._wake()
+
+    # ------------------------------------------------------------ internals
+
+    def _read_head(self, data: bytes) -> bytes:
+        self._buf += data
+        while True:
+            parsed = parse_head(self._buf)
+            if parsed is None:
+                return b""
+            head, size = parsed
+            rest = bytes(self._buf[size:])
+            if 100 <= head.status < 200 and head.status != 101:  # interim (103 hints): skip
+                self._buf = bytearray(rest)
+                continue
+            if head.status == 101:
+                raise FramingError("the replica switched protocols")
+            self._buf = bytearray()
+            self.head, self.body = head, body_decoder(head)
+            return rest
+
+    def _fail(self, exc: BaseException) -> None:
+        self.error = exc
+        if self._client is not None:
+            self.flush()
+        self.close()
+        self._wake()
+
+    def _flush(self) -> None:
+        self._flush_handle = None
+        pieces = self.pieces
+        client = self._client
+        if not pieces or client is None:
+            return
+        self.pieces = []
+        size = sum(map(len, pieces))
+        if not size:
+            return
+        if client.is_closing():
+            self.client_gone = True
+            self._wake()
+            return
+        client.write(b"".join((b"%x\r\n" % size, *pieces, b"\r\n")))
+        if not self.need_drain and client.get_write_buffer_size() > self._high_water:
+            self.need_drain = True
+            if self.transport is not None and not self.closed:
+                self.transport.pause_reading()
+            self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+class UpstreamPool:
+    """Idle keep-alive connections per replica origin, newest reused first."""
+
+    def __init__(self, keepalive_s: float) -> None:
+        self.keepalive_s = keepalive_s
+        self._idle: dict[Origin, list[UpstreamConnection]] = {}
+
+    async def connect(self, origin: Origin, timeout_s: float) -> UpstreamConnection:
+        """A pooled connection, or a new one (``TimeoutError`` after ``timeout_s``,
+        ``OSError`` if refused)."""
+        loop = asyncio.get_running_loop()
+        idle = self._idle.get(origin)
+        if idle:
+            now = loop.time()
+            while idle:
+                conn = idle.pop()
+                if conn.closed:
+                    continue
+                if now - conn.idle_since < self.keepalive_s:
+                    return conn
+                for old in (conn, *idle):  # the rest are older still
+                    old.close()
+                idle.clear()
+        async with asyncio.timeout(timeout_s):
+            _, conn = await loop.create_connection(
+                lambda: UpstreamConnection(loop), origin.host, origin.port
+            )
+        return conn
+
+    def release(self, origin: Origin, conn: UpstreamConnection) -> None:
+        if conn.reusable:
+            conn.recycle(asyncio.get_running_loop().time())
+            self._idle.setdefault(origin, []).append(conn)
+        else:
+            conn.close()
+
+    def idle(self, origin: Origin) -> int:
+        """Idle connections kept for ``origin`` now."""
+        return sum(not c.closed for c in self._idle.get(origin, ()))
+
+    def close(self) -> None:
+        for idle in self._idle.values():
+            for conn in idle:
+                conn.close()
+        self._idle.clear()
