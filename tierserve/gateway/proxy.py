@@ -303,34 +303,11 @@ class Forwarder:
                 try:
                     chunk = await content.readany()
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    # The client already has bytes: end the stream with an error event.
-                    self._eject(route, backend, "stream broke")
-                    status = 504 if isinstance(exc, TimeoutError) else 502
-                    await resp.write(
-                        sse_error_event(status, f"Replica {backend.replica} stream broke: {exc!r}")
-                    )
-                    self.metrics.finished(
-                        route.namespace, route.name, backend.tier, status, ttfb, loop.time() - t0
-                    )
-                    await resp.write_eof()
-                    return resp
+                    return await self._broken(resp, route, backend, exc, ttfb, t0)
             await resp.write_eof()
         except ConnectionResetError:  # the client went away: closing ``up`` cancels upstream
-            self.metrics.finished(
-                route.namespace, route.name, backend.tier, 499, ttfb, loop.time() - t0
-            )
-            return resp
-        self.balancer.outliers.succeeded(backend.replica)
-        self.metrics.finished(
-            route.namespace,
-            route.name,
-            backend.tier,
-            up.status,
-            ttfb,
-            loop.time() - t0,
-            replica=backend.replica,
-        )
-        return resp
+            return self._client_gone(resp, route, backend, ttfb, t0)
+        return self._streamed(resp, route, backend, up.status, ttfb, t0)
 
     def _origin(self, backend: Backend) -> Origin | None:
         if backend.url in self._origins:
@@ -425,33 +402,57 @@ class Forwarder:
                 raise ConnectionResetError("the client went away")
             broke = broke or conn.error
             if broke is not None:
-                # The client already has bytes: end the stream with an error event.
-                self._eject(route, backend, "stream broke")
-                code = 504 if isinstance(broke, TimeoutError) else 502
-                await resp.write(
-                    sse_error_event(code, f"Replica {backend.replica} stream broke: {broke!r}")
-                )
-                self.metrics.finished(
-                    route.namespace, route.name, backend.tier, code, ttfb, loop.time() - t0
-                )
-                await resp.write_eof()
-                return resp
+                return await self._broken(resp, route, backend, broke, ttfb, t0)
             await resp.write_eof()
         except ConnectionResetError:  # the client went away: closing ``conn`` cancels upstream
-            self.metrics.finished(
-                route.namespace, route.name, backend.tier, 499, ttfb, loop.time() - t0
-            )
-            return resp
+            return self._client_gone(resp, route, backend, ttfb, t0)
+        return self._streamed(resp, route, backend, status, ttfb, t0)
+
+    async def _broken(
+        self,
+        resp: web.StreamResponse,
+        route: ServiceRoute,
+        backend: Backend,
+        exc: BaseException,
+        ttfb: float,
+        t0: float,
+    ) -> web.StreamResponse:
+        """The client already has bytes: end the stream with an SSE error event."""
+        self._eject(route, backend, "stream broke")
+        code = 504 if isinstance(exc, TimeoutError) else 502
+        await resp.write(sse_error_event(code, f"Replica {backend.replica} stream broke: {exc!r}"))
+        elapsed = asyncio.get_running_loop().time() - t0
+        self.metrics.finished(route.namespace, route.name, backend.tier, code, ttfb, elapsed)
+        await resp.write_eof()
+        return resp
+
+    def _client_gone(
+        self,
+        resp: web.StreamResponse,
+        route: ServiceRoute,
+        backend: Backend,
+        ttfb: float,
+        t0: float,
+    ) -> web.StreamResponse:
+        elapsed = asyncio.get_running_loop().time() - t0
+        self.metrics.finished(route.namespace, route.name, backend.tier, 499, ttfb, elapsed)
+        return resp
+
+    def _streamed(
+        self,
+        resp: web.StreamResponse,
+        route: ServiceRoute,
+        backend: Backend,
+        status: int,
+        ttfb: float,
+        t0: float,
+    ) -> web.StreamResponse:
         self.balancer.outliers.succeeded(backend.replica)
+        elapsed = asyncio.get_running_loop().time() - t0
         self.metrics.finished(
-            route.namespace,
-            route.name,
-            backend.tier,
-            status,
-            ttfb,
-            loop.time() - t0,
+            route.namespace, route.name, backend.tier, status, ttfb, elapsed,
             replica=backend.replica,
-        )
+        )  # fmt: skip
         return resp
 
     def _bad_gateway(self, backend: Backend, what: str) -> web.Response:
