@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import openai
 import pytest
-from conftest import Emulator, StartEmulator, sse_events
+from emukit import Emulator, StartEmulator, sse_events
 
 SAY = [{"role": "user", "content": "Say this is a test!"}]
 

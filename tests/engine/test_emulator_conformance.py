@@ -10,7 +10,7 @@ import json
 
 import aiohttp
 import pytest
-from conftest import REF, Emulator, ref_json, ref_request_body, ref_request_line, sse_events
+from emukit import REF, Emulator, ref_json, ref_request_body, ref_request_line, sse_events
 from prometheus_client.parser import text_string_to_metric_families
 
 ERROR_CASES = [

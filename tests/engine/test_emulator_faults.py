@@ -10,7 +10,7 @@ import time
 
 import aiohttp
 import pytest
-from conftest import SEED_ARGS, StartEmulator
+from emukit import SEED_ARGS, StartEmulator
 from prometheus_client.parser import text_string_to_metric_families
 
 from tierserve.engine.args import parse_args

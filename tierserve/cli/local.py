@@ -15,11 +15,11 @@ from pathlib import Path
 
 import typer
 
+from tierserve.aio import loop_factory
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.output import fail
 from tierserve.errors import TierserveError
 from tierserve.gateway.config import GatewayConfig
-from tierserve.gateway.run import loop_factory
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.cluster import (
     DEFAULT_COLD_START_S,

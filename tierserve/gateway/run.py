@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tierserve.aio import loop_factory
 from tierserve.errors import ExternalError, FieldError, ValidationError
 from tierserve.gateway.app import create_gateway_app
 from tierserve.gateway.config import GatewayConfig
@@ -111,31 +112,6 @@ async def serve_standalone(
             await follower
         if isinstance(source, UrlRouteSource):
             await source.close()
-
-
-LOOPS = ("auto", "asyncio", "uvloop")
-
-
-def loop_factory(kind: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """``uvloop`` when asked for (or ``auto`` and installed), else asyncio's default loop.
-
-    uvloop roughly halves the gateway's CPU per request (docs/gateway.md), but it is
-    optional: the gateway is correct on either loop.
-    """
-    if kind not in LOOPS:
-        raise ValidationError("gateway", [FieldError("loop", f"{kind!r} is not one of {LOOPS}")])
-    if kind == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        if kind == "uvloop":
-            raise ValidationError(
-                "gateway", [FieldError("loop", "uvloop is not installed (pip install uvloop)")]
-            ) from None
-        return None
-    factory: Callable[[], asyncio.AbstractEventLoop] = uvloop.new_event_loop
-    return factory
 
 
 def _run_until_signal(
