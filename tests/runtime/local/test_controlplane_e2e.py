@@ -83,6 +83,14 @@ def test_seed_walkthrough_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None
     assert 'tierserve_cloud_gpu_seconds_total{namespace="default",service="deepseek"}' in metrics
     assert "tierserve_cloud_cost_total" in metrics
     assert 'phase="Ready"' in metrics
+    # The gateway's routes, as `tierserve gateway --routes-url` reads them: the one Ready
+    # replica left, on idc001 (unit 0).
+    routes = json.loads(http(cli.config()["api_url"] + "/api/v1/routes", cli.config()["token"]))
+    (route,) = routes["services"]
+    assert (route["name"], route["host"]) == ("deepseek", "deepseek-default.example.com")
+    (backend,) = route["backends"]
+    assert backend["replica"] == cli.pods()[0]["metadata"]["name"]
+    assert (backend["unit"], backend["tier"], backend["ready"]) == (0, "idc", True)
 
 
 def test_control_plane_crash_then_up_readopts_without_duplicates_or_orphans(

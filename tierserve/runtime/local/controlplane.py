@@ -21,6 +21,7 @@ from aiohttp import web
 
 from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
 from tierserve.gateway.config import GatewayConfig
+from tierserve.gateway.routes import dump_routes
 from tierserve.gateway.run import serve_app
 from tierserve.gateway.table import RouteTable
 from tierserve.model import (
@@ -211,6 +212,7 @@ class ControlPlane:
             on_shutdown=self.request_stop,
             tier_of=self._tier_of,
             clock=self.clock,
+            routes=lambda: dump_routes(self.table.routes),
         )
         self._runner_web = web.AppRunner(api.app(), access_log=None)
         await self._runner_web.setup()
@@ -354,4 +356,3 @@ class ControlPlane:
         with contextlib.suppress(FileNotFoundError):
             (root / PID_FILE).unlink()
         self.store.close()
-
