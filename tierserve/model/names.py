@@ -23,34 +23,31 @@ PLURALS: dict[type[TypedObject], str] = {
 }
 """The canonical (URL) name of each kind. Replicas are ``pods``, as kubectl users expect."""
 
-_ALIASES: dict[str, type[TypedObject]] = {
-    "node": Node,
+_SHORT_NAMES: dict[str, type[TypedObject]] = {
     "no": Node,
     "pod": Replica,
     "po": Replica,
-    "replica": Replica,
     "replicas": Replica,
-    "resourcepolicy": ResourcePolicy,
     "rp": ResourcePolicy,
-    "inferenceservice": InferenceService,
     "isvc": InferenceService,
-    "persistentvolume": PersistentVolume,
     "pv": PersistentVolume,
-    "persistentvolumeclaim": PersistentVolumeClaim,
     "pvc": PersistentVolumeClaim,
-    "secret": Secret,
 }
+
+_RESOURCES: dict[str, type[TypedObject]] = {
+    **{plural: cls for cls, plural in PLURALS.items()},
+    **{cls.KIND.lower(): cls for cls in PLURALS},
+    **_SHORT_NAMES,
+}
+"""Every name kubectl-style commands accept: plurals, singulars (the kind) and short names."""
 
 
 def resolve_resource(name: str) -> type[TypedObject]:
     """The kind a kubectl-style resource name means (``pods``, ``pvc``, ``isvc``, ...)."""
     lowered = name.lower()
-    for cls, plural in PLURALS.items():
-        if lowered in (plural, cls.KIND.lower()):
-            return cls
-    if lowered in _ALIASES:
-        return _ALIASES[lowered]
-    known = sorted({*PLURALS.values(), *_ALIASES})
+    if lowered in _RESOURCES:
+        return _RESOURCES[lowered]
+    known = sorted(_RESOURCES)
     close = difflib.get_close_matches(lowered, known, n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     raise ValidationError(

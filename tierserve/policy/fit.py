@@ -8,16 +8,17 @@ without one has no pod limit; a resource the node does not list has 0 allocatabl
 
 Binpacking is Kubernetes' ``MostAllocated`` on the node's state *after* the pod lands:
 prefer the highest GPU fraction, then the highest CPU fraction, ties by node name, so
-partly used GPU nodes fill up and whole GPU nodes stay free for whole-node work.
+partly used GPU nodes fill up and whole GPU nodes stay free for whole-node work. It is
+computed inline in the extender's hot loops: :func:`~.scan.scan_nodes` picks the fullest
+fitting node, :func:`~.placement.score_nodes` scores with the weights below.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 from tierserve.model.replica import Replica
-from tierserve.model.resources import CPU, GPU, PODS, Toleration
+from tierserve.model.resources import PODS, Toleration
 from tierserve.policy.reasons import (
     InsufficientResource,
     NodeReason,
@@ -82,10 +83,9 @@ def misfit(
     """Why ``state`` cannot take the pod now, or ``None`` when it fits."""
     if state.unschedulable:
         return NodeUnschedulable()
-    if node_selector or state.taints:
-        reason = static_misfit(state, node_selector, tolerations)
-        if reason is not None:
-            return reason
+    reason = static_misfit(state, node_selector, tolerations)
+    if reason is not None:
+        return reason
     if state.max_pods is not None and state.pods >= state.max_pods:
         return InsufficientResource(PODS, _ONE_POD, (state.max_pods - state.pods) * _ONE_POD)
     free_amounts = state.free_amounts
@@ -107,54 +107,11 @@ def could_ever_fit(state: NodeState, requests: Requests) -> InsufficientResource
     return None
 
 
-def _fraction_after(state: NodeState, resource: str, requests: Mapping[str, int]) -> float:
-    alloc = state.allocatable.get(resource, 0)
-    if alloc <= 0:
-        return 0.0
-    return (state.requested.get(resource, 0) + requests.get(resource, 0)) / alloc
-
-
-def binpack_key(state: NodeState, requests: Mapping[str, int]) -> tuple[float, float]:
-    """(GPU fraction, CPU fraction) after placing the pod; larger is fuller, so preferred."""
-    return (_fraction_after(state, GPU, requests), _fraction_after(state, CPU, requests))
-
-
-def best_node(states: Sequence[NodeState], requests: Mapping[str, int]) -> NodeState:
-    """The fullest node after placing (GPU, then CPU), ties by the smallest name."""
-    best = states[0]
-    best_key = binpack_key(best, requests)
-    for state in states[1:]:
-        key = binpack_key(state, requests)
-        if key > best_key or (key == best_key and state.name < best.name):
-            best, best_key = state, key
-    return best
-
-
-def binpack_score(state: NodeState, requests: Mapping[str, int]) -> int:
-    """0..10: ``floor(10 * (3 * gpu_fraction + 1 * cpu_fraction) / weights)`` after placing.
-
-    Only resources the node has count toward the weights (a CPU-only node scores on CPU
-    alone); a node with neither scores 0. Fractions are capped at 1.
-    """
-    total = 0.0
-    weights = 0
-    for resource, weight in ((GPU, GPU_WEIGHT), (CPU, CPU_WEIGHT)):
-        if state.allocatable.get(resource, 0) > 0:
-            total += weight * min(1.0, _fraction_after(state, resource, requests))
-            weights += weight
-    if not weights:
-        return 0
-    return min(MAX_SCORE, math.floor(MAX_SCORE * total / weights + 1e-9))
-
-
 __all__ = [
     "CPU_WEIGHT",
     "GPU_WEIGHT",
     "MAX_SCORE",
     "Requests",
-    "best_node",
-    "binpack_key",
-    "binpack_score",
     "could_ever_fit",
     "misfit",
     "requests_of",

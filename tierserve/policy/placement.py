@@ -58,7 +58,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from tierserve.model.replica import Replica
-from tierserve.model.resourcepolicy import ResourcePolicy, ResourcePolicySpec
+from tierserve.model.resourcepolicy import ResourcePolicy, ResourcePolicySpec, Unit
 from tierserve.model.resources import CPU, GPU, PODS, Toleration, matches
 from tierserve.policy.decisions import (
     Decision,
@@ -99,9 +99,6 @@ from tierserve.policy.units import (
     waits_for_scaling,
 )
 
-# --- scanning nodes ----------------------------------------------------------------------
-
-
 # --- the decision ------------------------------------------------------------------------
 
 
@@ -116,24 +113,24 @@ class _Outcome:
 
 
 def _limits(
-    index: int, spec: ResourcePolicySpec, usage: UnitUsage, req: Mapping[str, int], group: Group
+    index: int, unit: Unit, usage: UnitUsage, req: Mapping[str, int], group: Group
 ) -> ExceedMax | ExceedMaxResources | None:
-    unit = spec.units[index]
     if unit.max is not None and usage.count >= unit.max:
         return ExceedMax(index, unit.max, usage.count, group)
     for resource, limit in (unit.max_resources or {}).items():
-        used = usage.used.get(resource, 0)
-        wanted = 1000 if resource == PODS else req.get(resource, 0)
         if resource == PODS:
-            used = usage.count * 1000
+            used, wanted = usage.count * 1000, 1000
+        else:
+            used, wanted = usage.used.get(resource, 0), req.get(resource, 0)
         if used + wanted > limit:
             return ExceedMaxResources(index, resource, limit, used, wanted)
     return None
 
 
-def _has_limit(spec: ResourcePolicySpec, index: int) -> bool:
-    unit = spec.units[index]
-    return unit.max is not None or bool(unit.max_resources)
+def _waits_in(unit: Unit) -> bool:
+    """Whether ``ExceedMax``/``TimeoutOrExceedMax`` keep a pod that lacks room in ``unit``:
+    it sets ``max`` or ``maxResources``, or carries ACK's wait-for-scaling label."""
+    return unit.max is not None or bool(unit.max_resources) or waits_for_scaling(unit)
 
 
 def _never_for_policy(
@@ -157,7 +154,7 @@ def _decide_policy(
 ) -> _Outcome:
     spec = policy.spec
     name = policy.name
-    group: list[tuple[str, str]] = []
+    pairs: list[tuple[str, str]] = []
     for key in spec.match_label_keys:
         value = pod.metadata.labels.get(key)
         if value is None:
@@ -166,13 +163,15 @@ def _decide_policy(
                 Unschedulable(pod.name, Retry.NEVER, name, reasons=(reason,)),
                 outside=PodRejected(reason),
             )
-        group.append((key, value))
+        pairs.append((key, value))
+    group: Group = tuple(pairs)
     requests = requests_of(pod)
     req = dict(requests)
     itself = snapshot.pod(pod.namespace, pod.name)
     tried: list[UnitReason] = []
     seen: dict[str, NodeReason] = {}  # per candidate node: why, from the first unit scanned
     try_next = spec.when_try_next_units
+    try_next_policy = try_next.policy
 
     def waiting(*why: UnitReason, after_s: float | None = None) -> _Outcome:
         return _Outcome(
@@ -189,10 +188,10 @@ def _decide_policy(
         )
 
     for index, unit in enumerate(spec.units):
-        usage = unit_usage(snapshot, policy, index, tuple(group)).without(itself)
-        full = _limits(index, spec, usage, req, tuple(group))
+        usage = unit_usage(snapshot, policy, index, group).without(itself)
+        full = _limits(index, unit, usage, req, group)
         if full is not None:
-            if try_next.policy == "LackResourceAndNoTerminating" and usage.terminating:
+            if try_next_policy == "LackResourceAndNoTerminating" and usage.terminating:
                 return waiting(full, TerminatingPods(index, usage.terminating))
             tried.append(full)
             continue
@@ -221,20 +220,16 @@ def _decide_policy(
             )
             return _Outcome(placement, scan.fits, scan.by_node or {}, OutsideUnit(name, index))
         lack = LackResource(index, scan.total, scan.why())
-        policy_name = try_next.policy
-        if policy_name == "ExceedMax" and (_has_limit(spec, index) or waits_for_scaling(unit)):
+        if try_next_policy == "ExceedMax" and _waits_in(unit):
             return waiting(lack, WaitingInUnit(index))
-        if policy_name == "TimeoutOrExceedMax" and (
-            _has_limit(spec, index) or waits_for_scaling(unit)
-        ):
-            remaining = try_next.timeout_s - (now_s - pod.status.created_s)
+        if try_next_policy == "TimeoutOrExceedMax" and _waits_in(unit):
+            timeout_s = try_next.timeout_s
+            remaining = timeout_s - (now_s - pod.status.created_s)
             if remaining > 0:
                 return waiting(
-                    lack,
-                    WaitingForTimeout(index, try_next.timeout_s, remaining),
-                    after_s=remaining,
+                    lack, WaitingForTimeout(index, timeout_s, remaining), after_s=remaining
                 )
-        if policy_name == "LackResourceAndNoTerminating" and usage.terminating:
+        if try_next_policy == "LackResourceAndNoTerminating" and usage.terminating:
             return waiting(lack, TerminatingPods(index, usage.terminating))
         tried.append(lack)
     never = _never_for_policy(snapshot, pod, spec, requests)
@@ -378,13 +373,17 @@ def score_nodes(
     pod: Replica, snapshot: Snapshot, candidates: Iterable[str]
 ) -> tuple[NodeScore, ...]:
     """The extender's prioritize: 0..10 per candidate, binpacking (fuller after placing
-    scores higher; see :func:`tierserve.policy.fit.binpack_score`). Unknown nodes score 0.
+    scores higher). Unknown nodes score 0.
+
+    ``floor(10 * (3 * gpu_fraction + 1 * cpu_fraction) / weights)`` after placing; only
+    resources the node has count toward the weights (a CPU-only node scores on CPU
+    alone), a node with neither scores 0, and fractions are capped at 1.
     """
     req = dict(requests_of(pod))
     req_gpu, req_cpu = req.get(GPU, 0), req.get(CPU, 0)
     nodes = snapshot.nodes
     out = []
-    # binpack_score inlined (the extender scores thousands of nodes a call)
+    # one loop, no per-node calls: the extender scores thousands of nodes a call
     for name in candidates:
         state = nodes.get(name)
         if state is None:

@@ -69,15 +69,26 @@ def _tier_keep(replica: Replica, units: int, virtual_nodes: Collection[str]) -> 
     return _FIRST_UNIT + units
 
 
-def _order_key(
-    replica: Replica, units: int, virtual_nodes: Collection[str]
-) -> tuple[int, int, float, str]:
+_OrderKey = tuple[int, int, float, str]
+"""(tier_keep, ready, -created_s, name): first to go first."""
+
+
+def _order_key(replica: Replica, units: int, virtual_nodes: Collection[str]) -> _OrderKey:
     return (
         _tier_keep(replica, units, virtual_nodes),
         1 if replica.ready else 0,
         -replica.status.created_s,
         replica.name,
     )
+
+
+def _ordered(
+    replicas: Iterable[Replica], virtual_nodes: Collection[str]
+) -> list[tuple[_OrderKey, Replica]]:
+    """The replicas with their order keys, in scale-in order; Terminating left out."""
+    alive = [r for r in replicas if not r.terminating]
+    units = _units(alive)
+    return sorted(((_order_key(r, units, virtual_nodes), r) for r in alive), key=lambda kr: kr[0])
 
 
 def scale_in_order(
@@ -88,9 +99,7 @@ def scale_in_order(
     ``virtual_nodes`` names the virtual nodes (see :func:`virtual_node_names`); it only
     matters for replicas with no recorded unit.
     """
-    alive = [r for r in replicas if not r.terminating]
-    units = _units(alive)
-    return tuple(sorted(alive, key=lambda r: _order_key(r, units, virtual_nodes)))
+    return tuple(r for _, r in _ordered(replicas, virtual_nodes))
 
 
 def deletion_cost(
@@ -101,13 +110,9 @@ def deletion_cost(
     Lower cost is deleted first; sorting by cost reproduces :func:`scale_in_order`.
     Terminating replicas get none.
     """
-    ordered = scale_in_order(replicas, virtual_nodes)
-    units = _units(ordered)
     costs: dict[str, int] = {}
     rank: dict[tuple[int, int], int] = {}
-    for replica in ordered:
-        tier = _tier_keep(replica, units, virtual_nodes)
-        ready = 1 if replica.ready else 0
+    for (tier, ready, _, _), replica in _ordered(replicas, virtual_nodes):
         position = rank.get((tier, ready), 0)
         rank[(tier, ready)] = position + 1
         cost = tier * TIER_STEP + ready * READY_STEP + min(position, READY_STEP - 1)

@@ -66,7 +66,8 @@ def scan_nodes(
     tolerations: Sequence[Toleration],
     collect: bool,
 ) -> Scan:
-    """Check every named node; also track the binpacking winner (:func:`~.fit.best_node`).
+    """Check every named node; also track the binpacking winner: the fullest fitting node
+    after placing (GPU fraction, then CPU fraction), ties by the smallest name.
 
     The loop is the extender's hot path (thousands of nodes a call), so the common case
     (schedulable, untainted, no pod selector or pod limit) is checked inline.

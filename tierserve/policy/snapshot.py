@@ -92,7 +92,8 @@ class NodeState:
         object.__setattr__(self, "cpu_used", used.get(CPU, 0))
 
     @classmethod
-    def of(cls, node: Node) -> NodeState:
+    def of(cls, node: Node, requested: Mapping[str, int], pods: int) -> NodeState:
+        """``node`` with ``pods`` pods on it holding ``requested`` in all."""
         alloc = node.allocatable()
         pods_milli = alloc.pop(PODS, None)
         return cls(
@@ -102,8 +103,8 @@ class NodeState:
             unschedulable=node.spec.unschedulable,
             taints=repelling_taints(node),
             allocatable=alloc,
-            requested={},
-            pods=0,
+            requested=requested,
+            pods=pods,
             max_pods=None if pods_milli is None else pods_milli // 1000,
         )
 
@@ -181,32 +182,23 @@ class Snapshot:
 
     @classmethod
     def build(cls, nodes: Iterable[Node], pods: Iterable[Replica]) -> Snapshot:
-        states = {n.name: NodeState.of(n) for n in sorted(nodes, key=lambda n: n.name)}
+        by_name = {n.name: n for n in sorted(nodes, key=lambda n: n.name)}
         pod_list = tuple(pods)
         requested: dict[str, dict[str, int]] = {}
         counts: dict[str, int] = {}
         for pod in pod_list:
             node_name = pod.status.node_name
-            if node_name is None or node_name not in states or not holds_resources(pod):
+            if node_name is None or node_name not in by_name or not holds_resources(pod):
                 continue
             summed = requested.setdefault(node_name, {})
             for resource, amount in pod.spec.requests.items():
                 if resource != PODS:
                     summed[resource] = summed.get(resource, 0) + amount
             counts[node_name] = counts.get(node_name, 0) + 1
-        for name, summed in requested.items():
-            s = states[name]
-            states[name] = NodeState(
-                s.name,
-                s.labels,
-                s.virtual,
-                s.unschedulable,
-                s.taints,
-                s.allocatable,
-                summed,
-                counts[name],
-                s.max_pods,
-            )
+        states = {
+            name: NodeState.of(node, requested.get(name, {}), counts.get(name, 0))
+            for name, node in by_name.items()
+        }
         index = _NodeIndex(
             label_index=_index_labels(states.values()),
             virtual=frozenset(n for n, s in states.items() if s.virtual),

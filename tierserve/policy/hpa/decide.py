@@ -31,6 +31,7 @@ from tierserve.policy.hpa.spec import (
     HPAState,
     PodSample,
     Recommendation,
+    Rules,
     resolve_behavior,
 )
 
@@ -125,6 +126,8 @@ def decide(
     """
     config = config or HPAControllerConfig()
     current = current_replicas
+    # (scale-up, scale-down) rules; None without ``behavior`` (the legacy rules apply).
+    rules = resolve_behavior(spec.behavior, config) if spec.behavior is not None else None
     # recordInitialRecommendation: the first decision remembers the current count.
     if not state.recommendations:
         state = replace(state, recommendations=(Recommendation(now_s, current),))
@@ -138,11 +141,10 @@ def decide(
         )
         return HPADecision(0, 0, False, "", state, conditions=(_GOT_SCALE, disabled))
     if current > spec.max_replicas:
-        return _rescale(spec, current, spec.max_replicas, ABOVE_MAX, state, now_s, config)
+        return _rescale(current, spec.max_replicas, ABOVE_MAX, state, now_s, rules)
     if current < spec.min_replicas:
-        return _rescale(spec, current, spec.min_replicas, BELOW_MIN, state, now_s, config)
+        return _rescale(current, spec.min_replicas, BELOW_MIN, state, now_s, rules)
 
-    rules = resolve_behavior(spec.behavior, config) if spec.behavior is not None else None
     if rules is None:
         tolerances = Tolerances(config.tolerance, config.tolerance)
     else:
@@ -229,7 +231,7 @@ def decide(
     )
     changed = n.replicas != current
     if changed:
-        state = _store_event(spec, state, current, n.replicas, now_s, config)
+        state = _store_event(state, current, n.replicas, now_s, rules)
     return HPADecision(
         desired_replicas=n.replicas if changed else current,
         current_replicas=current,
@@ -245,30 +247,28 @@ def decide(
 
 
 def _rescale(
-    spec: HPASpec,
     current: int,
     desired: int,
     reason: str,
     state: HPAState,
     now_s: float,
-    config: HPAControllerConfig,
+    rules: tuple[Rules, Rules] | None,
 ) -> HPADecision:
-    state = _store_event(spec, state, current, desired, now_s, config)
+    state = _store_event(state, current, desired, now_s, rules)
     return HPADecision(desired, current, True, reason, state, conditions=(_GOT_SCALE,))
 
 
 def _store_event(
-    spec: HPASpec,
     state: HPAState,
     current: int,
     desired: int,
     now_s: float,
-    config: HPAControllerConfig,
+    rules: tuple[Rules, Rules] | None,
 ) -> HPAState:
     """``storeScaleEvent``: only kept when ``behavior`` is set, since only it reads them."""
-    if spec.behavior is None:
+    if rules is None:
         return state
-    up, down = resolve_behavior(spec.behavior, config)
+    up, down = rules
     if desired > current:
         events = store_scale_event(
             state.scale_up_events, desired - current, longest_period_s(up), now_s
