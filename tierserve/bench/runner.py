@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 
 from tierserve.bench.flags import BenchConfig
-from tierserve.bench.openai import SseDecoder, chunk_content, parse_json, usage_of
+from tierserve.bench.openai import DONE, SseDecoder, chunk_content, parse_json, usage_of
 from tierserve.bench.result import RequestResult
 from tierserve.bench.schedule import MAX_SCHEDULED, poisson_arrivals, worker_interval_s
 
@@ -93,10 +93,6 @@ class Runner:
         self._out = RunResult()
         self._start = 0.0
         self._next_index = 0
-
-    @property
-    def started_at(self) -> float:
-        return self._start
 
     async def run(self) -> RunResult:
         cfg = self.cfg
@@ -244,7 +240,7 @@ def _on_event(
     res: RequestResult, payload: str, now: float, t0: float, last: float | None
 ) -> float | None:
     """Account one SSE payload; returns the time of the latest content chunk."""
-    if payload == "[DONE]":
+    if payload == DONE:
         return last
     event = parse_json(payload)
     tokens = usage_of(event)

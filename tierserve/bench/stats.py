@@ -70,7 +70,11 @@ def percentile(values: Sequence[float], pct: float) -> float:
         return math.nan
     if not 0 <= pct <= 100:
         raise ValueError(f"percentile {pct} is outside [0, 100]")
-    ordered = sorted(values)
+    return _interpolated(sorted(values), pct)
+
+
+def _interpolated(ordered: Sequence[float], pct: float) -> float:
+    """``percentile`` of values already sorted (not empty, ``pct`` in [0, 100])."""
     rank = (len(ordered) - 1) * pct / 100
     low = math.floor(rank)
     high = min(low + 1, len(ordered) - 1)
@@ -81,12 +85,13 @@ def summarize(values: Sequence[float]) -> Summary | None:
     """Mean, p50, p90, p99, min and max; ``None`` when there is nothing to summarise."""
     if not values:
         return None
+    ordered = sorted(values)  # once for the three percentiles
     return Summary(
         count=len(values),
         mean=math.fsum(values) / len(values),
-        p50=percentile(values, 50),
-        p90=percentile(values, 90),
-        p99=percentile(values, 99),
+        p50=_interpolated(ordered, 50),
+        p90=_interpolated(ordered, 90),
+        p99=_interpolated(ordered, 99),
         min=min(values),
         max=max(values),
     )

@@ -115,7 +115,6 @@ class EmulatedEngine:
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self.hung = False
-        self.steps = 0
 
     # --- clock -----------------------------------------------------------------
     def _wall_now(self) -> float:
@@ -172,7 +171,6 @@ class EmulatedEngine:
         self._requests.pop(id(req.seq), None)
         req.aborted = req.done = True
         self.metrics.success["abort"].inc()
-        self._update_gauges()
 
     @property
     def num_running(self) -> int:
@@ -183,18 +181,18 @@ class EmulatedEngine:
         return len(self.scheduler.waiting)
 
     def refresh_gauges(self, window_s: float) -> None:
-        """Bring the scrape-time gauges (DCGM utilisation) up to date."""
-        active = self.scheduler.has_work() and not self.hung
-        self.metrics.set_busy(self.busy.fraction(self.now(), window_s, active))
-        self._update_gauges()
-
-    def _update_gauges(self) -> None:
+        """Bring the scrape-time gauges up to date: the batch, the queue, KV usage and DCGM
+        utilisation. They are read only by ``/metrics``, which calls this first, so the
+        step loop does not set them."""
         m = self.metrics
-        m.running.set(len(self.scheduler.running))
-        waiting = len(self.scheduler.waiting)
+        sched = self.scheduler
+        active = sched.has_work() and not self.hung
+        m.set_busy(self.busy.fraction(self.now(), window_s, active))
+        m.running.set(len(sched.running))
+        waiting = len(sched.waiting)
         m.waiting.set(waiting)
         m.waiting_capacity.set(waiting)
-        m.kv_usage.set(self.scheduler.kv_usage)
+        m.kv_usage.set(sched.kv_usage)
 
     # --- the step loop --------------------------------------------------------------
     async def _run(self) -> None:
@@ -206,7 +204,6 @@ class EmulatedEngine:
                 await asyncio.Event().wait()
             plan = self.scheduler.plan(start)
             if plan is None:
-                self._update_gauges()
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 start = self.now()
@@ -228,7 +225,6 @@ class EmulatedEngine:
             if self.hung:
                 continue
             self._deliver(self.scheduler.commit(plan), end)
-            self.steps += 1
             if loop.time() - wall_deadline > RESYNC_AFTER_S:
                 end = self.now()
             start = end
@@ -254,7 +250,6 @@ class EmulatedEngine:
             prompt += max(0, min(seq.computed + n, seq.prompt_tokens) - seq.computed)
         if prompt:
             m.prompt_tokens.inc(prompt)
-        self._update_gauges()
 
     def _deliver(self, events: list[TokenEvent], now: float) -> None:
         m = self.metrics
@@ -279,7 +274,6 @@ class EmulatedEngine:
                 req._wake()
         if generated:
             m.generation_tokens.inc(generated)
-        self._update_gauges()
 
     def _finish(self, req: Request, now: float) -> None:
         m = self.metrics

@@ -17,8 +17,6 @@ class OutlierDetector:
     max_s: float = 60.0
     _until: dict[str, float] = field(default_factory=dict)
     _consecutive: dict[str, int] = field(default_factory=dict)
-    ejections: int = 0
-    """How many times any replica was ejected (for metrics)."""
 
     def failed(self, replica: str, now: float) -> float:
         """Record a failure; returns the ejection's length in seconds."""
@@ -26,7 +24,6 @@ class OutlierDetector:
         self._consecutive[replica] = n
         backoff = min(self.max_s, self.base_s * float(2 ** min(n - 1, 30)))
         self._until[replica] = now + backoff
-        self.ejections += 1
         return backoff
 
     def succeeded(self, replica: str) -> None:
@@ -37,9 +34,6 @@ class OutlierDetector:
     def ejected(self, replica: str, now: float) -> bool:
         until = self._until.get(replica)
         return until is not None and now < until
-
-    def ejected_replicas(self, now: float) -> list[str]:
-        return sorted(r for r, until in self._until.items() if now < until)
 
     def forget(self, keep: set[str]) -> None:
         """Drop replicas no longer in any route (bounded memory)."""

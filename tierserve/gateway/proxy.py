@@ -229,20 +229,20 @@ class Forwarder:
                 request.method, url, data=body, headers=headers, timeout=self.timeout
             )
         except aiohttp.ConnectionTimeoutError:
-            return _Failure("connect", self._bad_gateway(backend, "did not accept a connection"))
+            return self._unreachable(backend, "did not accept a connection")
         except TimeoutError:
-            return _Failure("timeout", self._timed_out(backend), retryable=False)
+            return self._timed_out(backend)
         except aiohttp.ClientError as exc:
-            return _Failure("connect", self._bad_gateway(backend, f"failed: {exc!r}"))
+            return self._unreachable(backend, f"failed: {exc!r}")
         try:
             if _is_sse(up.headers.get("Content-Type", "")):
                 return await self._stream(request, route, backend, up, t0)
             try:
                 data = await up.read()
             except TimeoutError:
-                return _Failure("timeout", self._timed_out(backend), retryable=False)
+                return self._timed_out(backend)
             except aiohttp.ClientError as exc:
-                return _Failure("connect", self._bad_gateway(backend, f"broke: {exc!r}"))
+                return self._unreachable(backend, f"broke: {exc!r}")
             return self._whole(route, backend, up.status, up.headers.items(), data, t0)
         finally:
             up.close()  # no-op after a full read; aborts the engine's request otherwise
@@ -286,9 +286,9 @@ class Forwarder:
         try:
             first = await content.readany()
         except TimeoutError:
-            return _Failure("timeout", self._timed_out(backend), retryable=False)
+            return self._timed_out(backend)
         except aiohttp.ClientError as exc:
-            return _Failure("connect", self._bad_gateway(backend, f"broke: {exc!r}"))
+            return self._unreachable(backend, f"broke: {exc!r}")
         if up.status >= 500:
             return _Failure("5xx", self._bad_gateway(backend, f"answered {up.status}"))
         ttfb = loop.time() - t0
@@ -336,9 +336,9 @@ class Forwarder:
         try:
             conn = await self.upstreams.connect(origin, self.config.connect_timeout_s)
         except TimeoutError:
-            return _Failure("connect", self._bad_gateway(backend, "did not accept a connection"))
+            return self._unreachable(backend, "did not accept a connection")
         except OSError as exc:
-            return _Failure("connect", self._bad_gateway(backend, f"failed: {exc!r}"))
+            return self._unreachable(backend, f"failed: {exc!r}")
         try:
             conn.send(head + body)
             try:
@@ -346,14 +346,17 @@ class Forwarder:
                     while not conn.started and conn.error is None:
                         await conn.wait()
                     up = conn.head
-                    sse = up is not None and _is_sse(up.get("Content-Type"))
-                    sse = sse and up is not None and up.status not in (204, 304)  # bodiless
+                    sse = (
+                        up is not None
+                        and _is_sse(up.get("Content-Type"))
+                        and up.status not in (204, 304)  # bodiless
+                    )
                     while not sse and conn.error is None and not conn.done:
                         await conn.wait()  # anything else is read whole, as through aiohttp
             except TimeoutError:
-                return _Failure("timeout", self._timed_out(backend), retryable=False)
+                return self._timed_out(backend)
             if conn.error is not None or up is None:
-                return _Failure("connect", self._bad_gateway(backend, f"broke: {conn.error!r}"))
+                return self._unreachable(backend, f"broke: {conn.error!r}")
             if not sse:
                 return self._whole(route, backend, up.status, up.headers, conn.take(), t0)
             if up.status >= 500:
@@ -458,8 +461,14 @@ class Forwarder:
     def _bad_gateway(self, backend: Backend, what: str) -> web.Response:
         return error_response(502, f"Replica {backend.replica} {what}.")
 
-    def _timed_out(self, backend: Backend) -> web.Response:
-        return error_response(
+    def _unreachable(self, backend: Backend, what: str) -> _Failure:
+        """The replica refused, dropped or broke the connection: 502, retryable."""
+        return _Failure("connect", self._bad_gateway(backend, what))
+
+    def _timed_out(self, backend: Backend) -> _Failure:
+        """The request's whole time is used up: 504, never retried."""
+        response = error_response(
             504,
             f"Replica {backend.replica} did not answer within {self.config.request_timeout_s:g} s.",
         )
+        return _Failure("timeout", response, retryable=False)

@@ -80,7 +80,6 @@ class RouteTable:
     _by_model: dict[str, ServiceRoute] = field(default_factory=dict)
     _by_key: dict[str, ServiceRoute] = field(default_factory=dict)
     _waiters: list[asyncio.Future[None]] = field(default_factory=list)
-    version: int = 0
 
     @classmethod
     def of(cls, routes: list[ServiceRoute] | tuple[ServiceRoute, ...]) -> RouteTable:
@@ -98,7 +97,6 @@ class RouteTable:
                 by_model.setdefault(m, r)  # first service listed wins a shared name
         self._by_model = by_model
         self._by_key = {r.key: r for r in self._routes}
-        self.version += 1
         waiters, self._waiters = self._waiters, []
         for w in waiters:
             if not w.done():
