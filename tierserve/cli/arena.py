@@ -391,9 +391,6 @@ def check_version(value: str | None) -> None:
         )
 
 
-# -- arena's layouts -----------------------------------------------------------------------
-
-
 __all__ = [
     "FLAGS",
     "KServeFlags",

@@ -121,7 +121,9 @@ def register(app: typer.Typer) -> None:
 
     @kube.command("manifests")
     def manifests(
-        namespace: str = typer.Option("tierserve-system", "--namespace", "-n"),
+        namespace: str = typer.Option(
+            kube_manifests.ManifestOptions.namespace, "--namespace", "-n"
+        ),
         image: str = typer.Option(
             kube_manifests.ManifestOptions.image, "--image", help="tierserve image."
         ),

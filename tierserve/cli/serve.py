@@ -96,6 +96,13 @@ def _dump(data: Any, output: str) -> None:
         typer.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
 
 
+def _skipped(name: str, elapsed_s: float) -> str:
+    """What arena prints for a serving job ``serve delete`` does not find."""
+    return arena_layout.info_line(
+        elapsed_s, f"The serving job '{name}' does not exist, skip deleting it."
+    )
+
+
 NOTHING_TO_UPDATE = (
     "nothing to update: give at least one of --replicas, --min-replicas, --max-replicas, "
     "--scale-metric, --scale-target, --image, --gpus, --cpu, --memory, --env, --annotation, "
@@ -303,11 +310,11 @@ def register(app: typer.Typer) -> None:
                 client = client_for(state_dir)
                 services = client.list_objects(SERVICES, ns)
                 pods = client.list_objects("pods", ns)
-            if output == "wide" and not _kube(backend):
-                costs = {
-                    k: float(v.get("cloudCost", 0.0))
-                    for k, v in client.cost().get("services", {}).items()
-                }
+                if output == "wide":
+                    costs = {
+                        k: float(v.get("cloudCost", 0.0))
+                        for k, v in client.cost().get("services", {}).items()
+                    }
         except TierserveError as exc:
             fail(exc)
         now = time.time()
@@ -340,12 +347,7 @@ def register(app: typer.Typer) -> None:
                     names, namespace, kubeconfig, context
                 ).items():
                     if deleted is None:
-                        typer.echo(
-                            arena_layout.info_line(
-                                time.monotonic() - started,
-                                f"The serving job '{job}' does not exist, skip deleting it.",
-                            )
-                        )
+                        typer.echo(_skipped(job, time.monotonic() - started))
                         continue
                     for what in deleted:
                         typer.echo(f"{what} deleted")
@@ -355,12 +357,7 @@ def register(app: typer.Typer) -> None:
                 try:
                     client.delete(SERVICES, name, namespace)
                 except NotFoundError:
-                    typer.echo(
-                        arena_layout.info_line(
-                            time.monotonic() - started,
-                            f"The serving job '{name}' does not exist, skip deleting it.",
-                        )
-                    )
+                    typer.echo(_skipped(name, time.monotonic() - started))
                     continue
                 typer.echo(f'inferenceservice.serving.kserve.io "{name}" deleted')
                 typer.echo(

@@ -23,6 +23,7 @@ from tierserve.errors import NotFoundError, TierserveError
 from tierserve.model.node import Node
 from tierserve.model.replica import Replica
 from tierserve.model.resourcepolicy import ResourcePolicy
+from tierserve.policy.scalein import virtual_node_names
 from tierserve.policy.snapshot import PodKey, Snapshot
 from tierserve.runtime.kube.client import Api, Obj
 from tierserve.runtime.kube.convert import node_from_k8s, policy_from_k8s, replica_from_pod
@@ -170,7 +171,7 @@ class ClusterCache:
         return self._policies
 
     def virtual_nodes(self) -> frozenset[str]:
-        return frozenset(n for n, node in self.nodes.items() if node.virtual)
+        return virtual_node_names(self.nodes.values())
 
     # --- detect: list and watch --------------------------------------------------------
 

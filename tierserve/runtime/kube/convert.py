@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from tierserve.model.base import ObjectMeta
-from tierserve.model.node import Node, NodeSpec, NodeStatus, VirtualSpec
+from tierserve.model.node import VIRTUAL_KUBELET_TAINT, Node, NodeSpec, NodeStatus, VirtualSpec
 from tierserve.model.quantity import QuantityError, parse_milli
 from tierserve.model.replica import Phase, Replica, ReplicaSpec, ReplicaStatus
 from tierserve.model.resourcepolicy import ResourcePolicy
@@ -28,7 +28,7 @@ UNIT_ANNOTATION = "scheduling.tierserve.io/unit"
 POLICY_ANNOTATION = "scheduling.tierserve.io/policy"
 """Which ResourcePolicy placed the pod."""
 VIRTUAL_KUBELET_LABEL = ("type", "virtual-kubelet")
-VIRTUAL_KUBELET_TAINT_KEY = "virtual-kubelet.io/provider"
+VIRTUAL_KUBELET_TAINT_KEY = VIRTUAL_KUBELET_TAINT.key
 
 
 def is_virtual(obj: Obj) -> bool:
@@ -99,22 +99,22 @@ def node_from_k8s(obj: Obj) -> Node:
     )
 
 
+def _container_requests(container: Obj) -> dict[str, int]:
+    resources = container.get("resources") or {}
+    req = _quantities(resources.get("requests"))
+    for name, amount in _quantities(resources.get("limits")).items():
+        req.setdefault(name, amount)  # requests default to limits
+    return req
+
+
 def pod_requests(spec: Obj) -> dict[str, int]:
     """Effective requests of a pod spec in milli-units (Kubernetes' computePodRequests)."""
     total: dict[str, int] = {}
     for container in spec.get("containers") or []:
-        resources = container.get("resources") or {}
-        req = _quantities(resources.get("requests"))
-        for name, amount in _quantities(resources.get("limits")).items():
-            req.setdefault(name, amount)  # requests default to limits
-        for name, amount in req.items():
+        for name, amount in _container_requests(container).items():
             total[name] = total.get(name, 0) + amount
     for container in spec.get("initContainers") or []:
-        resources = container.get("resources") or {}
-        req = _quantities(resources.get("requests"))
-        for name, amount in _quantities(resources.get("limits")).items():
-            req.setdefault(name, amount)
-        for name, amount in req.items():
+        for name, amount in _container_requests(container).items():
             total[name] = max(total.get(name, 0), amount)
     for name, amount in _quantities(spec.get("overhead")).items():
         total[name] = total.get(name, 0) + amount

@@ -34,8 +34,8 @@ from aiohttp import web
 from tierserve.errors import NotFoundError, TierserveError
 from tierserve.model.replica import Phase, Replica
 from tierserve.policy.decisions import FilterResult, Placement, Retry, Unschedulable
-from tierserve.policy.placement import filter_nodes, score_nodes
-from tierserve.policy.snapshot import Snapshot
+from tierserve.policy.placement import bind, filter_nodes, score_nodes
+from tierserve.policy.reasons import NodeReason
 from tierserve.policy.units import selects
 from tierserve.runtime.kube.cache import ClusterCache
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
@@ -61,28 +61,27 @@ def filter_reply(
     pod: Replica,
     names: list[str],
     full: dict[str, Obj] | None,
-    snapshot: Snapshot,
     cache: ClusterCache,
     now_s: float,
 ) -> tuple[Obj, FilterResult | None]:
-    """The ExtenderFilterResult for ``pod`` (pure apart from reading the cache)."""
+    """The ExtenderFilterResult for ``pod`` (pure apart from reading the cache; the
+    snapshot is taken only for a pod some policy selects)."""
     if not _selected(pod, cache):
         allowed, failed, unresolvable = names, {}, {}
         result = None
     else:
-        result = filter_nodes(pod, snapshot, cache.policies(), now_s, names)
+        result = filter_nodes(pod, cache.snapshot(), cache.policies(), now_s, names)
         allowed = list(result.allowed)
-        never = isinstance(result.decision, Unschedulable) and result.decision.retry is Retry.NEVER
-        rendered: dict[object, str] = {}  # thousands of nodes share a few reasons
+        decision = result.decision
+        never = isinstance(decision, Unschedulable) and decision.retry is Retry.NEVER
+        why = "; ".join(decision.messages()) if isinstance(decision, Unschedulable) else ""
+        rendered: dict[NodeReason, str] = {}  # thousands of nodes share a few reasons
         messages = {}
         for n, r in result.rejected.items():
             text = rendered.get(r)
             if text is None:
-                text = rendered[r] = r.message()
+                text = rendered[r] = f"{r.message()} ({why})" if why else r.message()
             messages[n] = text
-        if isinstance(result.decision, Unschedulable):
-            why = "; ".join(result.decision.messages())
-            messages = {n: f"{m} ({why})" if why else m for n, m in messages.items()}
         failed = {} if never else messages
         unresolvable = messages if never else {}
     reply: Obj = {
@@ -118,9 +117,7 @@ class Extender:
         pod_obj = args["Pod"]
         pod = replica_from_pod(pod_obj)
         names, full = _candidates(args)
-        reply, result = filter_reply(
-            pod, names, full, self.cache.snapshot(), self.cache, self.clock()
-        )
+        reply, result = filter_reply(pod, names, full, self.cache, self.clock())
         uid = str(pod_obj.get("metadata", {}).get("uid", ""))
         if result is not None and isinstance(result.decision, Placement):
             self.placements[uid] = result.decision
@@ -203,14 +200,8 @@ class Extender:
         pod = self.cache.pods.get((namespace, name))
         if pod is None:
             return
-        if placement is not None and (placement.pod_labels or placement.pod_annotations):
-            meta = pod.metadata.model_copy(
-                update={
-                    "labels": {**pod.metadata.labels, **placement.pod_labels},
-                    "annotations": {**pod.metadata.annotations, **placement.pod_annotations},
-                }
-            )
-            pod = pod.model_copy(update={"metadata": meta})
+        if placement is not None:
+            pod = bind(pod, placement)  # the unit's labels and annotations; node set below
         unit = placement.unit if placement is not None else None
         placed = pod.with_status(node_name=node, unit=unit, phase=Phase.STARTING)
         if not self.cache.assumed(placed):

@@ -20,10 +20,11 @@ from typing import Any
 import yaml
 
 from tierserve.runtime.kube.crd import ACK_GROUP, PLURAL, TIERSERVE_GROUP, resource_policy_crd
-from tierserve.runtime.kube.testbed import DEFAULT_VERSION
 
 Obj = dict[str, Any]
 
+DEFAULT_VERSION = "v1.37.2"
+"""The Kubernetes release of the second scheduler's image (and of the test control plane)."""
 SCHEDULER_NAME = "tierserve-scheduler"
 EXTENDER_PORT = 8890
 PART_OF = {"app.kubernetes.io/part-of": "tierserve"}
@@ -43,6 +44,22 @@ class ManifestOptions:
         return ACK_GROUP if self.ack_compatible else TIERSERVE_GROUP
 
 
+def extender_stanza(url_prefix: str, node_cache_capable: bool = True) -> Obj:
+    """One ``extenders`` entry of a KubeSchedulerConfiguration: the tierserve extender at
+    ``url_prefix`` for filter, prioritize and bind, not ignorable."""
+    return {
+        "urlPrefix": url_prefix,
+        "filterVerb": "filter",
+        "prioritizeVerb": "prioritize",
+        "bindVerb": "bind",
+        "weight": 1,
+        "enableHTTPS": False,
+        "nodeCacheCapable": node_cache_capable,
+        "ignorable": False,
+        "httpTimeout": "5s",
+    }
+
+
 def scheduler_configuration(opts: ManifestOptions) -> Obj:
     """The second scheduler's KubeSchedulerConfiguration."""
     return {
@@ -55,17 +72,7 @@ def scheduler_configuration(opts: ManifestOptions) -> Obj:
         },
         "profiles": [{"schedulerName": opts.scheduler_name}],
         "extenders": [
-            {
-                "urlPrefix": f"http://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}",
-                "filterVerb": "filter",
-                "prioritizeVerb": "prioritize",
-                "bindVerb": "bind",
-                "weight": 1,
-                "enableHTTPS": False,
-                "nodeCacheCapable": True,
-                "ignorable": False,
-                "httpTimeout": "5s",
-            }
+            extender_stanza(f"http://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}")
         ],
     }
 
@@ -289,4 +296,12 @@ def dump(objects: list[Obj]) -> str:
     return yaml.safe_dump_all(objects, sort_keys=False)
 
 
-__all__ = ["SCHEDULER_NAME", "ManifestOptions", "dump", "manifests", "scheduler_configuration"]
+__all__ = [
+    "DEFAULT_VERSION",
+    "SCHEDULER_NAME",
+    "ManifestOptions",
+    "dump",
+    "extender_stanza",
+    "manifests",
+    "scheduler_configuration",
+]

@@ -15,9 +15,9 @@ the cluster of a kubeconfig context and return data for ``arena_layout``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TypeVar
 
 import yaml
 
@@ -29,7 +29,7 @@ from tierserve.model.resources import CPU, GPU, MEMORY, format_amount, matches
 from tierserve.model.service import InferenceService
 from tierserve.runtime.kube.apply import apply_all, collection_path, describe, object_path
 from tierserve.runtime.kube.cache import installed_groups
-from tierserve.runtime.kube.client import KubeClient, Obj, load_config
+from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj, load_config
 from tierserve.runtime.kube.convert import is_virtual, policy_from_k8s, replica_from_pod
 from tierserve.runtime.kube.crd import policies_path
 from tierserve.runtime.kube.manifests import SCHEDULER_NAME
@@ -37,6 +37,8 @@ from tierserve.runtime.kube.manifests import SCHEDULER_NAME
 KSERVE_API = "serving.kserve.io/v1beta1"
 BUILTIN_METRICS = frozenset({"cpu", "memory"})
 SERVING_TYPE = "kserve"
+
+T = TypeVar("T")
 
 
 # --- render (pure) -------------------------------------------------------------------------
@@ -282,20 +284,17 @@ def submit(
 ) -> list[str]:
     """What ``serve kserve --backend kubernetes`` prints. ``dry_run`` renders without
     applying (no cluster needed: KServe and policies are looked up only if reachable)."""
+
+    async def submitted(kube: KubeClient) -> Submitted:
+        return await submit_async(service, kube, dry_run, raw)
+
     if dry_run:
         try:
             config = load_config(kubeconfig, context)
         except Exception:
             return [dump(render(service, raw))]
-        result = asyncio.run(_with_client(config, service, True, raw))
-        return result.lines
-    result = asyncio.run(_with_client(load_config(kubeconfig, context), service, False, raw))
-    return result.lines
-
-
-async def _with_client(config: Any, service: InferenceService, dry: bool, raw: bool) -> Submitted:
-    async with KubeClient(config) as kube:
-        return await submit_async(service, kube, dry, raw)
+        return _run_with(config, submitted).lines
+    return run(submitted, kubeconfig, context).lines
 
 
 def _service_view(obj: Obj, gpus: int, replicas: int) -> Obj:
@@ -364,44 +363,33 @@ async def delete_service(kube: KubeClient, name: str, namespace: str) -> list[st
         ("autoscaling/v2", "HorizontalPodAutoscaler", f"{name}-hpa"),
     ]
     for api, kind, obj_name in candidates:
-        path = object_path(
-            {"apiVersion": api, "kind": kind, "metadata": {"name": obj_name}}, namespace
-        )
+        ref = {"apiVersion": api, "kind": kind, "metadata": {"name": obj_name}}
         try:
-            await kube.delete(path, {"propagationPolicy": "Background"})
+            await kube.delete(object_path(ref, namespace), {"propagationPolicy": "Background"})
         except NotFoundError:
             continue
-        deleted.append(describe({"apiVersion": api, "kind": kind, "metadata": {"name": obj_name}}))
+        deleted.append(describe(ref))
     if not deleted:
         raise NotFoundError(f"serving job {name!r} not found in namespace {namespace!r}")
     return deleted
 
 
-def run(coro_factory: Any, kubeconfig: str | None, context: str | None) -> Any:
-    """Run ``coro_factory(kube)`` against the kubeconfig's cluster (for the CLI)."""
+# --- sync entry points for ``tierserve serve ... --backend kubernetes`` ------------------------
 
-    async def main() -> Any:
-        async with KubeClient(load_config(kubeconfig, context)) as kube:
+
+def _run_with(config: KubeConfig, coro_factory: Callable[[KubeClient], Awaitable[T]]) -> T:
+    async def main() -> T:
+        async with KubeClient(config) as kube:
             return await coro_factory(kube)
 
     return asyncio.run(main())
 
 
-__all__ = [
-    "custom_metric",
-    "delete_service",
-    "dump",
-    "hpa",
-    "needs_virtual_toleration",
-    "read_services",
-    "render",
-    "run",
-    "submit",
-    "submit_async",
-]
-
-
-# --- sync entry points for ``tierserve serve ... --backend kubernetes`` ------------------------
+def run(
+    coro_factory: Callable[[KubeClient], Awaitable[T]], kubeconfig: str | None, context: str | None
+) -> T:
+    """Run ``coro_factory(kube)`` against the kubeconfig's cluster (for the CLI)."""
+    return _run_with(load_config(kubeconfig, context), coro_factory)
 
 
 def services_and_pods(
@@ -412,8 +400,7 @@ def services_and_pods(
     async def read(kube: KubeClient) -> tuple[list[Obj], list[Obj]]:
         return await read_services(kube, namespace)
 
-    result: tuple[list[Obj], list[Obj]] = run(read, kubeconfig, context)
-    return result
+    return run(read, kubeconfig, context)
 
 
 def delete(
@@ -430,5 +417,20 @@ def delete(
                 out[name] = None
         return out
 
-    result: dict[str, list[str] | None] = run(remove, kubeconfig, context)
-    return result
+    return run(remove, kubeconfig, context)
+
+
+__all__ = [
+    "custom_metric",
+    "delete",
+    "delete_service",
+    "dump",
+    "hpa",
+    "needs_virtual_toleration",
+    "read_services",
+    "render",
+    "run",
+    "services_and_pods",
+    "submit",
+    "submit_async",
+]

@@ -33,9 +33,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierserve.errors import ExternalError, NotFoundError
+import yaml
 
-DEFAULT_VERSION = "v1.37.2"
+from tierserve.errors import ExternalError, NotFoundError
+from tierserve.runtime.kube.manifests import DEFAULT_VERSION, extender_stanza
+
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 ADMIN_TOKEN = "tierserve-admin-token"
 
@@ -325,35 +327,16 @@ def scheduler_config(
 ) -> str:
     """A KubeSchedulerConfiguration for the testbed: no leader election, one profile,
     optionally the tierserve extender (filter, prioritize, bind; not ignorable)."""
-    text = f"""apiVersion: kubescheduler.config.k8s.io/v1
-kind: KubeSchedulerConfiguration
-clientConnection:
-  kubeconfig: {kubeconfig}
-  qps: 200
-  burst: 400
-leaderElection:
-  leaderElect: false
-profiles:
-- schedulerName: {profile}
-"""
+    config: dict[str, object] = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": str(kubeconfig), "qps": 200, "burst": 400},
+        "leaderElection": {"leaderElect": False},
+        "profiles": [{"schedulerName": profile}],
+    }
     if extender:
-        text += extender_config_yaml(extender)
-    return text
-
-
-def extender_config_yaml(url: str, node_cache_capable: bool = True) -> str:
-    """The ``extenders`` stanza that points kube-scheduler at the tierserve extender."""
-    return f"""extenders:
-- urlPrefix: {url}
-  filterVerb: filter
-  prioritizeVerb: prioritize
-  bindVerb: bind
-  weight: 1
-  enableHTTPS: false
-  nodeCacheCapable: {str(node_cache_capable).lower()}
-  ignorable: false
-  httpTimeout: 5s
-"""
+        config["extenders"] = [extender_stanza(extender)]
+    return yaml.safe_dump(config, sort_keys=False)
 
 
 @contextlib.contextmanager
