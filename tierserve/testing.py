@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from tierserve.examples import SEED_COMMAND
-from tierserve.runtime.local.command import ENV_STATE_DIR
+from tierserve.runtime.local.command import ENV_REPLICA_OWNER
+from tierserve.runtime.local.config import ENV_STATE_DIR
 from tierserve.runtime.local.procfs import pids, read_environ
 
 
@@ -27,7 +28,7 @@ def replica_pids(state_dir: Path | str) -> list[int]:
     """Processes of the replicas the control plane of ``state_dir`` started, read from the
     process table (the launcher marks each with its state directory)."""
     owner = str(state_dir)
-    return [p for p in pids() if read_environ(p).get(ENV_STATE_DIR) == owner]
+    return [p for p in pids() if read_environ(p).get(ENV_REPLICA_OWNER) == owner]
 
 
 def wait_until(
@@ -48,7 +49,7 @@ class Cli:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(root)}
+        self.env = {**os.environ, ENV_STATE_DIR: str(root)}
 
     def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """The finished command; with ``check``, AssertionError (with its stderr) if it failed."""

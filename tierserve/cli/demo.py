@@ -30,6 +30,8 @@ from rich.console import Console
 from rich.rule import Rule
 
 from tierserve.examples import SEED_COMMAND, seed_text
+from tierserve.runtime.local.client import Client
+from tierserve.runtime.local.config import ENV_STATE_DIR, ClientConfig
 
 SEED_REQUEST = (
     '{"model": "deepseek-r1", "messages": [{"role": "user", "content": "Say this is a test!"}],'
@@ -90,7 +92,7 @@ class Walkthrough:
         self.s = settings
         self.console = console
         self.root = settings.state_dir or Path(tempfile.mkdtemp(prefix="tierserve-demo-"))
-        self.env = {**os.environ, "TIERSERVE_STATE_DIR": str(self.root)}
+        self.env = {**os.environ, ENV_STATE_DIR: str(self.root)}
         self.started = time.monotonic()
 
     # -- plumbing ----------------------------------------------------------------------------
@@ -115,18 +117,11 @@ class Walkthrough:
             raise DemoError(f"tierserve {' '.join(args)} failed: {result.stderr.strip()}")
         return result.stdout
 
-    def config(self) -> dict[str, Any]:
-        data: dict[str, Any] = json.loads((self.root / "client.json").read_text())
-        return data
+    def config(self) -> ClientConfig:
+        return ClientConfig.load(self.root)
 
     def api(self, path: str) -> Any:
-        config = self.config()
-        req = urllib.request.Request(
-            config["api_url"] + path, headers={"Authorization": f"Bearer {config['token']}"}
-        )
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        with opener.open(req, timeout=10) as resp:
-            return json.loads(resp.read())
+        return Client(self.config(), timeout_s=10).request("GET", path)
 
     def pods(self) -> list[tuple[str, str]]:
         """(node, phase) of every replica, sorted."""
@@ -179,7 +174,7 @@ class Walkthrough:
         self.run(["serve", "get", "deepseek"])
 
     def curl(self) -> None:
-        gateway = self.config()["gateway_url"]
+        gateway = self.config().gateway_url
         self.say("Step 3b: the seed's request through the gateway, routed by Host header.")
         self.console.print(
             f'[bold]$ curl -H "Host: {HOST}" -H "Content-Type: '
@@ -201,7 +196,7 @@ class Walkthrough:
         self.console.print(json.dumps(body), markup=False, highlight=False)
 
     def load(self) -> None:
-        gateway = self.config()["gateway_url"]
+        gateway = self.config().gateway_url
         args = [
             "bench",
             "-z",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tierserve.runtime.local.command import ENV_REPLICA, ENV_STATE_DIR, LaunchSpec
+from tierserve.runtime.local.command import ENV_REPLICA, ENV_REPLICA_OWNER, LaunchSpec
 from tierserve.runtime.local.procfs import pids, read_environ, read_stat
 
 # A stand-in engine: serves GET /health on --port; flags make it misbehave.
@@ -92,7 +92,7 @@ def _ours(state_dir: str) -> list[int]:
     return [
         pid
         for pid in pids()
-        if read_environ(pid).get(ENV_STATE_DIR) == state_dir
+        if read_environ(pid).get(ENV_REPLICA_OWNER) == state_dir
         and (stat := read_stat(pid)) is not None
         and not stat.zombie
     ]

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tierserve.errors import ExternalError
-from tierserve.runtime.local.command import ENV_REPLICA, ENV_STATE_DIR, LaunchSpec
+from tierserve.runtime.local.command import ENV_REPLICA, ENV_REPLICA_OWNER, LaunchSpec
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.ports import PortAllocator, port_open
 from tierserve.runtime.local.process import PosixLauncher, ProcessHandle, sweep_orphans
@@ -52,7 +52,7 @@ async def test_start_serves_health_and_carries_markers(
         assert stat is not None and stat.start_time == handle.start_time
         assert stat.session == handle.pid == stat.pgrp  # its own session and group
         env = read_environ(handle.pid)
-        assert env[ENV_STATE_DIR] == os.path.abspath(state_dir)
+        assert env[ENV_REPLICA_OWNER] == os.path.abspath(state_dir)
         assert env["TIERSERVE_PORT"] == str(port)
         assert launcher.list_owned() == [handle]
     finally:
@@ -178,23 +178,23 @@ async def test_orphan_sweep_stops_strays_and_keeps_known_replicas(
     # record was lost), and a process of another control plane that must survive.
     stray = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={**os.environ, ENV_STATE_DIR: os.path.abspath(state_dir), ENV_REPLICA: "default/x"},
+        env={**os.environ, ENV_REPLICA_OWNER: os.path.abspath(state_dir), ENV_REPLICA: "default/x"},
         start_new_session=True,
     )
     # A process with our marker but no replica (e.g. a user's shell) is never ours.
     shell = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={**os.environ, ENV_STATE_DIR: os.path.abspath(state_dir)},
+        env={**os.environ, ENV_REPLICA_OWNER: os.path.abspath(state_dir)},
         start_new_session=True,
     )
     other = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"],
-        env={**os.environ, ENV_STATE_DIR: os.path.abspath(state_dir) + "-other"},
+        env={**os.environ, ENV_REPLICA_OWNER: os.path.abspath(state_dir) + "-other"},
         start_new_session=True,
     )
     try:
-        await wait_for(lambda: read_environ(stray.pid).get(ENV_STATE_DIR) is not None)
-        await wait_for(lambda: read_environ(other.pid).get(ENV_STATE_DIR) is not None)
+        await wait_for(lambda: read_environ(stray.pid).get(ENV_REPLICA_OWNER) is not None)
+        await wait_for(lambda: read_environ(other.pid).get(ENV_REPLICA_OWNER) is not None)
         stopped = await sweep_orphans(launcher, keep=[kept], grace_s=1.0)
         assert sorted(h.pid for h in stopped) == sorted([stale.pid, stray.pid])
         assert stray.wait(timeout=5) == -signal.SIGTERM

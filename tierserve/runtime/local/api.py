@@ -76,6 +76,19 @@ def _spec_of(obj: TypedObject) -> dict[str, Any]:
     return data
 
 
+def _sum_by_service(
+    counters: dict[tuple[tuple[str, str], ...], float], tier: str | None = None
+) -> dict[tuple[str, str], float]:
+    """Counter values summed per (namespace, service); only those of ``tier`` when given."""
+    sums: dict[tuple[str, str], float] = {}
+    for labels, value in counters.items():
+        d = dict(labels)
+        if tier is None or d["tier"] == tier:
+            key = (d["namespace"], d["service"])
+            sums[key] = sums.get(key, 0.0) + value
+    return sums
+
+
 class _CostCollector(Collector):
     def __init__(
         self, store: Store, replicas: Callable[[], list[Replica]], tiers: Callable[[Replica], str]
@@ -96,21 +109,13 @@ class _CostCollector(Collector):
         cost = CounterMetricFamily(
             "tierserve_cloud_cost", "Cost of cloud GPU-seconds", labels=["namespace", "service"]
         )
-        cloud_sums: dict[tuple[str, str], float] = {}
-        for labels, value in self.store.counters(GPU_SECONDS).items():
+        gpu_seconds = self.store.counters(GPU_SECONDS)
+        for labels, value in gpu_seconds.items():
             d = dict(labels)
             gpu.add_metric([d["namespace"], d["service"], d["tier"], d["node"]], value)
-            if d["tier"] == "cloud":
-                key = (d["namespace"], d["service"])
-                cloud_sums[key] = cloud_sums.get(key, 0.0) + value
-        for key, value in cloud_sums.items():
+        for key, value in _sum_by_service(gpu_seconds, tier="cloud").items():
             cloud.add_metric(list(key), value)
-        cost_sums: dict[tuple[str, str], float] = {}
-        for labels, value in self.store.counters(CLOUD_COST).items():
-            d = dict(labels)
-            key = (d["namespace"], d["service"])
-            cost_sums[key] = cost_sums.get(key, 0.0) + value
-        for key, value in cost_sums.items():
+        for key, value in _sum_by_service(self.store.counters(CLOUD_COST)).items():
             cost.add_metric(list(key), value)
         replicas = GaugeMetricFamily(
             "tierserve_replicas",

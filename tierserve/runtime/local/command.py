@@ -56,7 +56,7 @@ CONTAINER_NAME = "kserve-container"
 
 ENV_REPLICA = "TIERSERVE_REPLICA"
 ENV_PORT = "TIERSERVE_PORT"
-ENV_STATE_DIR = "TIERSERVE_REPLICA_OWNER"
+ENV_REPLICA_OWNER = "TIERSERVE_REPLICA_OWNER"
 """Marks a replica process with its control plane's state directory. Deliberately not
 ``TIERSERVE_STATE_DIR``, which users export in their shells: a shell is never ours."""
 ENV_DATA = "TIERSERVE_DATA_"

@@ -22,7 +22,7 @@ from __future__ import annotations
 import logging
 import random
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tierserve.errors import TierserveError
 from tierserve.model import (
@@ -102,17 +102,24 @@ class Reconciler:
             volumes=self.store.list(PersistentVolume),
         )
 
+    def _reread_replicas(self, world: _World) -> _World:
+        return replace(world, replicas=self.store.list(Replica))
+
     def tick(self, now: float) -> None:
-        self._bill(self._read(), now)
-        # Each step reads the state the previous one wrote: objects are replaced whole, so
-        # writing a copy read before another step's write would undo that write.
-        self._services(self._read(), now)
         world = self._read()
+        self._bill(world, now)
+        # Each step reads the replicas the previous one wrote: objects are replaced whole, so
+        # writing a copy read before another step's write would undo that write. Replicas
+        # are all the steps write before ``_status``, and the tick never awaits (no API
+        # write can come in between), so the rest of the world is read once.
+        world = self._reread_replicas(world)
+        self._services(world, now)
+        world = self._reread_replicas(world)
         self._schedule(world, now)
-        world = self._read()
+        world = self._reread_replicas(world)
         self._provision_and_start(world, now)
         self._terminate(world, now)
-        self._status(self._read())
+        self._status(self._reread_replicas(world))
 
     # -- 1. service controller --------------------------------------------------------------
 

@@ -28,7 +28,7 @@ from typing import Protocol
 
 from tierserve.errors import ExternalError
 from tierserve.runtime.clock import Clock, SystemClock
-from tierserve.runtime.local.command import ENV_PORT, ENV_REPLICA, ENV_STATE_DIR, LaunchSpec
+from tierserve.runtime.local.command import ENV_PORT, ENV_REPLICA, ENV_REPLICA_OWNER, LaunchSpec
 from tierserve.runtime.local.ports import port_open
 from tierserve.runtime.local.procfs import PROC, pids, read_environ, read_stat
 
@@ -112,7 +112,7 @@ class PosixLauncher:
         self.state_dir = os.path.abspath(state_dir)
         self._clock: Clock = clock or SystemClock()
         env = dict(os.environ if base_env is None else base_env)
-        for marker in (ENV_STATE_DIR, ENV_REPLICA, ENV_PORT):
+        for marker in (ENV_REPLICA_OWNER, ENV_REPLICA, ENV_PORT):
             env.pop(marker, None)  # never inherit another control plane's markers
         self._base_env = env
         self._poll_s = poll_s
@@ -129,7 +129,7 @@ class PosixLauncher:
         env = {
             **self._base_env,
             **spec.env,
-            ENV_STATE_DIR: self.state_dir,
+            ENV_REPLICA_OWNER: self.state_dir,
             ENV_PORT: str(spec.port),
         }
         try:
@@ -182,7 +182,7 @@ class PosixLauncher:
         if stat is None or stat.zombie or stat.start_time != start_time:
             return False  # gone, or the pid now belongs to another process
         env = read_environ(pid, self._proc)
-        if env.get(ENV_STATE_DIR) != self.state_dir or env.get(ENV_PORT) != str(port):
+        if env.get(ENV_REPLICA_OWNER) != self.state_dir or env.get(ENV_PORT) != str(port):
             return False
         return port_open(port)
 
@@ -190,7 +190,7 @@ class PosixLauncher:
         found: dict[int, tuple[int, int, dict[str, str]]] = {}
         for pid in pids(self._proc):
             env = read_environ(pid, self._proc)
-            if env.get(ENV_STATE_DIR) != self.state_dir or not env.get(ENV_REPLICA):
+            if env.get(ENV_REPLICA_OWNER) != self.state_dir or not env.get(ENV_REPLICA):
                 continue
             stat = read_stat(pid, self._proc)
             if stat is None or stat.zombie or stat.session == self._own_session:
