@@ -129,3 +129,23 @@ def test_deletion_cost_puts_cloud_pods_first() -> None:
     costs = desired_costs(cache.pods, cache.policies(), cache.virtual_nodes())
     assert costs[("default", "b")] < costs[("default", "a")]
     assert set(patches(cache.pods, costs)) == {("default", "a"), ("default", "b")}
+
+
+def test_relist_forgets_a_deleted_pod_together_with_its_assumption() -> None:
+    now = [100.0]
+    cache = cache_with()
+    cache.clock = lambda: now[0]
+    pod = {
+        "metadata": {"name": "gone", "namespace": "default", "labels": {"app": "gpu-demo"}},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}]},
+        "status": {"phase": "Pending"},
+    }
+    cache.set_pod(pod)
+    replica = cache.pods[("default", "gone")]
+    cache.assume(replica.with_status(node_name="idc001", unit=0))
+    cache.put_replica(replica)  # a watch event that does not show the binding yet
+    # The watch broke and the relist no longer has the pod: it was deleted meanwhile.
+    cache._forget_missing("pods", set())
+    now[0] += cache.assume_ttl_s + 1
+    cache._expire()  # the assumption lapses: nothing may come back
+    assert ("default", "gone") not in cache.pods

@@ -83,12 +83,17 @@ class ClusterCache:
         meta = obj["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
         if deleted:
-            self._assumed.pop(key, None)
-            self._observed.pop(key, None)
-            if self.pods.pop(key, None) is not None:
+            if self._drop_pod(key):
                 self._touch(rebuild=True)
             return
         self.put_replica(replica_from_pod(obj))
+
+    def _drop_pod(self, key: PodKey) -> bool:
+        """Forget a deleted pod, its assumption included (else the assumption's lapse
+        would restore the stale copy). True if the pod was known."""
+        self._assumed.pop(key, None)
+        self._observed.pop(key, None)
+        return self.pods.pop(key, None) is not None
 
     def put_replica(self, replica: Replica) -> None:
         """A pod as watched: replaces an assumption once it shows a node (or is gone)."""
@@ -242,7 +247,7 @@ class ClusterCache:
             self._touch(rebuild=True)
         elif name == "pods":
             for key in set(self.pods) - seen:
-                self.pods.pop(key, None)
+                self._drop_pod(key)
             self._touch(rebuild=True)
         else:
             for policy in [k for k in self.policy_map if k[0] == name and k[1:] not in seen]:
