@@ -50,6 +50,7 @@ FLAGS: dict[str, str] = {
     "port": "--port",
     "modelName": "--model-name",
     "shell": "--shell",
+    "readinessProbe": "--readiness-probe-path",
     "command": "COMMAND",
 }
 
@@ -89,6 +90,7 @@ class KServeFlags(_ServiceFlags):
     port: int | None = None
     model_name: str | None = None
     shell: str | None = None
+    readiness_probe_path: str | None = None
     command: list[str] = field(default_factory=list)
 
 
@@ -247,6 +249,8 @@ def service_from_flags(flags: KServeFlags) -> InferenceService:
         "shell": flags.shell,
     }
     spec.update({k: v for k, v in scalar.items() if v is not None})
+    if flags.readiness_probe_path is not None:
+        spec["readinessProbe"] = {"httpGet": {"path": flags.readiness_probe_path}}
     spec["replicas"] = (
         flags.replicas
         if flags.replicas is not None

@@ -178,6 +178,12 @@ def register(app: typer.Typer) -> None:
         shell: str | None = typer.Option(
             None, "--shell", help="Shell running COMMAND (default: sh)."
         ),
+        readiness_probe_path: str | None = typer.Option(
+            None,
+            "--readiness-probe-path",
+            help="HTTP path that answers 200 once the engine is ready "
+            "(default: /health, else /v1/models).",
+        ),
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the InferenceService; create nothing."
         ),
@@ -214,6 +220,7 @@ def register(app: typer.Typer) -> None:
             port=port,
             model_name=model_name,
             shell=shell,
+            readiness_probe_path=readiness_probe_path,
             command=command or [],
         )
         kube = _kube(backend)

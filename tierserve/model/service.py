@@ -9,6 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tierserve.model.base import Strict, TypedObject, check_labels
+from tierserve.model.probe import ReadinessProbe
 from tierserve.model.quantity import QuantityError, parse_milli
 from tierserve.model.resources import CPU, GPU, MEMORY, Toleration
 
@@ -90,6 +91,8 @@ class InferenceServiceSpec(Strict):
     tolerations: list[Toleration] = Field(default_factory=list)
     node_selector: dict[str, str] = Field(default_factory=dict)
     port: int = Field(default=8080, ge=1, le=65535)
+    readiness_probe: ReadinessProbe | None = None
+    """When a replica takes traffic; None: ``/health``, else ``/v1/models``, every second."""
     model_name: str | None = None
     shell: str = "sh"
     command: str = Field(min_length=1)
@@ -125,6 +128,13 @@ class InferenceServiceSpec(Strict):
             raise ValueError(f"minReplicas {low} is greater than maxReplicas {high}")
         if (self.scale_metric is None) != (self.scale_target is None):
             raise ValueError("scaleMetric and scaleTarget must be given together")
+        probe_port = self.readiness_probe.http_get.port if self.readiness_probe else None
+        if probe_port is not None and probe_port != self.port:
+            raise ValueError(
+                f"readinessProbe.httpGet.port {probe_port} is not the serving port {self.port}: "
+                "tierserve probes the port the engine serves on (leave it out, or give "
+                f"{self.port})"
+            )
         return self
 
 

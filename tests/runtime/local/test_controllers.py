@@ -23,6 +23,7 @@ from tierserve.runtime.local.controllers import (
     Reconciler,
 )
 from tierserve.runtime.local.fakes import FakeLauncher, FakeProcessTable
+from tierserve.runtime.local.health import ProbeTarget
 from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import SqliteStore
@@ -55,7 +56,7 @@ class TableProbe:
     def __init__(self, table: FakeProcessTable) -> None:
         self.table = table
 
-    async def healthy(self, port: int) -> bool:
+    async def healthy(self, port: int, target: ProbeTarget) -> bool:
         return any(p.running and p.spec.port == port for p in self.table.processes.values())
 
 
@@ -234,5 +235,5 @@ async def test_failed_start_is_replaced_by_a_new_replica(h: Harness) -> None:
     )
 
 
-async def _never(port: int) -> bool:
+async def _never(port: int, target: ProbeTarget) -> bool:
     return False

@@ -18,7 +18,7 @@ import pytest
 
 from tierserve.errors import ExternalError
 from tierserve.runtime.local.command import ENV_REPLICA, ENV_REPLICA_OWNER, LaunchSpec
-from tierserve.runtime.local.health import HttpHealthProbe
+from tierserve.runtime.local.health import HttpHealthProbe, ProbeTarget
 from tierserve.runtime.local.ports import PortAllocator, port_open
 from tierserve.runtime.local.process import PosixLauncher, ProcessHandle, sweep_orphans
 from tierserve.runtime.local.procfs import descendants, read_environ, read_stat
@@ -42,12 +42,12 @@ async def test_start_serves_health_and_carries_markers(
     port = PortAllocator().allocate()
     spec = make_spec(port)
     handle = launcher.start(spec)
-    probe = HttpHealthProbe(timeout_s=0.5)
+    probe = HttpHealthProbe()
     try:
         assert handle.pid > 0 and handle.port == port and handle.replica == "default/r1"
         assert launcher.alive(handle)
         await wait_for(lambda: port_open(port))
-        assert await probe.healthy(port)
+        assert await probe.healthy(port, ProbeTarget(timeout_s=0.5))
         stat = read_stat(handle.pid)
         assert stat is not None and stat.start_time == handle.start_time
         assert stat.session == handle.pid == stat.pgrp  # its own session and group
@@ -60,7 +60,7 @@ async def test_start_serves_health_and_carries_markers(
         await launcher.terminate(handle, grace_s=2.0)
     assert not launcher.alive(handle)
     assert launcher.exit_code(handle) is None  # forgotten once terminated
-    assert not await HttpHealthProbe(timeout_s=0.2).healthy(port)
+    assert not await HttpHealthProbe().healthy(port, ProbeTarget(timeout_s=0.2))
     log = Path(spec.log_path).read_text()
     assert "tierserve" in log and "serving on" in log
 

@@ -28,6 +28,7 @@ FAST = SupervisorConfig(
     backoff_max_s=0.2,
     grace_s=1.0,
     cleanup_grace_s=0.5,
+    probe_timeout_s=0.5,
 )
 
 
@@ -41,7 +42,7 @@ def supervise(
     state_dir: str, spec: LaunchSpec, config: SupervisorConfig = FAST
 ) -> tuple[ReplicaSupervisor, list[ReplicaEvent], HttpHealthProbe]:
     events: list[ReplicaEvent] = []
-    probe = HttpHealthProbe(timeout_s=0.5)
+    probe = HttpHealthProbe()
     supervisor = ReplicaSupervisor(
         "default/r1",
         spec,

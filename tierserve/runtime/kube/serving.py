@@ -24,6 +24,7 @@ import yaml
 from tierserve.errors import NotFoundError
 from tierserve.model.node import VIRTUAL_KUBELET_TAINT
 from tierserve.model.replica import TIER_LABEL
+from tierserve.model.probe import ReadinessProbe
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.model.resources import CPU, GPU, MEMORY, format_amount, matches
 from tierserve.model.service import InferenceService
@@ -87,6 +88,8 @@ def _pod_spec(service: InferenceService, policies: Sequence[ResourcePolicy], sch
     }
     if spec.env:
         container["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
+    if spec.readiness_probe is not None:
+        container["readinessProbe"] = _readiness_probe(spec.readiness_probe, spec.port)
     if mounts:
         container["volumeMounts"] = mounts
     pod: Obj = {"schedulerName": scheduler, "containers": [container]}
@@ -102,6 +105,19 @@ def _pod_spec(service: InferenceService, policies: Sequence[ResourcePolicy], sch
     if volumes:
         pod["volumes"] = volumes
     return pod
+
+
+def _readiness_probe(probe: ReadinessProbe, port: int) -> Obj:
+    """Kubernetes probes one path: the user's, else the first default (``/health``)."""
+    out: Obj = {"httpGet": {"path": probe.paths()[0], "port": port}}
+    timings = {
+        "initialDelaySeconds": probe.initial_delay_seconds,
+        "periodSeconds": probe.period_seconds,
+        "timeoutSeconds": probe.timeout_seconds,
+        "failureThreshold": probe.failure_threshold,
+    }
+    out.update({k: v for k, v in timings.items() if v is not None})
+    return out
 
 
 def _labels(service: InferenceService) -> dict[str, str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from tierserve.errors import ExternalError
 from tierserve.runtime.clock import Clock, FakeClock
 from tierserve.runtime.local.command import LaunchSpec
+from tierserve.runtime.local.health import ProbeTarget
 from tierserve.runtime.local.process import ProcessHandle
 
 
@@ -133,7 +134,10 @@ class FakeHealthProbe:
     def __init__(self, healthy_ports: set[int] | None = None) -> None:
         self.healthy_ports: set[int] = set() if healthy_ports is None else healthy_ports
         self.probes: dict[int, int] = {}
+        self.targets: dict[int, ProbeTarget] = {}
+        """The last check each port was asked (paths, timeout)."""
 
-    async def healthy(self, port: int) -> bool:
+    async def healthy(self, port: int, target: ProbeTarget) -> bool:
         self.probes[port] = self.probes.get(port, 0) + 1
+        self.targets[port] = target
         return port in self.healthy_ports

@@ -29,6 +29,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tierserve.errors import FieldError, ValidationError
+from tierserve.model.probe import DEFAULT_READINESS_PATHS, ReadinessProbe
 from tierserve.model.replica import Phase
 
 
@@ -57,8 +58,14 @@ class SupervisorConfig:
 
     start_timeout_s: float = 600.0
     """A process not healthy this long after its start is failed (vLLM loads for minutes)."""
+    initial_delay_s: float = 0.0
+    """No health check this long after a start (``readinessProbe.initialDelaySeconds``)."""
     probe_interval_s: float = 1.0
     """Health-check period while starting."""
+    probe_timeout_s: float = 1.0
+    """One health check's time limit (``readinessProbe.timeoutSeconds``)."""
+    probe_paths: tuple[str, ...] = DEFAULT_READINESS_PATHS
+    """Paths a health check asks, in order (the next only when a path does not exist)."""
     check_interval_s: float = 2.0
     """Exit and health check period once Ready."""
     failure_threshold: int = 3
@@ -77,8 +84,14 @@ class SupervisorConfig:
         errors = [
             FieldError(name, f"{value!r} is not a positive number of seconds")
             for name, value in vars(self).items()
-            if name.endswith("_s") and not (isinstance(value, int | float) and value > 0)
+            if name.endswith("_s")
+            and name != "initial_delay_s"
+            and not (isinstance(value, int | float) and value > 0)
         ]
+        if not self.initial_delay_s >= 0:
+            errors.append(FieldError("initial_delay_s", "expected 0 or more seconds"))
+        if not self.probe_paths:
+            errors.append(FieldError("probe_paths", "expected at least one path"))
         if self.failure_threshold < 1:
             errors.append(FieldError("failure_threshold", "expected at least 1"))
         if errors:
@@ -98,12 +111,18 @@ class SupervisorState:
     ready_s: float | None = None
     restart_at_s: float | None = None
     failed_probes: int = 0
+    probe_from_s: float | None = None
+    """No health check before this time (a start's initial delay); None: any time."""
 
     @classmethod
     def adopted(cls, now_s: float, restarts: int = 0) -> SupervisorState:
         """A running process taken over after a control-plane restart: Starting until it
-        answers a health check (the first check happens at once)."""
+        answers a health check (the first check happens at once, with no initial delay)."""
         return cls(stage=Stage.STARTING, restarts=restarts, started_s=now_s)
+
+    def probe_due(self, now_s: float) -> bool:
+        """Whether a live process is health-checked at ``now_s``."""
+        return self.stage.probed and (self.probe_from_s is None or now_s >= self.probe_from_s)
 
 
 @dataclass(frozen=True)
@@ -152,6 +171,29 @@ class Decision:
     """Look again after this long (inf: terminal, nothing more to do)."""
 
 
+def config_for_probe(base: SupervisorConfig, probe: ReadinessProbe | None) -> SupervisorConfig:
+    """``base`` with what a service's ``readinessProbe`` sets (unset fields keep ``base``).
+
+    ``periodSeconds`` is the check period both while starting and once Ready."""
+    if probe is None:
+        return base
+
+    def seconds(value: int | None, default: float) -> float:
+        return default if value is None else float(value)
+
+    return replace(
+        base,
+        probe_paths=probe.paths(),
+        initial_delay_s=seconds(probe.initial_delay_seconds, base.initial_delay_s),
+        probe_interval_s=seconds(probe.period_seconds, base.probe_interval_s),
+        check_interval_s=seconds(probe.period_seconds, base.check_interval_s),
+        probe_timeout_s=seconds(probe.timeout_seconds, base.probe_timeout_s),
+        failure_threshold=(
+            base.failure_threshold if probe.failure_threshold is None else probe.failure_threshold
+        ),
+    )
+
+
 def backoff_s(crash_streak: int, config: SupervisorConfig) -> float:
     """Delay before restart number ``crash_streak`` (1-based): initial · 2^(n-1), capped."""
     exponent = min(max(crash_streak - 1, 0), 64)
@@ -191,11 +233,11 @@ def _start(
         ready_s=None,
         restart_at_s=None,
         failed_probes=0,
+        probe_from_s=now + config.initial_delay_s,
     )
     reason = "Restarted" if restarted else "Started"
-    return Decision(
-        started, (StartProcess(), Report(Phase.STARTING, reason)), config.probe_interval_s
-    )
+    first_check = config.initial_delay_s if config.initial_delay_s > 0 else config.probe_interval_s
+    return Decision(started, (StartProcess(), Report(Phase.STARTING, reason)), first_check)
 
 
 def _starting(state: SupervisorState, seen: Observation, config: SupervisorConfig) -> Decision:
@@ -211,7 +253,10 @@ def _starting(state: SupervisorState, seen: Observation, config: SupervisorConfi
             replace(state, stage=Stage.FAILED),
             (StopProcess(config.grace_s), Report(Phase.FAILED, "StartTimeout", message)),
         )
-    return Decision(state, wake_in_s=min(config.probe_interval_s, deadline - now))
+    wait = config.probe_interval_s
+    if state.probe_from_s is not None and now < state.probe_from_s:
+        wait = state.probe_from_s - now
+    return Decision(state, wake_in_s=min(wait, deadline - now))
 
 
 def _serving(state: SupervisorState, seen: Observation, config: SupervisorConfig) -> Decision:

@@ -20,7 +20,7 @@ from tierserve.errors import TierserveError
 from tierserve.model.replica import Phase
 from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import LaunchSpec
-from tierserve.runtime.local.health import HealthProbe
+from tierserve.runtime.local.health import HealthProbe, ProbeTarget
 from tierserve.runtime.local.lifecycle import (
     Action,
     Observation,
@@ -74,6 +74,7 @@ class ReplicaSupervisor:
         self._probe = probe
         self._clock = clock
         self.config = config or SupervisorConfig()
+        self._target = ProbeTarget(self.config.probe_paths, self.config.probe_timeout_s)
         self._on_event = on_event
         self._handle = adopted
         if adopted is not None:
@@ -132,8 +133,8 @@ class ReplicaSupervisor:
         running = handle is not None and self._launcher.alive(handle)
         healthy = None
         exit_code = None
-        if handle is not None and running and self._state.stage.probed:
-            healthy = await self._probe.healthy(handle.port)
+        if handle is not None and running and self._state.probe_due(now):
+            healthy = await self._probe.healthy(handle.port, self._target)
         elif handle is not None and not running:
             exit_code = self._launcher.exit_code(handle)
         return Observation(
