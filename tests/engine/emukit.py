@@ -8,7 +8,7 @@ import shlex
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from aiohttp.test_utils import TestServer
+from aiohttp import web
 
 from tierserve.engine.server import EmulatorState
 from tierserve.examples import SEED_COMMAND
@@ -24,10 +24,12 @@ SEED_ARGS = shlex.split(SEED_COMMAND.replace("--port 8080", "--port 0"))[1:]
 class Emulator:
     """A running in-process emulator: its base URL and shared state."""
 
-    def __init__(self, server: TestServer, state: EmulatorState) -> None:
-        self.server = server
+    def __init__(self, runner: web.AppRunner, state: EmulatorState) -> None:
+        self.runner = runner
         self.state = state
-        self.url = str(server.make_url("")).rstrip("/")
+        host, port = runner.addresses[0][:2]
+        self.host, self.port = str(host), int(port)
+        self.url = f"http://{self.host}:{self.port}"
         self.crashes = 0
 
 

@@ -19,9 +19,9 @@ app = typer.Typer(help="Engines: the vLLM-compatible emulator.", no_args_is_help
 def emulate(ctx: typer.Context) -> None:
     """Run the vLLM-compatible emulator with `vllm serve`'s command line.
 
-    tierserve engine emulate [serve] MODEL_PATH --port 8080 --served-model-name NAME
-    [vLLM flags...] [--gpu V100-32G] [--model-profile NAME] [--time-scale 0.1] ...
-    (--help lists every option.)
+    tierserve engine emulate [vllm serve | serve] MODEL_PATH --port 8080
+    --served-model-name NAME [vLLM flags...] [--gpu V100-32G] [--model-profile NAME]
+    [--time-scale 0.1] [--timeout-keep-alive 5] ... (--help lists every option.)
     """
     # Imported here so `tierserve --help` stays fast and aiohttp loads only when needed.
     from tierserve.engine.run import main

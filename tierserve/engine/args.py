@@ -1,14 +1,16 @@
 """The emulator's command line: vLLM's own ``vllm serve`` flags plus emulator options.
 
-``tierserve engine emulate [serve] MODEL_PATH --port 8080 --served-model-name x ...``
-takes exactly what the runtime would hand ``vllm serve``; vLLM flags the emulator has
-no use for are accepted and ignored with a warning, so any deployment's command line
+``tierserve engine emulate [[vllm] serve] MODEL_PATH --port 8080 --served-model-name x ...``
+takes exactly what the runtime would hand ``vllm serve`` (with or without the ``vllm
+serve`` words, as ``runtime/local/command.py`` recognises them); vLLM flags the emulator
+has no use for are accepted and ignored with a warning, so any deployment's command line
 works unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
+import os.path
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -18,6 +20,10 @@ from tierserve.engine.perf.profiles import resolve_profile
 from tierserve.errors import FieldError, ValidationError
 
 DTYPE_BYTES = {"auto": 2, "half": 2, "float16": 2, "bfloat16": 2, "float": 4, "float32": 4}
+
+TIMEOUT_KEEP_ALIVE_S = 5.0
+"""uvicorn's ``timeout_keep_alive`` as vLLM runs it: idle keep-alive connections close
+after 5 s, which clients and gateways holding connection pools have to cope with."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +48,8 @@ class EmulatorConfig:
     ``time_scale``: wall seconds per emulated second (0.1 runs 10x faster).
     ``load_time_s``: emulated start-up time. ``mean_output_tokens``: where the
     synthetic model stops on its own. ``dcgm_window_s``: emulated seconds the DCGM
-    utilisation gauges average over.
+    utilisation gauges average over. ``timeout_keep_alive_s``: wall seconds an idle
+    keep-alive connection stays open (uvicorn's default, 5).
     """
 
     model: str
@@ -56,6 +63,7 @@ class EmulatorConfig:
     load_time_s: float = 0.0
     mean_output_tokens: int = 2048
     dcgm_window_s: float = 30.0
+    timeout_keep_alive_s: float = TIMEOUT_KEEP_ALIVE_S
     faults: Faults = field(default_factory=Faults)
     ignored_args: tuple[str, ...] = ()
     warnings: tuple[str, ...] = ()
@@ -94,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     emu.add_argument("--time-scale", type=float, default=1.0)
     emu.add_argument("--mean-output-tokens", type=int, default=2048)
     emu.add_argument("--dcgm-window-s", type=float, default=30.0)
+    emu.add_argument(
+        "--timeout-keep-alive",
+        type=float,
+        default=TIMEOUT_KEEP_ALIVE_S,
+        help="seconds before an idle keep-alive connection is closed (uvicorn's flag)",
+    )
     emu.add_argument("--fault-startup-fail", action="store_true")
     emu.add_argument("--fault-crash-after", type=int, default=None)
     emu.add_argument("--fault-hang-after", type=int, default=None)
@@ -110,9 +124,12 @@ def _normalise(arg: str) -> str:
 
 
 def _split_leading(argv: list[str]) -> tuple[str | None, list[str]]:
-    """Drop a literal ``serve`` word and take a leading positional as the model path."""
+    """Drop a leading ``vllm serve`` (``vllm`` may be a path) or ``serve`` and take a
+    leading positional as the model path."""
     argv = [_normalise(a) for a in argv]
-    if argv and argv[0] == "serve":
+    if len(argv) >= 2 and os.path.basename(argv[0]) == "vllm" and argv[1] == "serve":
+        argv = argv[2:]
+    elif argv and argv[0] == "serve":
         argv = argv[1:]
     if argv and not argv[0].startswith("-"):
         return argv[0], argv[1:]
@@ -150,6 +167,7 @@ def parse_args(argv: Sequence[str]) -> EmulatorConfig:
         ("--fault-slow-factor", ns.fault_slow_factor > 0, "a number > 0"),
         ("--mean-output-tokens", ns.mean_output_tokens >= 1, "an integer >= 1"),
         ("--load-bandwidth-gbps", ns.load_bandwidth_gbps > 0, "a number > 0"),
+        ("--timeout-keep-alive", ns.timeout_keep_alive > 0, "a number > 0"),
     ]
     for flag, ok, expected in checks:
         if not ok:
@@ -193,6 +211,7 @@ def parse_args(argv: Sequence[str]) -> EmulatorConfig:
         load_time_s=load_time,
         mean_output_tokens=ns.mean_output_tokens,
         dcgm_window_s=ns.dcgm_window_s,
+        timeout_keep_alive_s=ns.timeout_keep_alive,
         faults=Faults(
             startup_fail=ns.fault_startup_fail,
             crash_after=ns.fault_crash_after,

@@ -1,86 +1,31 @@
-"""OpenAI request bodies as vLLM 0.32.0 validates them, and its error answers.
+"""OpenAI request bodies as vLLM 0.32.0 validates them (the answers: ``apierror``).
 
 Hand-written checks instead of pydantic models: the emulator must answer with
 *vLLM's* messages, ``type`` and ``param`` (``"Bad Request"`` / ``body.<field>`` for
 schema errors, ``BadRequestError`` / the bare field for semantic ones, 404
 ``NotFoundError`` / ``model`` for an unknown model), which the captures in
-``tests/engine/fixtures/vllm_reference`` pin down.
+``tests/engine/fixtures/vllm_reference`` pin down. The checks run in vLLM's order: the
+request model's own validators (``top_logprobs``), field types and bounds, the serving
+layer's checks (model, lengths), then the engine's (the ``logprobs`` cap).
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
+from tierserve.engine.apierror import ApiError, bad_request, schema_error, value_error
 from tierserve.engine.perf.profiles import ModelProfile
 from tierserve.engine.textgen import count_tokens
-from tierserve.errors import TierserveError
 
 COMPLETIONS_DEFAULT_MAX_TOKENS = 16
 """vLLM's (and OpenAI's) default ``max_tokens`` for /v1/completions."""
 
+MAX_LOGPROBS = 20
+"""vLLM's default ``--max-logprobs``: the most alternatives a request may ask for."""
 
-class ApiError(TierserveError):
-    """An OpenAI-shaped error answer: HTTP status, ``type``, message and ``param``."""
-
-    def __init__(self, status: int, err_type: str, message: str, param: str | None = None) -> None:
-        self.status = status
-        self.err_type = err_type
-        self.message = message
-        self.param = param
-        super().__init__(message)
-
-    def body(self) -> dict[str, Any]:
-        return {
-            "error": {
-                "message": self.message,
-                "type": self.err_type,
-                "param": self.param,
-                "code": self.status,
-            }
-        }
-
-
-def _schema_error(
-    kind: str, loc: str, msg: str, value: Any, ctx: dict[str, str] | None = None
-) -> ApiError:
-    """A pydantic-style validation error, rendered as vLLM renders it."""
-    shown = f"<dict of {len(value)} items>" if isinstance(value, dict) else value
-    detail: dict[str, Any] = {"type": kind, "loc": loc, "msg": msg, "input": shown}
-    if ctx:
-        detail["ctx"] = ctx
-    return ApiError(400, "Bad Request", f"1 validation error:\n  {detail!r}", loc)
-
-
-def bad_request(message: str, param: str | None) -> ApiError:
-    return ApiError(400, "BadRequestError", message, param)
-
-
-def parse_json_body(raw: bytes, content_type: str) -> dict[str, Any]:
-    """Decode a JSON object body; errors as vLLM gives them."""
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        raise ApiError(
-            400,
-            "Bad Request",
-            "1 validation error:\n  Unsupported Media Type: Only 'application/json' is allowed",
-        )
-    try:
-        body = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        pos = getattr(exc, "pos", 0)
-        err = getattr(exc, "msg", "Invalid UTF-8")
-        raise _schema_error(
-            "json_invalid", f"body.{pos}", "JSON decode error", {}, {"error": err}
-        ) from exc
-    if not isinstance(body, dict):
-        raise _schema_error(
-            "model_attributes_type",
-            "body",
-            "Input should be a valid dictionary or object to extract fields from",
-            body,
-        )
-    return body
+SEED_MIN, SEED_MAX = -(2**63), 2**63 - 1
+"""``seed`` bounds: vLLM's protocol limits it to a torch.long."""
 
 
 def _int(body: dict[str, Any], key: str) -> int | None:
@@ -97,13 +42,13 @@ def _int(body: dict[str, Any], key: str) -> int | None:
         try:
             return int(value.strip())
         except ValueError:
-            raise _schema_error(
+            raise schema_error(
                 "int_parsing",
                 f"body.{key}",
                 "Input should be a valid integer, unable to parse string as an integer",
                 value,
             ) from None
-    raise _schema_error("int_type", f"body.{key}", "Input should be a valid integer", value)
+    raise schema_error("int_type", f"body.{key}", "Input should be a valid integer", value)
 
 
 def _float(body: dict[str, Any], key: str) -> float | None:
@@ -111,18 +56,23 @@ def _float(body: dict[str, Any], key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float's range
+            raise schema_error(
+                "finite_number", f"body.{key}", "Input should be a finite number", value
+            ) from None
     if isinstance(value, str):
         try:
             return float(value.strip())
         except ValueError:
-            raise _schema_error(
+            raise schema_error(
                 "float_parsing",
                 f"body.{key}",
                 "Input should be a valid number, unable to parse string as a number",
                 value,
             ) from None
-    raise _schema_error("float_type", f"body.{key}", "Input should be a valid number", value)
+    raise schema_error("float_type", f"body.{key}", "Input should be a valid number", value)
 
 
 def _bool(value: Any, loc: str) -> bool:
@@ -132,7 +82,7 @@ def _bool(value: Any, loc: str) -> bool:
         return bool(value)
     if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
         return value.lower() in ("true", "1", "yes")
-    raise _schema_error("bool_type", loc, "Input should be a valid boolean", value)
+    raise schema_error("bool_type", loc, "Input should be a valid boolean", value)
 
 
 def _stops(body: dict[str, Any]) -> tuple[str, ...]:
@@ -143,7 +93,7 @@ def _stops(body: dict[str, Any]) -> tuple[str, ...]:
         return (stop,)
     if isinstance(stop, list) and all(isinstance(s, str) for s in stop):
         return tuple(stop)
-    raise _schema_error("string_type", "body.stop", "Input should be a valid string", stop)
+    raise schema_error("string_type", "body.stop", "Input should be a valid string", stop)
 
 
 @dataclass(frozen=True)
@@ -183,7 +133,7 @@ def _check_model(body: dict[str, Any], served: tuple[str, ...]) -> str:
     if model is None:
         return served[0]
     if not isinstance(model, str):
-        raise _schema_error("string_type", "body.model", "Input should be a valid string", model)
+        raise schema_error("string_type", "body.model", "Input should be a valid string", model)
     if model not in served:
         raise ApiError(
             404,
@@ -194,6 +144,65 @@ def _check_model(body: dict[str, Any], served: tuple[str, ...]) -> str:
     return served[0]
 
 
+def _seed(body: dict[str, Any]) -> int | None:
+    seed = _int(body, "seed")
+    if seed is not None and seed > SEED_MAX:
+        raise schema_error(
+            "less_than_equal",
+            "body.seed",
+            f"Input should be less than or equal to {SEED_MAX}",
+            seed,
+            {"le": SEED_MAX},
+        )
+    if seed is not None and seed < SEED_MIN:
+        raise schema_error(
+            "greater_than_equal",
+            "body.seed",
+            f"Input should be greater than or equal to {SEED_MIN}",
+            seed,
+            {"ge": SEED_MIN},
+        )
+    return seed
+
+
+def _chat_logprobs(body: dict[str, Any]) -> int | None:
+    """Alternatives per token a chat request asks for (None: no logprobs; -1: the whole
+    vocabulary), after the checks of vLLM's ``check_logprobs`` validator."""
+    top = _int(body, "top_logprobs")
+    if top is not None and top < 0 and top != -1:
+        raise value_error(
+            "`top_logprobs` must be a positive value or -1.", "top_logprobs", body, top
+        )
+    if top is not None and top != 0 and not body.get("logprobs"):
+        raise value_error(
+            "when using `top_logprobs`, `logprobs` must be set to true.", "top_logprobs", body
+        )
+    if body.get("logprobs") is None or not _bool(body["logprobs"], "body.logprobs"):
+        return None
+    return top or 0
+
+
+def _completion_logprobs(body: dict[str, Any]) -> int | None:
+    """``logprobs`` of a completion request: alternatives per token (-1: the vocabulary)."""
+    asked = _int(body, "logprobs")
+    if asked is not None and asked < 0 and asked != -1:
+        raise value_error("`logprobs` must be a positive value or -1.", "logprobs", body, asked)
+    return asked
+
+
+def _check_logprobs_cap(asked: int | None, vocab: int) -> None:
+    """vLLM's engine refuses more alternatives than ``--max-logprobs`` (after the API checks)."""
+    if asked is None:
+        return
+    count = vocab if asked == -1 else asked
+    if count > MAX_LOGPROBS:
+        raise bad_request(
+            f"Requested sample logprobs of {count}, which is greater than max allowed: "
+            f"{MAX_LOGPROBS} (parameter=logprobs, value={count})",
+            "logprobs",
+        )
+
+
 def _common(
     body: dict[str, Any],
     kind: str,
@@ -202,19 +211,21 @@ def _common(
     prompt_tokens: int,
     prompt_key: str,
     default_max: int | None,
+    logprobs: int | None,
+    vocab: int,
 ) -> GenerationRequest:
     requested = _int(body, "max_completion_tokens")
     if requested is None:
         requested = _int(body, "max_tokens")
     temperature = _float(body, "temperature")
     top_p = _float(body, "top_p")
-    seed = _int(body, "seed")
+    seed = _seed(body)
     n = _int(body, "n")
     stops = _stops(body)
     stream = _bool(body.get("stream", False), "body.stream")
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
-        raise _schema_error(
+        raise schema_error(
             "model_type",
             "body.stream_options",
             "Input should be a valid dictionary or instance of StreamOptions",
@@ -253,6 +264,7 @@ def _common(
             f"(parameter=input_tokens, value={shown})",
             "input_tokens",
         )
+    _check_logprobs_cap(logprobs, vocab)
     room = max_model_len - prompt_tokens
     asked = requested if requested is not None else (default_max or room)
     opts = options or {}
@@ -278,15 +290,16 @@ def parse_chat(
     body: dict[str, Any], served: tuple[str, ...], max_model_len: int, profile: ModelProfile
 ) -> GenerationRequest:
     """Validate a /v1/chat/completions body."""
+    logprobs = _chat_logprobs(body)  # a model validator: runs before the field checks
     if "messages" not in body:
-        raise _schema_error("missing", "body.messages", "Field required", body)
+        raise schema_error("missing", "body.messages", "Field required", body)
     messages = body["messages"]
     if not isinstance(messages, list):
-        raise _schema_error("list_type", "body.messages", "Input should be a valid list", messages)
+        raise schema_error("list_type", "body.messages", "Input should be a valid list", messages)
     texts = []
     for i, m in enumerate(messages):
         if not isinstance(m, dict) or not isinstance(m.get("role"), str):
-            raise _schema_error("missing", f"body.messages.{i}.role", "Field required", m)
+            raise schema_error("missing", f"body.messages.{i}.role", "Field required", m)
         texts.append(_message_text(m.get("content")))
     if not messages:
         raise bad_request(
@@ -297,13 +310,16 @@ def parse_chat(
         profile.message_overhead_tokens + count_tokens(t) for t in texts
     )
     key = "\x1e".join(texts)
-    return _common(body, "chat", served, max_model_len, tokens, key, None)
+    return _common(
+        body, "chat", served, max_model_len, tokens, key, None, logprobs, profile.vocab
+    )
 
 
 def parse_completion(
-    body: dict[str, Any], served: tuple[str, ...], max_model_len: int
+    body: dict[str, Any], served: tuple[str, ...], max_model_len: int, profile: ModelProfile
 ) -> GenerationRequest:
     """Validate a /v1/completions body (one prompt: a string or token ids)."""
+    logprobs = _completion_logprobs(body)
     prompt = body.get("prompt")
     if isinstance(prompt, list) and len(prompt) == 1 and isinstance(prompt[0], str | list):
         prompt = prompt[0]
@@ -324,5 +340,13 @@ def parse_completion(
             "prompt",
         )
     return _common(
-        body, "completion", served, max_model_len, tokens, key, COMPLETIONS_DEFAULT_MAX_TOKENS
+        body,
+        "completion",
+        served,
+        max_model_len,
+        tokens,
+        key,
+        COMPLETIONS_DEFAULT_MAX_TOKENS,
+        logprobs,
+        profile.vocab,
     )

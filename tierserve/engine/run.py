@@ -19,7 +19,7 @@ from aiohttp import web
 from tierserve.aio import loop_factory
 from tierserve.engine.args import EmulatorConfig, parse_args
 from tierserve.engine.perf.cost import kv_cache_bytes, kv_cache_tokens
-from tierserve.engine.server import EmulatorState, build_app
+from tierserve.engine.server import EmulatorState, make_runner
 from tierserve.errors import ValidationError
 
 log = logging.getLogger("tierserve.engine")
@@ -103,7 +103,7 @@ async def serve(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):  # not the main thread
             loop.add_signal_handler(sig, stop.set)
-    runner = web.AppRunner(build_app(EmulatorState(cfg, on_crash)), access_log=None)
+    runner = make_runner(EmulatorState(cfg, on_crash))
     await runner.setup()
     try:
         site = web.TCPSite(runner, cfg.host, cfg.port, reuse_address=True)

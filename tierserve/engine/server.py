@@ -4,7 +4,12 @@ Routes: ``POST /v1/chat/completions``, ``POST /v1/completions``, ``GET /v1/model
 ``GET /health``, ``GET /ping``, ``GET /load``, ``GET /version``, ``POST /tokenize``,
 ``GET /metrics``. Unknown routes and wrong methods answer FastAPI's
 ``{"detail": ...}`` as vLLM does; anything unexpected answers OpenAI's error body
-with 500, never an HTML page.
+with 500, never an HTML page. Every answer carries ``vary: Origin``, as each of
+vLLM 0.32's does.
+
+``make_runner`` serves the app as uvicorn serves vLLM: a client that disconnects cancels
+its handler (vLLM aborts the request), idle keep-alive connections close after
+``--timeout-keep-alive`` seconds, and request bodies are not decompressed.
 """
 
 from __future__ import annotations
@@ -16,20 +21,15 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from tierserve.engine.apierror import ApiError, bad_request
 from tierserve.engine.args import EmulatorConfig
+from tierserve.engine.body import PARSE_ERROR, parse_json_body
 from tierserve.engine.core import EmulatedEngine, Request
 from tierserve.engine.metrics import CONTENT_TYPE, EngineMetrics
 from tierserve.engine.perf.cost import kv_cache_tokens
-from tierserve.engine.protocol import (
-    ApiError,
-    GenerationRequest,
-    bad_request,
-    parse_chat,
-    parse_completion,
-    parse_json_body,
-)
+from tierserve.engine.protocol import GenerationRequest, parse_chat, parse_completion
 from tierserve.engine.responses import (
     VLLM_VERSION,
     StreamRenderer,
@@ -101,6 +101,8 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
         return await handler(request)
     except ApiError as err:
         return error_response(err)
+    except web.RequestPayloadError:  # a body aiohttp could not read (e.g. cut-off chunks)
+        return error_response(ApiError(400, "Bad Request", PARSE_ERROR))
     except web.HTTPMethodNotAllowed as exc:
         return json_response(
             {"detail": "Method Not Allowed"}, 405, {"allow": ", ".join(sorted(exc.allowed_methods))}
@@ -123,7 +125,9 @@ async def _generate(request: web.Request, kind: str) -> web.StreamResponse:
     if kind == "chat":
         req = parse_chat(body, cfg.served_model_names, cfg.shape.max_model_len, cfg.shape.profile)
     else:
-        req = parse_completion(body, cfg.served_model_names, cfg.shape.max_model_len)
+        req = parse_completion(
+            body, cfg.served_model_names, cfg.shape.max_model_len, cfg.shape.profile
+        )
     if not state.engine.scheduler.fits_ever(req.prompt_tokens, 1):
         raise bad_request(
             f"prompt does not fit in the emulated KV cache ({kv_cache_tokens(cfg.shape)} tokens)",
@@ -264,10 +268,15 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=state.metrics.render(), headers={"Content-Type": CONTENT_TYPE})
 
 
+async def vary_origin(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.setdefault(hdrs.VARY, "Origin")
+
+
 def build_app(state: EmulatorState) -> web.Application:
     """The aiohttp application; the engine starts and stops with it."""
     app = web.Application(middlewares=[errors_middleware], client_max_size=64 * 1024 * 1024)
     app[STATE_KEY] = state
+    app.on_response_prepare.append(vary_origin)
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_post("/v1/completions", completions)
     app.router.add_get("/v1/models", list_models)
@@ -289,3 +298,16 @@ def build_app(state: EmulatorState) -> web.Application:
     app.on_startup.append(on_startup)
     app.on_shutdown.append(on_shutdown)
     return app
+
+
+def make_runner(state: EmulatorState) -> web.AppRunner:
+    """The app's runner, set up as uvicorn runs vLLM (see the module docstring)."""
+    return web.AppRunner(
+        build_app(state),
+        access_log=None,
+        # A non-streamed request would otherwise run on after its client is gone,
+        # inflating num_requests_running with work nobody reads.
+        handler_cancellation=True,
+        keepalive_timeout=state.config.timeout_keep_alive_s,
+        auto_decompress=False,
+    )
