@@ -237,3 +237,25 @@ async def test_failed_start_is_replaced_by_a_new_replica(h: Harness) -> None:
 
 async def _never(port: int, target: ProbeTarget) -> bool:
     return False
+
+
+async def test_one_service_that_cannot_be_reconciled_stops_no_other(h: Harness) -> None:
+    h.service(replicas=2)
+    await h.tick(T0)
+    await h.tick(T0)
+    await h.tick(T0 + 1)
+    assert h.where() == [(IDC_NODE, Phase.READY), (VIRTUAL_NODE, Phase.PROVISIONING)]
+    # A service whose derived label is too long (stored before names were checked): its
+    # replicas cannot be created. It must not stop the other service's controllers.
+    (good,) = load_documents(seed_service_yaml(1))
+    meta = good.metadata.model_copy(update={"name": "x" * 60})
+    bad = good.model_copy(update={"metadata": meta})
+    h.store.put(bad)
+    h.service(replicas=1)  # the other service scales in: one replica must go
+    await h.tick(T0 + 2)
+    await h.tick(T0 + 3)
+    replicas = h.store.list(Replica)
+    assert [(r.spec.service, r.phase) for r in replicas] == [("deepseek", Phase.READY)]
+    warnings = [e for e in h.store.events(bad) if e.reason == "FailedReconcile"]
+    assert warnings and warnings[0].type == "Warning"
+    assert "service controller" in warnings[0].message and len(warnings[0].message) < 400

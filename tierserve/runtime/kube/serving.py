@@ -23,8 +23,8 @@ import yaml
 
 from tierserve.errors import NotFoundError
 from tierserve.model.node import VIRTUAL_KUBELET_TAINT
-from tierserve.model.replica import TIER_LABEL
 from tierserve.model.probe import ReadinessProbe
+from tierserve.model.replica import TIER_LABEL
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.model.resources import CPU, GPU, MEMORY, format_amount, matches
 from tierserve.model.service import InferenceService

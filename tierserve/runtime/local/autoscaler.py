@@ -14,6 +14,7 @@ Kubernetes controller keeps it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -108,6 +109,35 @@ class Autoscaler:
             )
         return out
 
+    def _service_tick(self, service: InferenceService, replicas: list[Replica], now: float) -> None:
+        key = (service.namespace, service.name)
+        spec = hpa_spec(service)
+        if spec is None:
+            return
+        state = self._state.setdefault(key, _ServiceState())
+        if state.last_s is not None and now - state.last_s < self.settings.period_s:
+            return
+        state.last_s = now
+        mine = [
+            r
+            for r in replicas
+            if r.namespace == service.namespace and r.spec.service == service.name
+        ]
+        current = service.spec.replicas
+        decision = decide(
+            spec, current, self._samples(mine, spec, now), state.hpa, now, self._config
+        )
+        state.hpa = decision.state
+        message = event_message(decision)
+        if message is None:
+            return
+        updated = service.model_copy(
+            update={"spec": service.spec.model_copy(update={"replicas": decision.desired_replicas})}
+        )
+        self.store.put(updated)
+        self.store.record(service, "Normal", "SuccessfulRescale", message, now)
+        log.info("%s/%s: %s", service.namespace, service.name, message)
+
     def tick(self, now: float) -> None:
         services = self.store.list(InferenceService, None)
         replicas = self.store.list(Replica, None)
@@ -115,33 +145,12 @@ class Autoscaler:
         for service in services:
             key = (service.namespace, service.name)
             keys.add(key)
-            spec = hpa_spec(service)
-            if spec is None:
-                continue
-            state = self._state.setdefault(key, _ServiceState())
-            if state.last_s is not None and now - state.last_s < self.settings.period_s:
-                continue
-            state.last_s = now
-            mine = [
-                r
-                for r in replicas
-                if r.namespace == service.namespace and r.spec.service == service.name
-            ]
-            current = service.spec.replicas
-            decision = decide(
-                spec, current, self._samples(mine, spec, now), state.hpa, now, self._config
-            )
-            state.hpa = decision.state
-            message = event_message(decision)
-            if message is None:
-                continue
-            updated = service.model_copy(
-                update={
-                    "spec": service.spec.model_copy(update={"replicas": decision.desired_replicas})
-                }
-            )
-            self.store.put(updated)
-            self.store.record(service, "Normal", "SuccessfulRescale", message, now)
-            log.info("%s/%s: %s", service.namespace, service.name, message)
+            try:
+                self._service_tick(service, replicas, now)
+            except Exception as exc:  # one bad service must not stop the others
+                log.exception("%s/%s: autoscaling failed", service.namespace, service.name)
+                with contextlib.suppress(Exception):
+                    message = f"autoscaler: {type(exc).__name__}: {str(exc)[:300]}"
+                    self.store.record(service, "Warning", "FailedReconcile", message, now)
         for gone in set(self._state) - keys:
             del self._state[gone]

@@ -15,13 +15,18 @@ Every tick reads the whole state once (``now`` read once, at the edge), then:
    (SIGTERM, SIGKILL after ``stop_grace_s``) and deleted;
 5. **billing** — GPU-seconds of every replica accrue per tier from the start of
    provisioning (virtual) or scheduling (IDC) to its end; cloud ones at the node's price.
+
+One object that cannot be reconciled stops nothing else: each step handles each object
+on its own, and a failure becomes a ``FailedReconcile`` Warning event on that object
+(and a logged traceback) while the others go on.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 from tierserve.errors import TierserveError
@@ -35,6 +40,7 @@ from tierserve.model import (
     Replica,
     ResourcePolicy,
 )
+from tierserve.model.base import TypedObject
 from tierserve.model.replica import TIER_LABEL
 from tierserve.policy.decisions import Placement
 from tierserve.policy.placement import bind, place
@@ -50,6 +56,8 @@ GPU_SECONDS = "gpu_seconds"
 CLOUD_COST = "cloud_cost"
 
 InflightFn = Callable[[Replica], int]
+_MAX_ERROR = 300
+"""Characters of an exception's text kept in a FailedReconcile event."""
 
 
 def _no_inflight(_: Replica) -> int:
@@ -92,6 +100,20 @@ class Reconciler:
         self.inflight = inflight
         self._rng = random.Random(self.settings.seed)
 
+    @contextlib.contextmanager
+    def _each(self, obj: TypedObject, step: str, now: float) -> Iterator[None]:
+        """Run one object's part of ``step``; a failure is that object's alone."""
+        try:
+            yield
+        except Exception as exc:  # one bad object must not stop the others
+            what = f"{obj.KIND} {obj.namespace}/{obj.name}" if obj.NAMESPACED else obj.name
+            log.exception("%s: %s could not be reconciled", step, what)
+            text = f"{type(exc).__name__}: {exc}"
+            if len(text) > _MAX_ERROR:
+                text = text[: _MAX_ERROR - 3] + "..."
+            with contextlib.suppress(Exception):
+                self.store.record(obj, "Warning", "FailedReconcile", f"{step}: {text}", now)
+
     def _read(self) -> _World:
         return _World(
             nodes={n.name: n for n in self.store.list(Node)},
@@ -119,53 +141,66 @@ class Reconciler:
         world = self._reread_replicas(world)
         self._provision_and_start(world, now)
         self._terminate(world, now)
-        self._status(self._reread_replicas(world))
+        self._status(self._reread_replicas(world), now)
 
     # -- 1. service controller --------------------------------------------------------------
 
     def _services(self, world: _World, now: float) -> None:
         by_service: dict[tuple[str, str], list[Replica]] = {}
         for replica in world.replicas:
-            key = (replica.namespace, replica.spec.service)
-            service = world.services.get(key)
-            if service is None:
-                self._start_terminating(replica, now, "ServiceDeleted")
-                continue
-            node = replica.status.node_name
-            if node is not None and node not in world.nodes and not replica.terminating:
-                self._start_terminating(replica, now, "NodeDeleted")
-                continue
-            if replica.phase == Phase.FAILED:
-                self.store.delete(replica)
-                self.store.record(
-                    service,
-                    "Warning",
-                    "ReplicaFailed",
-                    f"Replica {replica.name} failed: {replica.status.message}; replacing it",
-                    now,
-                )
-                continue
-            by_service.setdefault(key, []).append(replica)
-        virtual = virtual_node_names(world.nodes.values())
-        for key, service in world.services.items():
-            live = [r for r in by_service.get(key, []) if not r.terminating]
-            want = service.spec.replicas
-            if len(live) < want:
-                taken = {r.name for r in world.replicas}
-                for _ in range(want - len(live)):
-                    name = replica_name(service, self._rng, taken)
-                    taken.add(name)
-                    self._create(service, name, now)
-            elif len(live) > want:
-                for victim in scale_in_order(live, virtual)[: len(live) - want]:
-                    self._start_terminating(victim, now, "ScaleDown")
+            with self._each(replica, "service controller", now):
+                key = (replica.namespace, replica.spec.service)
+                service = world.services.get(key)
+                if service is None:
+                    self._start_terminating(replica, now, "ServiceDeleted")
+                    continue
+                node = replica.status.node_name
+                if node is not None and node not in world.nodes and not replica.terminating:
+                    self._start_terminating(replica, now, "NodeDeleted")
+                    continue
+                if replica.phase == Phase.FAILED:
+                    self.store.delete(replica)
                     self.store.record(
                         service,
-                        "Normal",
-                        "SuccessfulDelete",
-                        f"Deleted replica: {victim.name}",
+                        "Warning",
+                        "ReplicaFailed",
+                        f"Replica {replica.name} failed: {replica.status.message}; replacing it",
                         now,
                     )
+                    continue
+                by_service.setdefault(key, []).append(replica)
+        virtual = virtual_node_names(world.nodes.values())
+        taken = {r.name for r in world.replicas}
+        for key, service in world.services.items():
+            with self._each(service, "service controller", now):
+                self._scale(service, by_service.get(key, []), virtual, taken, now)
+
+    def _scale(
+        self,
+        service: InferenceService,
+        replicas: list[Replica],
+        virtual: frozenset[str],
+        taken: set[str],
+        now: float,
+    ) -> None:
+        """Create or terminate replicas of ``service`` to match ``spec.replicas``."""
+        live = [r for r in replicas if not r.terminating]
+        want = service.spec.replicas
+        if len(live) < want:
+            for _ in range(want - len(live)):
+                name = replica_name(service, self._rng, taken)
+                taken.add(name)
+                self._create(service, name, now)
+        elif len(live) > want:
+            for victim in scale_in_order(live, virtual)[: len(live) - want]:
+                self._start_terminating(victim, now, "ScaleDown")
+                self.store.record(
+                    service,
+                    "Normal",
+                    "SuccessfulDelete",
+                    f"Deleted replica: {victim.name}",
+                    now,
+                )
 
     def _create(self, service: InferenceService, name: str, now: float) -> None:
         replica: Replica = Replica.new(
@@ -207,31 +242,36 @@ class Reconciler:
             return
         snapshot = Snapshot.build(world.nodes.values(), world.replicas)
         for replica in pending:
-            decision = place(replica, snapshot, world.policies, now)
-            if not isinstance(decision, Placement):
-                message = "; ".join(decision.messages()) or "no node fits"
-                if replica.status.message != message:
-                    self.store.put(replica.with_status(reason="Unschedulable", message=message))
-                self.store.record(replica, "Warning", "FailedScheduling", message, now)
-                continue
-            node = world.nodes[decision.node]
-            bound = bind(replica, decision)
-            labels = {**bound.metadata.labels, TIER_LABEL: node.tier}
-            bound = bound.model_copy(
-                update={"metadata": bound.metadata.model_copy(update={"labels": labels})}
-            )
-            phase = Phase.PROVISIONING if node.virtual else Phase.STARTING
-            bound = bound.with_status(phase=phase, scheduled_s=now, reason="", message="")
-            self.store.put(bound)
-            snapshot = snapshot.with_pod(bound)
-            unit = f" (unit {decision.unit})" if decision.unit is not None else ""
-            self.store.record(
-                replica,
-                "Normal",
-                "Scheduled",
-                f"Successfully assigned {replica.namespace}/{replica.name} to {node.name}{unit}",
-                now,
-            )
+            with self._each(replica, "scheduler", now):
+                snapshot = self._place(replica, snapshot, world, now)
+
+    def _place(self, replica: Replica, snapshot: Snapshot, world: _World, now: float) -> Snapshot:
+        """Bind ``replica`` to a node, or say why not; the snapshot with it placed."""
+        decision = place(replica, snapshot, world.policies, now)
+        if not isinstance(decision, Placement):
+            message = "; ".join(decision.messages()) or "no node fits"
+            if replica.status.message != message:
+                self.store.put(replica.with_status(reason="Unschedulable", message=message))
+            self.store.record(replica, "Warning", "FailedScheduling", message, now)
+            return snapshot
+        node = world.nodes[decision.node]
+        bound = bind(replica, decision)
+        labels = {**bound.metadata.labels, TIER_LABEL: node.tier}
+        bound = bound.model_copy(
+            update={"metadata": bound.metadata.model_copy(update={"labels": labels})}
+        )
+        phase = Phase.PROVISIONING if node.virtual else Phase.STARTING
+        bound = bound.with_status(phase=phase, scheduled_s=now, reason="", message="")
+        self.store.put(bound)
+        unit = f" (unit {decision.unit})" if decision.unit is not None else ""
+        self.store.record(
+            replica,
+            "Normal",
+            "Scheduled",
+            f"Successfully assigned {replica.namespace}/{replica.name} to {node.name}{unit}",
+            now,
+        )
+        return snapshot.with_pod(bound)
 
     # -- 3/4. virtual-node provider and runtime ----------------------------------------------
 
@@ -239,30 +279,34 @@ class Reconciler:
         for replica in world.replicas:
             if replica.terminating or replica.node_name is None:
                 continue
-            node = world.nodes.get(replica.node_name)
-            service = world.services.get((replica.namespace, replica.spec.service))
-            if node is None or service is None:
-                continue
-            if replica.phase == Phase.PROVISIONING:
-                cold = node.spec.virtual.cold_start_seconds if node.spec.virtual else 0.0
-                ready_at = (replica.status.scheduled_s or now) + cold
-                if now < ready_at:
-                    continue
-                replica = replica.with_status(phase=Phase.STARTING, reason="", message="")
-                self.store.put(replica)
-                self.store.record(
-                    replica,
-                    "Normal",
-                    "Provisioned",
-                    f"Virtual node {node.name} provisioned the replica after {cold:g}s cold start",
-                    now,
-                )
-            if replica.phase in (Phase.STARTING, Phase.READY) and not self.processes.has(replica):
-                try:
-                    self.processes.launch(replica, service, node, world.claims, world.volumes)
-                except TierserveError as exc:
-                    self.store.put(replica.with_status(reason="FailedStart", message=str(exc)))
-                    self.store.record(replica, "Warning", "FailedStart", str(exc), now)
+            with self._each(replica, "runtime", now):
+                self._provision_and_start_one(replica, world, now)
+
+    def _provision_and_start_one(self, replica: Replica, world: _World, now: float) -> None:
+        node = world.nodes.get(replica.node_name or "")
+        service = world.services.get((replica.namespace, replica.spec.service))
+        if node is None or service is None:
+            return
+        if replica.phase == Phase.PROVISIONING:
+            cold = node.spec.virtual.cold_start_seconds if node.spec.virtual else 0.0
+            ready_at = (replica.status.scheduled_s or now) + cold
+            if now < ready_at:
+                return
+            replica = replica.with_status(phase=Phase.STARTING, reason="", message="")
+            self.store.put(replica)
+            self.store.record(
+                replica,
+                "Normal",
+                "Provisioned",
+                f"Virtual node {node.name} provisioned the replica after {cold:g}s cold start",
+                now,
+            )
+        if replica.phase in (Phase.STARTING, Phase.READY) and not self.processes.has(replica):
+            try:
+                self.processes.launch(replica, service, node, world.claims, world.volumes)
+            except TierserveError as exc:
+                self.store.put(replica.with_status(reason="FailedStart", message=str(exc)))
+                self.store.record(replica, "Warning", "FailedStart", str(exc), now)
 
     def _terminate(self, world: _World, now: float) -> None:
         for replica in world.replicas:
@@ -271,7 +315,8 @@ class Reconciler:
             since = replica.status.terminating_s or now
             if self.inflight(replica) > 0 and now - since < self.settings.drain_grace_s:
                 continue  # still draining
-            self.processes.stop(replica, self.settings.stop_grace_s, on_gone=self._gone)
+            with self._each(replica, "runtime", now):
+                self.processes.stop(replica, self.settings.stop_grace_s, on_gone=self._gone)
 
     def _gone(self, replica: Replica) -> None:
         self.store.delete(replica)
@@ -280,43 +325,51 @@ class Reconciler:
 
     def _bill(self, world: _World, now: float) -> None:
         for replica in world.replicas:
-            start = replica.status.scheduled_s
-            node = world.nodes.get(replica.node_name or "")
-            if start is None or node is None:
-                continue
-            since = replica.status.billed_until_s or start
-            if now <= since:
-                continue
-            gpus = replica.spec.requests.get(GPU, 0) / 1000
-            gpu_s = (now - since) * gpus
-            labels = {
-                "namespace": replica.namespace,
-                "service": replica.spec.service,
-                "tier": node.tier,
-                "node": node.name,
-            }
-            self.store.add_counter(GPU_SECONDS, labels, gpu_s)
-            if node.spec.virtual is not None:
-                price = node.spec.virtual.price_per_gpu_hour
-                self.store.add_counter(CLOUD_COST, labels, gpu_s / 3600 * price)
-            self.store.put(replica.with_status(billed_until_s=now))
+            with self._each(replica, "billing", now):
+                self._bill_one(replica, world, now)
 
-    def _status(self, world: _World) -> None:
+    def _bill_one(self, replica: Replica, world: _World, now: float) -> None:
+        start = replica.status.scheduled_s
+        node = world.nodes.get(replica.node_name or "")
+        if start is None or node is None:
+            return
+        since = replica.status.billed_until_s or start
+        if now <= since:
+            return
+        gpus = replica.spec.requests.get(GPU, 0) / 1000
+        gpu_s = (now - since) * gpus
+        labels = {
+            "namespace": replica.namespace,
+            "service": replica.spec.service,
+            "tier": node.tier,
+            "node": node.name,
+        }
+        self.store.add_counter(GPU_SECONDS, labels, gpu_s)
+        if node.spec.virtual is not None:
+            price = node.spec.virtual.price_per_gpu_hour
+            self.store.add_counter(CLOUD_COST, labels, gpu_s / 3600 * price)
+        self.store.put(replica.with_status(billed_until_s=now))
+
+    def _status(self, world: _World, now: float) -> None:
         for key, service in world.services.items():
-            mine = [r for r in world.replicas if (r.namespace, r.spec.service) == key]
-            available = sum(1 for r in mine if r.ready)
-            desired = service.spec.replicas
-            status = service.status
-            if status.desired_replicas != desired or status.available_replicas != available:
-                self.store.put(
-                    service.model_copy(
-                        update={
-                            "status": status.model_copy(
-                                update={
-                                    "desired_replicas": desired,
-                                    "available_replicas": available,
-                                }
-                            )
-                        }
-                    )
+            with self._each(service, "status", now):
+                self._status_one(key, service, world)
+
+    def _status_one(self, key: tuple[str, str], service: InferenceService, world: _World) -> None:
+        mine = [r for r in world.replicas if (r.namespace, r.spec.service) == key]
+        available = sum(1 for r in mine if r.ready)
+        desired = service.spec.replicas
+        status = service.status
+        if status.desired_replicas != desired or status.available_replicas != available:
+            self.store.put(
+                service.model_copy(
+                    update={
+                        "status": status.model_copy(
+                            update={
+                                "desired_replicas": desired,
+                                "available_replicas": available,
+                            }
+                        )
+                    }
                 )
+            )

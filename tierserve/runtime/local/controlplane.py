@@ -296,12 +296,16 @@ class ControlPlane:
     async def _loop(self) -> None:
         while not self._stopping.is_set():
             now = self.clock.now()
+            # A bug in one step must not stop the control plane, nor the other steps.
+            for step in (self.autoscaler.tick, self.reconciler.tick):
+                try:
+                    step(now)
+                except Exception:
+                    log.exception("controller tick failed")
             try:
-                self.autoscaler.tick(now)
-                self.reconciler.tick(now)
                 self.refresh_routes()
-            except Exception:  # a bug in one tick must not stop the control plane
-                log.exception("controller tick failed")
+            except Exception:
+                log.exception("route refresh failed")
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.config.tick_s)
 
