@@ -6,11 +6,20 @@ framing; same metric families, types and labels. Text and numbers differ by desi
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import aiohttp
 import pytest
-from emukit import REF, Emulator, ref_json, ref_request_body, ref_request_line, sse_events
+from emukit import (
+    REF,
+    Emulator,
+    StartEmulator,
+    ref_json,
+    ref_request_body,
+    ref_request_line,
+    sse_events,
+)
 from prometheus_client.parser import text_string_to_metric_families
 
 ERROR_CASES = [
@@ -180,54 +189,59 @@ async def test_sse_framing_matches_vllm(
         assert _shape(g) == _shape(e)
 
 
+def reference_families() -> dict[str, tuple[str, set[str]]]:
+    """vLLM's families from ``metrics_names.txt``: name as the parser names it (counters
+    without ``_total``) -> (type, label names but ``le``); ``_created`` gauges left out."""
+    out: dict[str, tuple[str, set[str]]] = {}
+    for line in (REF / "metrics_names.txt").read_text().splitlines()[1:]:
+        family, mtype, labels, *_ = line.split("\t")
+        if family.endswith("_created"):
+            continue
+        if mtype == "counter":
+            family = family.removesuffix("_total")
+        out[family] = (mtype, set(filter(None, labels.split(","))) - {"le"})
+    return out
+
+
+def value(fams: dict, family: str, sample: str | None = None, **labels: str) -> float:  # type: ignore[type-arg]
+    """One sample's value (the family's own sample when ``sample`` is None)."""
+    name = sample or family
+    for s in fams[family].samples:
+        if s.name == name and labels.items() <= s.labels.items():
+            return float(s.value)
+    raise AssertionError(f"no sample {name} {labels}")
+
+
+HI = {"model": "deepseek-r1", "max_tokens": 4, "messages": [{"role": "user", "content": "hi"}]}
+
+
 async def test_metrics_have_vllms_families_types_and_labels(emulator: Emulator) -> None:
     async with aiohttp.ClientSession() as s:
-        await s.post(
-            emulator.url + "/v1/chat/completions",
-            json={
-                "model": "deepseek-r1",
-                "max_tokens": 4,
-                "messages": [{"role": "user", "content": "hi"}],
-            },
-        )
+        await s.post(emulator.url + "/v1/chat/completions", json=HI)
         r = await s.get(emulator.url + "/metrics")
         text = await r.text()
     assert r.headers["Content-Type"].startswith("text/plain; version=")
     ours = {f.name: f for f in text_string_to_metric_families(text)}
-    ref_types: dict[str, tuple[str, set[str]]] = {}
-    for line in (REF / "metrics_names.txt").read_text().splitlines()[1:]:
-        family, mtype, labels, *_ = line.split("\t")
-        ref_types[family] = (mtype, set(filter(None, labels.split(","))) - {"le"})
-    required = [
-        "vllm:num_requests_running",
-        "vllm:num_requests_waiting",
-        "vllm:kv_cache_usage_perc",
-        "vllm:prompt_tokens",
-        "vllm:generation_tokens",
-        "vllm:request_success",
-        "vllm:time_to_first_token_seconds",
-        "vllm:inter_token_latency_seconds",
-        "vllm:e2e_request_latency_seconds",
-        "vllm:request_queue_time_seconds",
-    ]
-    for name in required:
-        assert name in ours, name
+    ref = reference_families()
+    # Every vLLM family the capture has, the emulator has too ...
+    missing = sorted(name for name in ref if name.startswith("vllm:") and name not in ours)
+    assert missing == [], f"vLLM families the emulator lacks: {missing}"
+    # ... and every vllm: family it has is vLLM's, with vLLM's type and labels.
     for name, fam in ours.items():
-        if not name.startswith("vllm:"):
+        if not name.startswith("vllm:") or name.endswith("_created"):
             continue
-        ref_name = name + "_total" if fam.type == "counter" else name
-        assert ref_name in ref_types, f"{name} is not a vLLM family"
-        mtype, labels = ref_types[ref_name]
+        assert name in ref, f"{name} is not a vLLM family"
+        mtype, labels = ref[name]
         assert fam.type == mtype, name
         for sample in fam.samples:
             if sample.name.endswith("_created"):
                 continue
             assert set(sample.labels) - {"le"} == labels, sample.name
-            assert sample.labels["engine"] == "0"
+            if "engine" in labels:
+                assert sample.labels["engine"] == "0"
             if "model_name" in labels:
                 assert sample.labels["model_name"] == "deepseek-r1"
-    gen = ours["vllm:generation_tokens"].samples[0].value
-    assert gen == 4
+    assert value(ours, "vllm:generation_tokens", "vllm:generation_tokens_total") == 4
     for dcgm in (
         "DCGM_FI_DEV_GPU_UTIL",
         "DCGM_FI_PROF_SM_ACTIVE",
@@ -236,3 +250,86 @@ async def test_metrics_have_vllms_families_types_and_labels(emulator: Emulator) 
     ):
         fam = ours[dcgm]
         assert fam.type == "gauge" and {"gpu", "UUID", "modelName"} <= set(fam.samples[0].labels)
+
+
+async def test_newer_families_carry_the_emulators_values_or_vllms(emulator: Emulator) -> None:
+    async with aiohttp.ClientSession() as s:
+        r = await s.post(emulator.url + "/v1/chat/completions", json=HI)
+        prompt = (await r.json())["usage"]["prompt_tokens"]
+        text = await (await s.get(emulator.url + "/metrics")).text()
+    ours = {f.name: f for f in text_string_to_metric_families(text)}
+    total = "vllm:prompt_tokens_by_source_total"
+    assert value(ours, "vllm:prompt_tokens_by_source", total, source="local_compute") == prompt
+    assert value(ours, "vllm:prompt_tokens_by_source", total, source="local_cache_hit") == 0
+    assert value(ours, "vllm:prompt_tokens", "vllm:prompt_tokens_total") == prompt
+    assert value(ours, "vllm:prefix_cache_queries", "vllm:prefix_cache_queries_total") == prompt
+    assert value(ours, "vllm:prefix_cache_hits", "vllm:prefix_cache_hits_total") == 0
+    # one finished request: 4 generated tokens, never preempted, the whole prompt computed
+    hist = {
+        "vllm:request_max_num_generation_tokens": 4,
+        "vllm:request_num_preemptions": 0,
+        "vllm:request_prefill_kv_computed_tokens": prompt,
+    }
+    for family, total_value in hist.items():
+        assert value(ours, family, family + "_count") == 1, family
+        assert value(ours, family, family + "_sum") == total_value, family
+    # awake, as vLLM reports it: 1 on the state it is in, 0 on the others
+    sleep = {
+        state: value(ours, "vllm:engine_sleep_state", sleep_state=state)
+        for state in ("awake", "weights_offloaded", "discard_all")
+    }
+    assert sleep == {"awake": 1, "weights_offloaded": 0, "discard_all": 0}
+    for reason in ("max_num_queued_reqs", "max_num_queued_tokens"):
+        rejected = value(
+            ours, "vllm:admission_rejections", "vllm:admission_rejections_total", reason=reason
+        )
+        assert rejected == 0
+
+
+HEADER_CASES = [
+    *ERROR_CASES,
+    "chat_nonstream",
+    "chat_stream",
+    "completions_nonstream",
+    "completions_stream",
+    "health_after_ready",
+    "ping_get",
+    "models",
+    "version",
+    "load",
+    "metrics",
+    "tokenize",
+]
+
+
+def ref_headers(name: str) -> dict[str, str]:
+    lines = (REF / f"{name}.headers.txt").read_text().splitlines()[1:]
+    return {k.strip().lower(): v.strip() for k, _, v in (line.partition(":") for line in lines)}
+
+
+@pytest.mark.parametrize("name", HEADER_CASES)
+async def test_vary_origin_where_vllm_sends_it(emulator: Emulator, name: str) -> None:
+    expected = ref_headers(name).get("vary")
+    r = await replay(emulator, name)
+    assert r.headers.get("Vary") == expected
+
+
+async def test_request_preemptions_are_the_schedulers(start_emulator: StartEmulator) -> None:
+    # 3760 KV tokens (0.48 of a V100 with the 7B profile) for 8 requests of 1000 tokens and
+    # more each: the scheduler has to preempt, and each request's count lands in the histogram.
+    emu = await start_emulator(
+        "--gpu-memory-utilization", "0.48", "--max-model-len", "2048", gpu="V100-32G"
+    )
+    body = {**HI, "max_tokens": 1000}
+    async with aiohttp.ClientSession() as s:
+        statuses = await asyncio.gather(
+            *(s.post(emu.url + "/v1/chat/completions", json=body) for _ in range(8))
+        )
+        assert [r.status for r in statuses] == [200] * 8
+        text = await (await s.get(emu.url + "/metrics")).text()
+    ours = {f.name: f for f in text_string_to_metric_families(text)}
+    preempted = value(ours, "vllm:num_preemptions", "vllm:num_preemptions_total")
+    assert preempted > 0
+    family = "vllm:request_num_preemptions"
+    assert value(ours, family, family + "_count") == 8
+    assert value(ours, family, family + "_sum") == preempted

@@ -187,7 +187,7 @@ class EmulatedEngine:
         m = self.metrics
         sched = self.scheduler
         active = sched.has_work() and not self.hung
-        m.set_busy(self.busy.fraction(self.now(), window_s, active))
+        m.dcgm.set_busy(self.busy.fraction(self.now(), window_s, active))
         m.running.set(len(sched.running))
         waiting = len(sched.waiting)
         m.waiting.set(waiting)
@@ -241,6 +241,7 @@ class EmulatedEngine:
         for seq in admitted:
             if seq.num_preemptions == 0:
                 m.queue.observe(start - seq.arrival_s)
+                m.prefix_cache_queries.inc(seq.prompt_tokens)
         if preempted:
             m.preemptions.inc(len(preempted))
         m.iteration_tokens.observe(num_tokens)
@@ -250,6 +251,7 @@ class EmulatedEngine:
             prompt += max(0, min(seq.computed + n, seq.prompt_tokens) - seq.computed)
         if prompt:
             m.prompt_tokens.inc(prompt)
+            m.prompt_tokens_computed.inc(prompt)
 
     def _deliver(self, events: list[TokenEvent], now: float) -> None:
         m = self.metrics
@@ -289,5 +291,8 @@ class EmulatedEngine:
         m.decode.observe(now - first)
         m.req_prompt_tokens.observe(seq.prompt_tokens)
         m.req_generation_tokens.observe(seq.output_len)
+        m.req_max_generation_tokens.observe(seq.output_len)  # the most of its n=1 choices
+        m.req_preemptions.observe(seq.num_preemptions)
+        m.req_prefill_computed.observe(seq.prompt_tokens)  # no prefix cache hits
         if seq.output_len > 1:
             m.tpot.observe((now - first) / (seq.output_len - 1))

@@ -1,4 +1,5 @@
-"""``/metrics`` of the emulator: vLLM's families and labels, plus DCGM-style GPU gauges.
+"""``/metrics`` of the emulator: vLLM's families and labels, plus DCGM-style GPU gauges
+(``dcgm``).
 
 Each server owns a ``CollectorRegistry`` (no global registry), so several emulators
 can live in one test process. Family names, types, label names and histogram buckets
@@ -10,10 +11,6 @@ percentage of an emulated window and so is the same at any time scale.
 """
 
 from __future__ import annotations
-
-import hashlib
-import os
-import socket
 
 from prometheus_client import (
     CollectorRegistry,
@@ -28,8 +25,8 @@ from prometheus_client import (
 )
 
 from tierserve.engine.args import EmulatorConfig
-from tierserve.engine.perf.cost import kv_cache_tokens, memory_used_bytes
-from tierserve.engine.perf.hardware import MIB
+from tierserve.engine.dcgm import DcgmGauges
+from tierserve.engine.static_metrics import register_static_families
 
 CONTENT_TYPE = "text/plain; version=1.0.0; charset=utf-8"
 
@@ -118,50 +115,9 @@ _TOKENS = (
     20000.0,
 )
 _ITER = (1.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0, 4096.0, 8192.0, 16384.0)
+_PREEMPTIONS = (1.0, 2.0, 3.0, 4.0, 5.0, 10.0, 20.0)
 FINISHED_REASONS = ("stop", "length", "abort", "error", "repetition")
-
-# vLLM 0.32.0's cache_config_info labels, with its values for what the emulator
-# does not model (prefix caching is reported on but not emulated).
-_CACHE_INFO_DEFAULTS: dict[str, str] = {
-    "_block_size_resolved": "True",
-    "block_size": "16",
-    "cache_dtype": "auto",
-    "cache_hit_alignment_tokens": "None",
-    "effective_attention_block_size": "16",
-    "enable_mamba_shared_prefix_checkpoint": "False",
-    "enable_prefix_caching": "True",
-    "engine": "0",
-    "gpu_memory_utilization": "0.9",
-    "hash_block_size": "None",
-    "is_attention_free": "False",
-    "kv_cache_dtype_skip_layers": "[]",
-    "kv_cache_layout": "None",
-    "kv_cache_max_concurrency": "1",
-    "kv_cache_memory_bytes": "0",
-    "kv_cache_size_tokens": "0",
-    "kv_offloading_backend": "native",
-    "kv_offloading_size": "None",
-    "kv_sharing_fast_prefill": "False",
-    "mamba_block_size": "None",
-    "mamba_cache_dtype": "auto",
-    "mamba_cache_mode": "none",
-    "mamba_page_size_padded": "None",
-    "mamba_ssm_cache_dtype": "auto",
-    "num_cpu_blocks": "None",
-    "num_gpu_blocks": "0",
-    "num_gpu_blocks_override": "None",
-    "prefix_cache_retention_interval": "0",
-    "prefix_caching_hash_algo": "sha256",
-    "prefix_match_unit": "None",
-    "replayssm_buffer_len": "16",
-    "skip_page_size_padded": "None",
-    "sliding_window": "None",
-    "swa_bounded_replay": "True",
-    "use_kda_recoverssm": "False",
-    "use_replayssm": "False",
-    "user_specified_block_size": "False",
-}
-
+PROMPT_SOURCES = ("local_compute", "local_cache_hit", "external_kv_transfer")
 
 class EngineMetrics:
     """The emulator's metric families, with label values bound once (cheap per token)."""
@@ -205,6 +161,20 @@ class EngineMetrics:
             "vllm:num_preemptions", "Cumulative number of preemption from the engine."
         )
         self.prompt_tokens = counter("vllm:prompt_tokens", "Number of prefill tokens processed.")
+        by_source = Counter(
+            "vllm:prompt_tokens_by_source",
+            "Number of prompt tokens by source.",
+            ("engine", "model_name", "source"),
+            registry=reg,
+        )
+        # Every prompt token is computed here: no prefix caching, no KV transfer.
+        self.prompt_tokens_computed = by_source.labels(source="local_compute", **lv)
+        for source in PROMPT_SOURCES[1:]:
+            by_source.labels(source=source, **lv)
+        self.prefix_cache_queries = counter(
+            "vllm:prefix_cache_queries",
+            "Prefix cache queries, in terms of number of queried tokens.",
+        )
         self.generation_tokens = counter(
             "vllm:generation_tokens", "Number of generation tokens processed."
         )
@@ -230,6 +200,21 @@ class EngineMetrics:
         self.params_max_tokens = hist(
             "vllm:request_params_max_tokens",
             "Histogram of the max_tokens request parameter.",
+            _TOKENS,
+        )
+        self.req_max_generation_tokens = hist(
+            "vllm:request_max_num_generation_tokens",
+            "Histogram of maximum number of requested generation tokens.",
+            _TOKENS,
+        )
+        self.req_preemptions = hist(
+            "vllm:request_num_preemptions",
+            "Histogram of the number of times a request was preempted.",
+            _PREEMPTIONS,
+        )
+        self.req_prefill_computed = hist(
+            "vllm:request_prefill_kv_computed_tokens",
+            "Histogram of new KV tokens computed during prefill (excluding cached tokens).",
             _TOKENS,
         )
         self.params_n = hist(
@@ -276,25 +261,6 @@ class EngineMetrics:
             _LATENCY_LONG,
         )
         shape = config.shape
-        tokens = kv_cache_tokens(shape)
-        info = dict(_CACHE_INFO_DEFAULTS)
-        info.update(
-            block_size=str(shape.block_size),
-            effective_attention_block_size=str(shape.block_size),
-            engine="0",
-            gpu_memory_utilization=str(shape.gpu_memory_utilization),
-            kv_cache_size_tokens=str(tokens),
-            num_gpu_blocks=str(tokens // shape.block_size),
-            kv_cache_memory_bytes=str(tokens * shape.kv_bytes_per_token),
-            kv_cache_max_concurrency=str(round(tokens / shape.max_model_len, 5)),
-        )
-        cache = Gauge(
-            "vllm:cache_config_info",
-            "Information of the LLMEngine CacheConfig",
-            tuple(info),
-            registry=reg,
-        )
-        cache.labels(**info).set(1)
         Info("tierserve_emulator", "The emulated GPU and model profile.", registry=reg).info(
             {
                 "gpu": shape.gpu.name,
@@ -302,60 +268,8 @@ class EngineMetrics:
                 "time_scale": str(config.time_scale),
             }
         )
-        self._dcgm(config)
-
-    def _dcgm(self, config: EmulatorConfig) -> None:
-        """GPU gauges named and labelled as dcgm-exporter does (pod labels from env)."""
-        reg = self.registry
-        gpu = config.shape.gpu
-        host = socket.gethostname()
-        uuid_hex = hashlib.sha1(f"{host}:{config.port}:{gpu.name}".encode()).hexdigest()
-        h = uuid_hex
-        uuid = f"GPU-{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:32]}"
-        labels = {
-            "gpu": "0",
-            "UUID": uuid,
-            "device": "nvidia0",
-            "modelName": gpu.product_name,
-            "Hostname": host,
-            "container": os.environ.get("TIERSERVE_CONTAINER", ""),
-            "namespace": os.environ.get("TIERSERVE_NAMESPACE", ""),
-            "pod": os.environ.get("TIERSERVE_POD", ""),
-        }
-
-        def g(name: str, doc: str, extra: dict[str, str] | None = None) -> Gauge:
-            lv = {**labels, **(extra or {})}
-            return Gauge(name, doc, tuple(lv), registry=reg).labels(**lv)
-
-        self.gpu_util = g("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).")
-        self.sm_active = g(
-            "DCGM_FI_PROF_SM_ACTIVE",
-            "The ratio of cycles an SM has at least 1 warp assigned (in %).",
-        )
-        self.process_sm = g(
-            "DCGM_CUSTOM_PROCESS_SM_UTIL",
-            "SM utilization of the process on the GPU (in %).",
-            {"pid": str(os.getpid())},
-        )
-        self.fb_used = g("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).")
-        self.fb_free = g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).")
-        used = int(memory_used_bytes(config.shape) // MIB)
-        self.fb_used_mib_when_ready = used
-        self.fb_free.set(gpu.memory_mib)
-        self.fb_used.set(0)
-
-    def set_loaded(self, config: EmulatorConfig) -> None:
-        used = self.fb_used_mib_when_ready
-        self.fb_used.set(used)
-        self.fb_free.set(config.shape.gpu.memory_mib - used)
-
-    def set_busy(self, busy_fraction: float) -> None:
-        """Set the DCGM utilisation gauges from the busy fraction of the window (0-1)."""
-        pct = round(100.0 * busy_fraction, 1)
-        self.gpu_util.set(pct)
-        self.process_sm.set(pct)
-        # DCGM's PROF fields are ratios (0-1), not percentages.
-        self.sm_active.set(round(busy_fraction, 3))
+        register_static_families(reg, config)
+        self.dcgm = DcgmGauges(reg, config)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

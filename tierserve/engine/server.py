@@ -290,7 +290,7 @@ def build_app(state: EmulatorState) -> web.Application:
 
     async def on_startup(app: web.Application) -> None:
         state.engine.start()
-        state.metrics.set_loaded(state.config)
+        state.metrics.dcgm.set_loaded()
 
     async def on_shutdown(app: web.Application) -> None:
         await state.engine.stop()
