@@ -157,7 +157,8 @@ async def emulators() -> AsyncIterator[Callable[..., Awaitable[str]]]:
 @dataclass
 class Scripted:
     """A fake OpenAI upstream whose behaviour each test sets: ``mode`` is one of
-    ``ok``, ``500``, ``stream``, ``break`` (stream then drop), ``slow`` (stream slowly)."""
+    ``ok``, ``500`` (with an error body), ``500-empty`` (no body), ``503`` (with a
+    body), ``stream``, ``break`` (stream then drop), ``slow`` (stream slowly)."""
 
     mode: str = "ok"
     chunks: int = 4
@@ -166,23 +167,23 @@ class Scripted:
     headers_seen: list[dict[str, str]] = field(default_factory=list)
     cancelled: int = 0
     url: str = ""
+    runner: web.AppRunner | None = None
+
+    def open_connections(self) -> int:
+        """Client connections this upstream has open now."""
+        server = self.runner.server if self.runner is not None else None
+        return len(server.connections) if server is not None else 0
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         self.seen.append(body)
         self.headers_seen.append(dict(request.headers))
-        if self.mode == "500":
-            return web.json_response(
-                {
-                    "error": {
-                        "message": "boom",
-                        "type": "InternalServerError",
-                        "param": None,
-                        "code": 500,
-                    }
-                },
-                status=500,
-            )
+        if self.mode in ("500", "503"):
+            status = int(self.mode)
+            err = {"message": "boom", "type": "InternalServerError", "param": None, "code": status}
+            return web.json_response({"error": err}, status=status)
+        if self.mode == "500-empty":
+            return web.Response(status=500)
         if self.delay_s and self.mode == "ok":
             await asyncio.sleep(self.delay_s)
         if self.mode == "ok":
@@ -223,6 +224,7 @@ async def scripted_upstreams(n: int) -> AsyncIterator[list[Scripted]]:
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         fake.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+        fake.runner = runner
         runners.append(runner)
     try:
         yield fakes
@@ -267,3 +269,21 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
                 return float(s.value)
     return 0.0
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """The sum of every sample of ``name`` whose labels include ``labels``."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        float(s.value)
+        for fam in text_string_to_metric_families(text)
+        for s in fam.samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
+
+
+async def scrape(url: str) -> str:
+    """The gateway's ``/metrics`` page."""
+    async with aiohttp.ClientSession() as s, s.get(f"{url}/metrics") as r:
+        return await r.text()

@@ -271,9 +271,7 @@ async def test_5xx_and_broken_heads_before_the_first_byte_are_retried() -> None:
     five = (
         b"HTTP/1.1 503 Unavailable\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
     )
-    sse_500 = (
-        b"HTTP/1.1 500 Oops\r\nContent-Type: text/event-stream\r\nContent-Length: 5\r\n\r\ndata:"
-    )
+    sse_500 = b"HTTP/1.1 500 Oops\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n"
     good = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(*EVENTS)
     for bad in (five, sse_500, b"HTTP/1.1 20", b"nonsense\r\n\r\n"):
         async with (

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 import aiohttp
+import pytest
 from gwhelpers import CHAT, free_port, gateway, metric_value, scripted_upstreams, service
 
 from tierserve.gateway import Backend, GatewayConfig
@@ -14,9 +15,12 @@ from tierserve.gateway.proxy import REPLICA_HEADER
 STREAM = {**CHAT, "stream": True}
 
 
-async def test_5xx_before_first_byte_is_retried_on_another_replica_and_ejects() -> None:
+@pytest.mark.parametrize("mode", ["503", "500-empty"])
+async def test_replica_fault_before_first_byte_is_retried_on_another_replica_and_ejects(
+    mode: str,
+) -> None:
     async with scripted_upstreams(2) as (bad, good):
-        bad.mode = "500"
+        bad.mode = mode
         routes = [service(Backend("a-bad", bad.url), Backend("b-good", good.url))]
         async with gateway(routes) as gw, aiohttp.ClientSession() as s:
             r = await s.post(f"{gw.url}/v1/chat/completions", json=CHAT)

@@ -32,10 +32,6 @@ from tierserve.gateway.proxy import Forwarder
 from tierserve.gateway.table import RouteTable, ServiceRoute
 from tierserve.policy.routing import routing_policy
 
-# The engines' keep-alive is 5 s (uvicorn under vLLM); reuse a pooled connection only
-# well inside that, so a request never lands on a socket the engine is closing.
-UPSTREAM_KEEPALIVE_S = 4.0
-
 
 @dataclass
 class GatewayState:
@@ -69,26 +65,38 @@ def create_gateway_app(
     app = web.Application(client_max_size=config.max_body_bytes + 1)
     app[GATEWAY_STATE] = state
     app.cleanup_ctx.append(_upstream_session)
-    app.router.add_post("/v1/chat/completions", _completions)
-    app.router.add_post("/v1/completions", _completions)
-    app.router.add_get("/v1/models", _models)
-    app.router.add_get("/health", _health)
-    app.router.add_get("/metrics", _metrics)
-    app.router.add_route("*", "/{tail:.*}", _not_found)
+    router = app.router
+    router.add_post("/v1/chat/completions", _completions, expect_handler=_expect)
+    router.add_post("/v1/completions", _completions, expect_handler=_expect)
+    router.add_get("/v1/models", _models, expect_handler=_expect)
+    router.add_get("/health", _health, expect_handler=_expect)
+    router.add_get("/metrics", _metrics, expect_handler=_expect)
+    router.add_route("*", "/{tail:.*}", _not_found, expect_handler=_expect)
     return app
+
+
+async def _expect(request: web.Request) -> web.StreamResponse | None:
+    """``Expect: 100-continue`` as aiohttp does it; any other expectation is a 417 in
+    OpenAI's error shape (aiohttp's own answer is text/plain)."""
+    if request.version != aiohttp.HttpVersion11:
+        return None
+    expect = request.headers.get("Expect", "")
+    if expect.lower() != "100-continue":
+        return error_response(417, f"Unknown Expect: {expect}")
+    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+    request.writer.output_size = 0  # the response's head is still to come
+    return None
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:
     state = app[GATEWAY_STATE]
     connector = aiohttp.TCPConnector(
-        limit=0, keepalive_timeout=UPSTREAM_KEEPALIVE_S, ttl_dns_cache=300
+        limit=0, keepalive_timeout=state.config.upstream_keepalive_s, ttl_dns_cache=300
     )
     session = aiohttp.ClientSession(
         connector=connector, auto_decompress=False, skip_auto_headers=("User-Agent",)
     )
-    forwarder = Forwarder(
-        session, state.config, state.balancer, state.metrics, state.now, UPSTREAM_KEEPALIVE_S
-    )
+    forwarder = Forwarder(session, state.config, state.balancer, state.metrics, state.now)
     state.forwarder = forwarder
     yield
     state.forwarder = None
@@ -128,17 +136,21 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     denied = check_api_key(request, config.api_keys)
     if denied is not None:
         return denied
-    body = await read_body(request, config.max_body_bytes)
+    body = await read_body(request, config.max_body_bytes, config.client_body_timeout_s)
     if isinstance(body, web.Response):
         return body
     payload = parse_payload(body)
     if isinstance(payload, web.Response):
         return payload
-    route = _route_for(state.table, request.headers.get("Host"), payload)
+    route = _route_for(state.table, _host(request), payload)
     if isinstance(route, web.Response):
         return route
     if not route.has_ready():
-        held = await _hold(state, route)
+        try:
+            held = await _hold(state, route)
+        except asyncio.CancelledError:  # the client went away while held
+            state.metrics.finished(route.namespace, route.name, "none", 499, None, loop.time() - t0)
+            raise
         if isinstance(held, web.Response):
             state.metrics.finished(
                 route.namespace, route.name, "none", held.status, None, loop.time() - t0
@@ -149,6 +161,15 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     if forwarder is None:  # pragma: no cover - only between cleanup and shutdown
         return error_response(503, "The gateway is shutting down.")
     return await forwarder.forward(request, route, body, t0, stream=payload.get("stream") is True)
+
+
+def _host(request: web.Request) -> str | None:
+    """The host to route by: the target's authority for an absolute-form request
+    (``POST http://host/v1/...``, which RFC 9112 section 3.2.2 says wins over ``Host``),
+    else the ``Host`` header."""
+    if request.raw_path.startswith("/"):
+        return request.headers.get("Host")
+    return request.url.host
 
 
 async def _hold(state: GatewayState, route: ServiceRoute) -> ServiceRoute | web.Response:

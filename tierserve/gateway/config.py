@@ -28,6 +28,23 @@ class GatewayConfig:
     - ``max_body_bytes`` 16 MiB: long prompts fit, runaway uploads get 413.
     - ``api_keys``: empty means no client authentication (and the client's
       ``Authorization`` is passed to the engine unchanged).
+
+    Client connections (as nginx's ``client_header_timeout``, ``client_body_timeout``,
+    ``keepalive_timeout``), so slow or idle clients cannot hold sockets for minutes:
+
+    - ``client_header_timeout_s`` 10: a request's head must arrive whole within this
+      of its first byte (of the connection, for its first request); else 408 and close.
+    - ``client_body_timeout_s`` 60: the longest wait for the next bytes of a body
+      (between two reads, not the whole upload); else 408.
+    - ``client_keepalive_s`` 75: an idle client connection is closed after this.
+
+    Upstream connections:
+
+    - ``upstream_keepalive_s`` 4: an idle pooled connection to a replica is reused and
+      kept at most this long -- inside vLLM's (uvicorn's) 5 s keep-alive, so a request
+      never lands on a socket the engine is closing.
+    - ``upstream_max_idle`` 128: idle connections kept per replica (the oldest beyond
+      it are closed); 0 keeps none.
     """
 
     policy: str = DEFAULT_ROUTING_POLICY
@@ -40,6 +57,11 @@ class GatewayConfig:
     eject_max_s: float = 60.0
     max_body_bytes: int = 16 * 1024 * 1024
     api_keys: tuple[str, ...] = ()
+    client_header_timeout_s: float = 10.0
+    client_body_timeout_s: float = 60.0
+    client_keepalive_s: float = 75.0
+    upstream_keepalive_s: float = 4.0
+    upstream_max_idle: int = 128
 
     def __post_init__(self) -> None:
         errors: list[FieldError] = []
@@ -49,10 +71,18 @@ class GatewayConfig:
         for name in ("hold_timeout_s", "eject_base_s"):
             if getattr(self, name) < 0:
                 errors.append(FieldError(name, f"{getattr(self, name)} must be >= 0"))
-        for name in ("request_timeout_s", "connect_timeout_s", "eject_max_s"):
+        for name in (
+            "request_timeout_s",
+            "connect_timeout_s",
+            "eject_max_s",
+            "client_header_timeout_s",
+            "client_body_timeout_s",
+            "client_keepalive_s",
+            "upstream_keepalive_s",
+        ):
             if getattr(self, name) <= 0:
                 errors.append(FieldError(name, f"{getattr(self, name)} must be > 0"))
-        for name in ("retries", "retry_after_s"):
+        for name in ("retries", "retry_after_s", "upstream_max_idle"):
             if getattr(self, name) < 0:
                 errors.append(FieldError(name, f"{getattr(self, name)} must be >= 0"))
         if self.max_body_bytes < 1:

@@ -1,4 +1,4 @@
-"""Client-input checks before anything is routed: API key, body size, JSON shape.
+"""Client-input checks before anything is routed: API key, body, JSON shape.
 
 Each returns either the value or the error response to send (never raises on
 client input, so no client ever causes a 500).
@@ -6,6 +6,7 @@ client input, so no client ever causes a 500).
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 from typing import Any
@@ -34,8 +35,10 @@ def check_api_key(request: web.Request, keys: tuple[str, ...]) -> web.Response |
     )
 
 
-async def read_body(request: web.Request, max_bytes: int) -> bytes | web.Response:
-    """The whole body, or 413 when it (or its declared length) is over ``max_bytes``."""
+async def read_body(request: web.Request, max_bytes: int, timeout_s: float) -> bytes | web.Response:
+    """The whole body; 413 when it (or its declared length) is over ``max_bytes``, 408
+    when no bytes came for ``timeout_s`` (between two reads), 400 when it cannot be
+    decoded (bad chunked framing, a ``Content-Encoding`` it is not in)."""
     declared = request.content_length
     if declared is not None and declared > max_bytes:
         return _too_large(max_bytes)
@@ -43,7 +46,15 @@ async def read_body(request: web.Request, max_bytes: int) -> bytes | web.Respons
     size = 0
     content = request.content
     while True:
-        chunk = await content.readany()
+        try:
+            async with asyncio.timeout(timeout_s):
+                chunk = await content.readany()
+        except TimeoutError:
+            return error_response(
+                408, f"No request body bytes arrived for {timeout_s:g} s.", "body"
+            )
+        except web.RequestPayloadError as exc:  # aiohttp's message names the problem
+            return error_response(400, f"Invalid request body: {exc}", "body", "Bad Request")
         if not chunk:
             break
         size += len(chunk)
@@ -63,10 +74,16 @@ def parse_payload(body: bytes) -> dict[str, Any] | web.Response:
     """The request's JSON object, or 400 in vLLM's ``Bad Request`` shape."""
     try:
         payload = json.loads(body)
-    except ValueError as exc:
-        pos = getattr(exc, "pos", 0)
-        reason = getattr(exc, "msg", "invalid UTF-8")
-        return error_response(400, f"JSON decode error: {reason}", f"body.{pos}", "Bad Request")
+    except json.JSONDecodeError as exc:
+        return error_response(
+            400, f"JSON decode error: {exc.msg}", f"body.{exc.pos}", "Bad Request"
+        )
+    except UnicodeDecodeError:
+        return error_response(400, "JSON decode error: invalid UTF-8", "body.0", "Bad Request")
+    except ValueError as exc:  # e.g. an integer past Python's 4300-digit limit
+        return error_response(400, f"JSON decode error: {exc}", "body", "Bad Request")
+    except RecursionError:  # nested deeper than the interpreter's stack allows
+        return error_response(400, "JSON decode error: nested too deeply", "body", "Bad Request")
     if not isinstance(payload, dict):
         return error_response(
             400,

@@ -26,8 +26,9 @@ from aiohttp import web
 
 from tierserve.aio import loop_factory
 from tierserve.errors import ExternalError, FieldError, ValidationError
-from tierserve.gateway.app import create_gateway_app
+from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
 from tierserve.gateway.config import GatewayConfig
+from tierserve.gateway.connection import connection_factory
 from tierserve.gateway.sources import (
     FileRouteSource,
     RouteSource,
@@ -74,17 +75,29 @@ async def serve_app(
     reuse_port: bool = False,
     on_ready: Callable[[int], None] | None = None,
 ) -> None:
-    """Serve ``app`` until cancelled; ``on_ready`` gets the bound port."""
+    """Serve ``app`` (from ``create_gateway_app``) until cancelled; ``on_ready`` gets the
+    bound port. Client connections are ``connection.ClientConnection``s with the app's
+    ``GatewayConfig`` timeouts."""
+    config = app[GATEWAY_STATE].config
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
+    listener: asyncio.Server | None = None
     try:
-        site = web.TCPSite(runner, host, port, reuse_port=reuse_port, backlog=2048)
-        await site.start()
-        bound = runner.addresses[0][1] if runner.addresses else port
+        assert runner.server is not None
+        factory = connection_factory(
+            runner.server,
+            head_timeout_s=config.client_header_timeout_s,
+            keepalive_timeout_s=config.client_keepalive_s,
+        )
+        listener = await asyncio.get_running_loop().create_server(
+            factory, host, port, reuse_port=reuse_port, backlog=2048
+        )
         if on_ready is not None:
-            on_ready(int(bound))
+            on_ready(int(listener.sockets[0].getsockname()[1]))
         await asyncio.Future()  # until cancelled
     finally:
+        if listener is not None:
+            listener.close()  # no new connections; the runner closes the open ones
         await runner.cleanup()
 
 

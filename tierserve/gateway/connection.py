@@ -1,0 +1,145 @@
+"""One client connection to the gateway: aiohttp's ``RequestHandler`` with a header
+read timeout and errors in OpenAI's shape.
+
+aiohttp's server closes idle keep-alive connections (``keepalive_timeout``) but has no
+limit on how long a request's head may take, so a client trickling header bytes
+(slowloris) holds its socket for good. ``ClientConnection`` adds nginx's
+``client_header_timeout``: a head must arrive whole within ``head_timeout_s`` of the
+connection's start (its first request) or of its first byte (later requests, after an
+idle keep-alive wait). Past that, a partial head gets 408 and the connection closes; a
+connection that sent nothing is just closed. (The body's timeout is per read, in
+``limits.read_body``; the idle wait between requests is aiohttp's ``keepalive_timeout``.)
+A head that starts arriving while an earlier request on the connection is still being
+answered (pipelining) is bounded by the keep-alive timeout instead.
+
+Errors aiohttp answers itself -- a malformed request line, header or chunked framing, a
+``Content-Encoding`` it cannot decode, or an exception escaping a handler -- get
+OpenAI's error body instead of aiohttp's text/plain one.
+
+Reads aiohttp's ``_request_count`` (requests parsed on this connection),
+``_messages`` (parsed, not yet handled) and ``_request_in_progress``;
+tests/gateway/test_gw_connections.py pins down the behaviour that relies on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from http import HTTPStatus
+from typing import Any
+
+from aiohttp import web
+
+from tierserve.gateway.errors import error_body, error_response
+
+
+class ClientConnection(web.RequestHandler):
+    __slots__ = ("_head_partial", "_head_timeout_s", "_head_timer", "_heads_at_arm")
+
+    def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
+        super().__init__(manager, **kwargs)
+        self._head_timeout_s = head_timeout_s
+        self._head_timer: asyncio.TimerHandle | None = None
+        self._heads_at_arm = 0
+        self._head_partial = False
+
+    # ------------------------------------------------------------ header timeout
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self._arm(partial=False)  # the first request: from the connection's start
+
+    def data_received(self, data: bytes) -> None:
+        heads = self._request_count
+        super().data_received(data)
+        if self._request_count != heads:  # a head arrived whole
+            self._disarm()
+        elif self._head_timer is not None:
+            self._head_partial = True
+        elif self._between_requests():  # the first byte of the next request's head
+            self._arm(partial=True)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    async def finish_response(
+        self, request: web.BaseRequest, resp: web.StreamResponse, start_time: float | None
+    ) -> tuple[web.StreamResponse, bool]:
+        # A request ended: the next one's head is timed from its first byte. (Drops a
+        # timer armed by body bytes that arrived before the handler had started.)
+        self._disarm()
+        return await super().finish_response(request, resp, start_time)
+
+    def _between_requests(self) -> bool:
+        return not self._request_in_progress and not self._messages
+
+    def _arm(self, *, partial: bool) -> None:
+        self._disarm()
+        self._heads_at_arm = self._request_count
+        self._head_partial = partial
+        self._head_timer = self._loop.call_later(self._head_timeout_s, self._head_timed_out)
+
+    def _disarm(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_timed_out(self) -> None:
+        self._head_timer = None
+        transport = self.transport
+        if (
+            transport is None
+            or self._request_count != self._heads_at_arm
+            or not self._between_requests()
+        ):
+            return
+        if self._head_partial:
+            body = error_body(
+                408, f"The request head did not arrive within {self._head_timeout_s:g} s."
+            )
+            transport.write(
+                b"HTTP/1.1 408 Request Timeout\r\nContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body)
+            )
+        self.force_close()  # closing flushes the 408 first
+
+    # ------------------------------------------------------------ error bodies
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """aiohttp's own error answers, in OpenAI's shape; a client's malformed request
+        is logged at debug level, a handler's exception (a bug) with its traceback."""
+        if status >= 500:
+            self.logger.exception("Error handling request from %s", request.remote, exc_info=exc)
+        else:
+            self.logger.debug("Bad request from %s: %s", request.remote, message or exc)
+        if request.writer.output_size > 0:  # as aiohttp: too late for another response
+            raise ConnectionError("the response started already; cannot send an error")
+        if status >= 500 or not message:
+            message = HTTPStatus(status).phrase  # a bug's details stay in the log
+        resp = error_response(status, message.strip())
+        resp.force_close()
+        return resp
+
+
+def connection_factory(
+    manager: web.Server, *, head_timeout_s: float, keepalive_timeout_s: float
+) -> Callable[[], ClientConnection]:
+    """What ``loop.create_server`` calls per accepted connection (``manager``: the
+    runner's ``web.Server``, which tracks connections and handler cancellation)."""
+    handler_args: dict[str, Any] = {
+        "loop": asyncio.get_running_loop(),
+        "keepalive_timeout": keepalive_timeout_s,
+        "access_log": None,  # as the runner's: no access log
+    }
+
+    def factory() -> ClientConnection:
+        return ClientConnection(manager, head_timeout_s=head_timeout_s, **handler_args)
+
+    return factory
