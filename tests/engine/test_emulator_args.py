@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +85,34 @@ def test_bad_options_name_the_field(argv: list[str], field: str) -> None:
     with pytest.raises(ValidationError) as info:
         parse_args(argv)
     assert field in str(info.value)
+
+
+@pytest.mark.parametrize("program", ["vllm", "/usr/local/bin/vllm"])
+def test_a_leading_vllm_serve_is_the_command_not_the_model(program: str) -> None:
+    cfg = parse_args([program, "serve", "/model/X", "--served-model-name", "m", "--port", "9"])
+    assert cfg.model == "/model/X" and cfg.served_model_names == ("m",)
+    assert cfg.port == 9 and cfg.ignored_args == ()
+    assert not any("ignoring" in w for w in cfg.warnings)
+
+
+def test_a_model_called_vllm_is_still_a_model() -> None:
+    assert parse_args(["vllm", "--port", "9"]).model == "vllm"
+    assert parse_args(["serve", "vllm"]).model == "vllm"
+
+
+@pytest.mark.slow
+def test_the_cli_takes_a_vllm_serve_command_line() -> None:
+    # Start-up fails on purpose (--fault-startup-fail, no load time) right after the emulator
+    # has logged what it serves, so the process exits without opening its port.
+    argv = [*SEED_CMD, "--load-time-s", "0", "--fault-startup-fail", "--port", "0"]
+    assert argv[:2] == ["vllm", "serve"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "tierserve.cli.main", "engine", "emulate", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert "model=/model/DeepSeek-R1-Distill-Qwen-7B served as deepseek-r1 " in proc.stderr
+    assert "ignoring vLLM arguments" not in proc.stderr
