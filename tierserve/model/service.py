@@ -9,7 +9,7 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, field_validator, model_validator
 
 from tierserve.model.base import Strict, TypedObject, check_labels
-from tierserve.model.probe import ReadinessProbe
+from tierserve.model.probe import ReadinessProbe, default_readiness_paths
 from tierserve.model.quantity import QuantityError, parse_milli
 from tierserve.model.resources import CPU, GPU, MEMORY, Toleration
 
@@ -92,7 +92,7 @@ class InferenceServiceSpec(Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     port: int = Field(default=8080, ge=1, le=65535)
     readiness_probe: ReadinessProbe | None = None
-    """When a replica takes traffic; None: ``/health``, else ``/v1/models``, every second."""
+    """When a replica takes traffic; None: the engine's default paths, every second."""
     model_name: str | None = None
     shell: str = "sh"
     command: str = Field(min_length=1)
@@ -190,6 +190,14 @@ class InferenceService(TypedObject):
         if self.spec.scale_metric is not None and self.spec.scale_target is not None:
             first.append(MetricTarget(name=self.spec.scale_metric, target=self.spec.scale_target))
         return first + list(self.spec.metrics)
+
+    def readiness_paths(self) -> tuple[str, ...]:
+        """What the readiness probe asks, in order: the service's path, else the default
+        for its engine (``/health`` then ``/v1/models``; see :mod:`tierserve.model.probe`)."""
+        probe = self.spec.readiness_probe
+        if probe is not None:
+            return probe.paths(self.spec.command)
+        return default_readiness_paths(self.spec.command)
 
     def served_model_name(self) -> str:
         """The model name clients send: ``--served-model-name`` in the command, else modelName."""

@@ -9,37 +9,54 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 from aiohttp import web
 
-from tierserve.model.probe import ReadinessProbe
+from tierserve.model import InferenceService
+from tierserve.model.probe import DEFAULT_READINESS_PATHS, LLAMA_CPP_READINESS_PATHS
 from tierserve.runtime.local.health import HttpHealthProbe, ProbeTarget
 from tierserve.runtime.local.lifecycle import (
     Observation,
     Stage,
     SupervisorConfig,
     SupervisorState,
-    config_for_probe,
+    config_for_service,
     decide,
 )
 from tierserve.runtime.local.ports import LOOPBACK
 
 BASE = SupervisorConfig()
+VLLM = "vllm serve /model/m --port 8080"
+LLAMA = "python -m llama_cpp.server --model /m.gguf --port {port}"
+
+
+def service(command: str = VLLM, probe: dict[str, object] | None = None) -> InferenceService:
+    spec: dict[str, object] = {"command": command}
+    if probe is not None:
+        spec["readinessProbe"] = probe
+    built: InferenceService = InferenceService.new("m", spec=spec)
+    return built
 
 
 def test_unset_probe_keeps_the_runtime_defaults() -> None:
-    assert config_for_probe(BASE, None) == BASE
-    assert config_for_probe(BASE, ReadinessProbe()) == BASE  # every field unset
+    assert config_for_service(BASE, service()) == BASE
+    assert config_for_service(BASE, service(probe={})) == BASE  # every field unset
+    assert BASE.probe_paths == DEFAULT_READINESS_PATHS == ("/health", "/v1/models")
+
+
+def test_llama_cpp_server_is_probed_outside_its_model_lock() -> None:
+    # /v1/models waits for llama_cpp.server's model lock and interrupts a running stream.
+    assert config_for_service(BASE, service(LLAMA)).probe_paths == LLAMA_CPP_READINESS_PATHS
+    given = service(LLAMA, {"httpGet": {"path": "/v1/models"}})
+    assert config_for_service(BASE, given).probe_paths == ("/v1/models",)  # the user decides
 
 
 def test_probe_fields_become_supervisor_timings() -> None:
-    probe = ReadinessProbe.model_validate(
-        {
-            "httpGet": {"path": "/ready"},
-            "initialDelaySeconds": 7,
-            "periodSeconds": 3,
-            "timeoutSeconds": 2,
-            "failureThreshold": 5,
-        }
-    )
-    config = config_for_probe(BASE, probe)
+    probe: dict[str, object] = {
+        "httpGet": {"path": "/ready"},
+        "initialDelaySeconds": 7,
+        "periodSeconds": 3,
+        "timeoutSeconds": 2,
+        "failureThreshold": 5,
+    }
+    config = config_for_service(BASE, service(probe=probe))
     assert config.probe_paths == ("/ready",)
     assert config.initial_delay_s == 7 and config.probe_timeout_s == 2
     assert config.probe_interval_s == config.check_interval_s == 3  # period, starting and Ready

@@ -89,7 +89,7 @@ def _pod_spec(service: InferenceService, policies: Sequence[ResourcePolicy], sch
     if spec.env:
         container["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
     if spec.readiness_probe is not None:
-        container["readinessProbe"] = _readiness_probe(spec.readiness_probe, spec.port)
+        container["readinessProbe"] = _readiness_probe(service, spec.readiness_probe)
     if mounts:
         container["volumeMounts"] = mounts
     pod: Obj = {"schedulerName": scheduler, "containers": [container]}
@@ -107,9 +107,10 @@ def _pod_spec(service: InferenceService, policies: Sequence[ResourcePolicy], sch
     return pod
 
 
-def _readiness_probe(probe: ReadinessProbe, port: int) -> Obj:
-    """Kubernetes probes one path: the user's, else the first default (``/health``)."""
-    out: Obj = {"httpGet": {"path": probe.paths()[0], "port": port}}
+def _readiness_probe(service: InferenceService, probe: ReadinessProbe) -> Obj:
+    """Kubernetes probes one path: the user's, else the engine's first default."""
+    path = service.readiness_paths()[0]
+    out: Obj = {"httpGet": {"path": path, "port": service.spec.port}}
     timings = {
         "initialDelaySeconds": probe.initial_delay_seconds,
         "periodSeconds": probe.period_seconds,

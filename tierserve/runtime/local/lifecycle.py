@@ -29,8 +29,9 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from tierserve.errors import FieldError, ValidationError
-from tierserve.model.probe import DEFAULT_READINESS_PATHS, ReadinessProbe
+from tierserve.model.probe import DEFAULT_READINESS_PATHS
 from tierserve.model.replica import Phase
+from tierserve.model.service import InferenceService
 
 
 class Stage(StrEnum):
@@ -171,19 +172,21 @@ class Decision:
     """Look again after this long (inf: terminal, nothing more to do)."""
 
 
-def config_for_probe(base: SupervisorConfig, probe: ReadinessProbe | None) -> SupervisorConfig:
-    """``base`` with what a service's ``readinessProbe`` sets (unset fields keep ``base``).
+def config_for_service(base: SupervisorConfig, service: InferenceService) -> SupervisorConfig:
+    """``base`` with what a service's ``readinessProbe`` sets (unset fields keep ``base``)
+    and the paths to probe (the service's, else its engine's default).
 
     ``periodSeconds`` is the check period both while starting and once Ready."""
+    probe = service.spec.readiness_probe
     if probe is None:
-        return base
+        return replace(base, probe_paths=service.readiness_paths())
 
     def seconds(value: int | None, default: float) -> float:
         return default if value is None else float(value)
 
     return replace(
         base,
-        probe_paths=probe.paths(),
+        probe_paths=service.readiness_paths(),
         initial_delay_s=seconds(probe.initial_delay_seconds, base.initial_delay_s),
         probe_interval_s=seconds(probe.period_seconds, base.probe_interval_s),
         check_interval_s=seconds(probe.period_seconds, base.check_interval_s),

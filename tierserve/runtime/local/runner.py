@@ -29,7 +29,7 @@ from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import ReplicaContext, build_launch_spec, replica_dirs
 from tierserve.runtime.local.gpus import pick_gpus
 from tierserve.runtime.local.health import HealthProbe
-from tierserve.runtime.local.lifecycle import SupervisorConfig, config_for_probe
+from tierserve.runtime.local.lifecycle import SupervisorConfig, config_for_service
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import ProcessHandle, ProcessLauncher, sweep_orphans
 from tierserve.runtime.local.store import Store
@@ -153,7 +153,7 @@ class ReplicaRunner:
             self.launcher,
             self.probe,
             self.clock,
-            config_for_probe(self.config, service.spec.readiness_probe),
+            config_for_service(self.config, service),
             on_event=self._on_event,
             adopted=adopted,
             restarts=replica.status.restarts,
