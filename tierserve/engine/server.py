@@ -23,7 +23,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from tierserve.engine.apierror import ApiError, bad_request
+from tierserve.engine.apierror import ApiError, bad_request, http_error
 from tierserve.engine.args import EmulatorConfig
 from tierserve.engine.body import PARSE_ERROR, parse_json_body
 from tierserve.engine.core import EmulatedEngine, Request
@@ -102,7 +102,7 @@ async def errors_middleware(request: web.Request, handler: Handler) -> web.Strea
     except ApiError as err:
         return error_response(err)
     except web.RequestPayloadError:  # a body aiohttp could not read (e.g. cut-off chunks)
-        return error_response(ApiError(400, "Bad Request", PARSE_ERROR))
+        return error_response(http_error(400, PARSE_ERROR))
     except web.HTTPMethodNotAllowed as exc:
         return json_response(
             {"detail": "Method Not Allowed"}, 405, {"allow": ", ".join(sorted(exc.allowed_methods))}
