@@ -39,6 +39,7 @@ from tierserve.policy.reasons import (
     NodeUnschedulable,
     NoEligibleNodes,
     NoPreemption,
+    NoWaitInUnit,
     OutsideUnit,
     PodRejected,
     TerminatingPods,
@@ -235,7 +236,14 @@ def test_timeout_defaults_to_15_minutes_and_max_reached_skips_waiting() -> None:
     assert placed(place(pod("new").build(), snap, [rp1], now_s=60.0)).unit == 1
     # no max and no wait label: ACK describes no wait, so the pod moves on at once
     rp2 = policy().seed_units().when_try_next("TimeoutOrExceedMax").build()
-    assert placed(place(pod("new").build(), snap, [rp2], now_s=60.0)).unit == 1
+    moved = placed(place(pod("new").build(), snap, [rp2], now_s=60.0))
+    assert moved.unit == 1
+    assert moved.reasons[-1] == NoWaitInUnit(0, "TimeoutOrExceedMax")  # and says why
+    # ... and a Pending pod's reason says so too, before anything about preemption
+    full = snapshot([idc(), virtual(quota=1)], [*FULL_IDC, pod("v").on(VK, unit=1)])
+    out = refused(place(pod("new").build(), full, [rp2], now_s=60.0))
+    assert NoWaitInUnit(0, "TimeoutOrExceedMax") in out.units
+    assert "waits only in a unit with max" in out.messages()[1]
 
 
 @pytest.mark.parametrize("max_", [None, 1])
@@ -466,7 +474,8 @@ def test_never_possible_versus_retry_later(
     rp = policy().seed_units().build()
     out = refused(place(pod("p", gpu=2).build(), snapshot(nodes, pods), [rp], now_s=0))
     assert out.retry is retry
-    assert out.reasons == ((reason,) if reason else ()) + (NoPreemption("AfterAllUnits"),)
+    assert out.reasons == ((reason,) if reason else ())  # preemptPolicy unset: not mentioned
+    assert not any("preempt" in m for m in out.messages())
 
 
 def test_preempt_policy_is_recorded() -> None:
@@ -476,7 +485,9 @@ def test_preempt_policy_is_recorded() -> None:
     )
     out = refused(place(pod("p").build(), snapshot([idc()], FULL_IDC), [rp], 0))
     assert NoPreemption("BeforeNextUnit") in out.reasons
-    assert "does not preempt" in " ".join(out.messages())
+    messages = out.messages()
+    assert "does not preempt" in messages[-1]  # the real reasons first
+    assert "does not preempt" not in messages[0]
 
 
 def test_required_strategy_places_only_on_units() -> None:

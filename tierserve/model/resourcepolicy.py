@@ -91,7 +91,8 @@ class ResourcePolicySpec(Strict):
     ignore_previous_pod: bool = False
     ignore_terminating_pod: bool = True
     match_label_keys: list[str] = Field(default_factory=list)
-    preempt_policy: Literal["AfterAllUnits", "BeforeNextUnit"] = "AfterAllUnits"
+    preempt_policy: Literal["AfterAllUnits", "BeforeNextUnit"] | None = None
+    """Recorded only (tierserve does not preempt yet); None: not set (ACK: AfterAllUnits)."""
 
     @field_validator("selector")
     @classmethod

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from tierserve.errors import NeverPossible, RetryLater
-from tierserve.policy.reasons import NodeCount, NodeReason, PolicyReason, UnitReason
+from tierserve.policy.reasons import (
+    NodeCount,
+    NodeReason,
+    NoPreemption,
+    PolicyReason,
+    UnitReason,
+)
 
 
 class Retry(StrEnum):
@@ -63,9 +69,15 @@ class Unschedulable:
         return self.retry is Retry.NEVER
 
     def messages(self) -> list[str]:
-        return [r.message() for r in (*self.reasons, *self.units)] + [
-            f"{c.nodes} x {c.reason.message()}" for c in self.nodes
-        ]
+        """The reasons in reading order: what blocks the pod first, then each unit, then
+        node counts; that tierserve does not preempt comes last."""
+        first = [r for r in self.reasons if not isinstance(r, NoPreemption)]
+        last = [r for r in self.reasons if isinstance(r, NoPreemption)]
+        return (
+            [r.message() for r in (*first, *self.units)]
+            + [f"{c.nodes} x {c.reason.message()}" for c in self.nodes]
+            + [r.message() for r in last]
+        )
 
     def error(self) -> RetryLater | NeverPossible:
         """The matching :mod:`tierserve.errors` exception, for callers that raise."""

@@ -27,8 +27,8 @@ ack-dedicated/user-guide/configure-priority-based-resource-scheduling, read 2026
     them), or sets neither but its ``podLabels`` carry
     ``k8s.aliyun.com/resource-policy-wait-for-ecs-scaling: "true"``, the pod waits in the
     unit up to ``timeout`` (default 15m) from its creation (``status.created_s``), then
-    goes on; otherwise it goes on at once. *Assumption:* ACK describes the wait only for
-    those units, so a unit with no max and no wait label does not make the pod wait.
+    goes on; otherwise it goes on at once, as in ACK (which describes the wait only for
+    those units), and the reason says so (:class:`NoWaitInUnit`).
   - ``LackResourceAndNoTerminating``: go on (from a full unit too) only when no pod of
     the policy in the unit is Terminating; otherwise wait (rolling updates then reuse
     the unit's capacity instead of spilling into the next one).
@@ -36,7 +36,8 @@ ack-dedicated/user-guide/configure-priority-based-resource-scheduling, read 2026
   (``max`` per group; a pod missing one of the labels is rejected, never possible): see
   :mod:`tierserve.policy.units`.
 * ``preemptPolicy`` is recorded on the decision; tierserve does not preempt yet, and an
-  :class:`Unschedulable` of a selected pod says so (:class:`NoPreemption`).
+  :class:`Unschedulable` of a pod whose policy sets it says so, after the real reasons
+  (:class:`NoPreemption`); a policy that does not set it is not told about preemption.
 * ``podLabels``/``podAnnotations`` of the chosen unit come back on the placement for the
   runtime to apply.
 
@@ -78,6 +79,7 @@ from tierserve.policy.reasons import (
     NodeNotFound,
     NodeReason,
     NoPreemption,
+    NoWaitInUnit,
     OutsideUnit,
     PodRejected,
     PolicyReason,
@@ -125,6 +127,11 @@ def _limits(
         if used + wanted > limit:
             return ExceedMaxResources(index, resource, limit, used, wanted)
     return None
+
+
+def _preemption(preempt_policy: str | None) -> tuple[PolicyReason, ...]:
+    """Say that tierserve does not preempt only to a user who asked for a preemptPolicy."""
+    return () if preempt_policy is None else (NoPreemption(preempt_policy),)
 
 
 def _waits_in(unit: Unit) -> bool:
@@ -180,7 +187,7 @@ def _decide_policy(
                 Retry.LATER,
                 name,
                 units=(*tried, *why),
-                reasons=(NoPreemption(spec.preempt_policy),),
+                reasons=_preemption(spec.preempt_policy),
                 retry_after_s=after_s,
             ),
             by_node=seen,
@@ -232,8 +239,10 @@ def _decide_policy(
         if try_next_policy == "LackResourceAndNoTerminating" and usage.terminating:
             return waiting(lack, TerminatingPods(index, usage.terminating))
         tried.append(lack)
+        if try_next_policy in ("ExceedMax", "TimeoutOrExceedMax") and not _waits_in(unit):
+            tried.append(NoWaitInUnit(index, try_next_policy))  # moved on at once: say why
     never = _never_for_policy(snapshot, pod, spec, requests)
-    reasons: tuple[PolicyReason, ...] = (NoPreemption(spec.preempt_policy),)
+    reasons = _preemption(spec.preempt_policy)
     if never is not None:
         reasons = (never, *reasons)
     return _Outcome(

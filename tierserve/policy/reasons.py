@@ -216,6 +216,23 @@ class TerminatingPods:
         return f"unit {self.unit}: {self.count} pods terminating, waiting before the next unit"
 
 
+@dataclass(frozen=True)
+class NoWaitInUnit:
+    """``TimeoutOrExceedMax`` (or ``ExceedMax``) waits only in a unit with ``max``,
+    ``maxResources`` or ACK's wait-for-scaling label; ``unit`` has none, so the pod went
+    on to the next unit at once (as in ACK)."""
+
+    unit: int
+    policy: str
+
+    def message(self) -> str:
+        return (
+            f"unit {self.unit}: {self.policy} waits only in a unit with max, maxResources or "
+            "the k8s.aliyun.com/resource-policy-wait-for-ecs-scaling label; this one has "
+            "none, so the next unit was tried at once"
+        )
+
+
 UnitReason = (
     LackResource
     | ExceedMax
@@ -223,6 +240,7 @@ UnitReason = (
     | WaitingForTimeout
     | WaitingInUnit
     | TerminatingPods
+    | NoWaitInUnit
 )
 
 
@@ -277,7 +295,8 @@ class NoEligibleNodes:
 
 @dataclass(frozen=True)
 class NoPreemption:
-    """``preemptPolicy`` is recorded but tierserve does not preempt yet."""
+    """``preemptPolicy`` is set (recorded) but tierserve does not preempt yet; said only
+    when the user set it, after the reasons that matter."""
 
     preempt_policy: str
 
@@ -300,6 +319,7 @@ __all__ = [
     "NeverFits",
     "NoEligibleNodes",
     "NoPreemption",
+    "NoWaitInUnit",
     "NodeCount",
     "NodeNotFound",
     "NodeReason",
