@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import json
 import logging
@@ -10,7 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import typer
@@ -18,14 +22,24 @@ import typer
 from tierserve.aio import loop_factory
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.output import fail
-from tierserve.errors import TierserveError
+from tierserve.errors import (
+    ExternalError,
+    FieldError,
+    NotFoundError,
+    TierserveError,
+    ValidationError,
+)
 from tierserve.gateway.config import GatewayConfig
+from tierserve.model import Node, dump_documents
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
+from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (
     DEFAULT_COLD_START_S,
     DEFAULT_GPU_QUOTA,
     DEFAULT_PRICE_PER_GPU_HOUR,
-    VirtualNodeSettings,
+    VirtualNodeOverrides,
+    load_cluster,
+    override_virtual,
 )
 from tierserve.runtime.local.config import (
     CLIENT_FILE,
@@ -47,9 +61,11 @@ def _print_up(config: ClientConfig, root: Path) -> None:
     typer.echo(f"Gateway:  {config.gateway_url}")
 
 
-async def _run_foreground(config: ControlPlaneConfig) -> None:
+async def _run_foreground(config: ControlPlaneConfig, transient: Path | None) -> None:
     plane = ControlPlane(config)
     client = await plane.start()
+    if transient is not None:  # loaded into the store at start; nothing reads it again
+        transient.unlink(missing_ok=True)
     _print_up(client, config.state_dir)
     sys.stdout.flush()
     loop = asyncio.get_running_loop()
@@ -92,87 +108,146 @@ def _detach(argv: list[str], root: Path, timeout_s: float) -> None:
     fail(f"the control plane did not come up within {timeout_s:g}s; see {root / LOG_FILE}")
 
 
+def _cluster_nodes(cluster: Path, overrides: VirtualNodeOverrides) -> list[Node]:
+    """The Nodes of ``--cluster`` with the ``--virtual-*`` flags given applied to its
+    virtual nodes; exits 1 naming every bad field (or a flag with no virtual node to set)."""
+    if not cluster.is_file():
+        fail(ValidationError("", [FieldError("--cluster", f"{str(cluster)!r} is not a file")]))
+    try:
+        nodes = load_cluster(cluster.read_text(encoding="utf-8"), str(cluster))
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(ValidationError("", [FieldError("--cluster", f"{str(cluster)!r}: {exc}")]))
+    except ValidationError as exc:
+        fail(exc)
+    given = [
+        flag
+        for flag, value in (
+            ("--virtual-cold-start-s", overrides.cold_start_s),
+            ("--virtual-price-per-gpu-hour", overrides.price_per_gpu_hour),
+            ("--virtual-gpu-quota", overrides.gpu_quota),
+        )
+        if value is not None
+    ]
+    if given and not any(n.virtual for n in nodes):
+        problem = f"{str(cluster)!r} has no virtual node (spec.virtual) to set it on"
+        fail(ValidationError("", [FieldError(flag, problem) for flag in given]))
+    return override_virtual(nodes, overrides)
+
+
+def _transient_cluster_file(root: Path, nodes: list[Node]) -> Path:
+    """``nodes`` as a cluster file in the state directory, for the control plane to load at
+    start (and the caller to remove then)."""
+    root.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=root, prefix=".cluster-", suffix=".yaml")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(dump_documents(nodes, redact=False))
+    return Path(name)
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def up(
         state_dir: Path | None = StateDirOption,
-        detach: bool = typer.Option(False, "--detach", "-d", help="Run in the background."),
+        detach: bool = typer.Option(
+            False, "--detach", "-d", help="Run in the background (default: in the foreground)."
+        ),
         host: str = typer.Option("127.0.0.1", help="Address to bind the API and gateway."),
-        api_port: int = typer.Option(0, help="API port (0: any free port)."),
-        gateway_port: int = typer.Option(0, help="Gateway port (0: any free port)."),
+        api_port: int = typer.Option(0, min=0, max=65535, help="API port (0: any free port)."),
+        gateway_port: int = typer.Option(
+            0, min=0, max=65535, help="Gateway port (0: any free port)."
+        ),
         cluster: Path | None = typer.Option(
             None,
             "--cluster",
-            help="YAML of the cluster's Nodes (default: the seed's "
-            "idc001 + virtual-kubelet-cn-hangzhou-b).",
+            help="YAML of the cluster's Nodes, replacing the default cluster (the seed's "
+            "idc001 + virtual-kubelet-cn-hangzhou-b); an example: `tierserve example cluster`.",
+            show_default=False,
         ),
         virtual_cold_start_s: float | None = typer.Option(
-            None, min=0, help=f"Virtual node cold start [default: {DEFAULT_COLD_START_S:g}]."
+            None,
+            min=0,
+            help="Virtual node cold start, in seconds (default: "
+            f"{DEFAULT_COLD_START_S:g}; with --cluster: overrides every virtual node's).",
+            show_default=False,
         ),
         virtual_price_per_gpu_hour: float | None = typer.Option(
-            None, min=0, help=f"Virtual node price [default: {DEFAULT_PRICE_PER_GPU_HOUR:g}]."
+            None,
+            min=0,
+            help="Virtual node price per GPU-hour (default: "
+            f"{DEFAULT_PRICE_PER_GPU_HOUR:g}; with --cluster: overrides every virtual node's).",
+            show_default=False,
         ),
         virtual_gpu_quota: int | None = typer.Option(
-            None, min=0, help=f"Virtual node GPU quota [default: {DEFAULT_GPU_QUOTA}]."
+            None,
+            min=0,
+            help="Virtual node GPU quota: GPUs in use at once (default: "
+            f"{DEFAULT_GPU_QUOTA}; with --cluster: overrides every virtual node's).",
+            show_default=False,
         ),
-        tick_s: float = typer.Option(0.5, min=0.01, help="Controller period."),
+        tick_s: float = typer.Option(0.5, min=0.01, help="Controller period, in seconds."),
         start_timeout_s: float = typer.Option(
-            600.0, min=0.1, help="A replica not healthy this long after start is replaced."
+            600.0,
+            min=0.1,
+            help="A replica not healthy this many seconds after start is replaced.",
         ),
         drain_grace_s: float = typer.Option(
-            30.0, min=0, help="How long a terminating replica may finish its requests."
+            30.0, min=0, help="Seconds a terminating replica may finish its requests."
         ),
-        stop_grace_s: float = typer.Option(10.0, min=0.1, help="SIGTERM to SIGKILL grace."),
-        ready_timeout_s: float = typer.Option(30.0, min=1, help="--detach: wait this long."),
+        stop_grace_s: float = typer.Option(
+            10.0, min=0.1, help="Seconds from SIGTERM to SIGKILL of a replica."
+        ),
+        ready_timeout_s: float = typer.Option(
+            30.0, min=1, help="--detach: wait this many seconds for the control plane."
+        ),
         hpa_period_s: float = typer.Option(
-            5.0, min=0.01, help="Autoscaler period (Kubernetes' HPA sync period is 15 s)."
+            5.0,
+            min=0.01,
+            help="Autoscaler period, in seconds (Kubernetes' HPA sync period is 15 s).",
         ),
         hpa_downscale_stabilization_s: float = typer.Option(
-            300.0, min=0, help="Scale-down stabilization window (Kubernetes: 300 s)."
+            300.0, min=0, help="Scale-down stabilization window, in seconds (Kubernetes: 300)."
         ),
         metrics_interval_s: float = typer.Option(
-            1.0, min=0.05, help="How often replicas' /metrics are scraped."
+            1.0, min=0.05, help="Seconds between scrapes of the replicas' /metrics."
         ),
         routing_policy: str = typer.Option(
             "least_outstanding", help="Gateway balancing: least_outstanding or round_robin."
         ),
         hold_timeout_s: float = typer.Option(
-            60.0, min=0, help="Gateway: hold a request this long while no replica is Ready."
+            60.0,
+            min=0,
+            help="Gateway: hold a request this many seconds while no replica is Ready.",
         ),
         api_key: list[str] | None = typer.Option(
-            None, "--api-key", help="Gateway: accept only these client keys (repeatable)."
+            None,
+            "--api-key",
+            help="Gateway: accept only these client keys (repeatable; default: any client).",
+            show_default=False,
         ),
         emulator_time_scale: float | None = typer.Option(
             None,
             min=0.001,
-            help="Run emulated replicas this much faster (e.g. 0.1 = 10x) for demos and "
-            "tests; their metrics stay in emulated units.",
+            help="Run emulated replicas this much faster, a factor (e.g. 0.1 = 10x) for demos "
+            "and tests; their metrics stay in emulated units (default: 1, real time).",
+            show_default=False,
         ),
     ) -> None:
         """Start the control plane: API server, controllers and gateway."""
         root = root_of(state_dir)
-        virtual = None
-        if any(
-            v is not None
-            for v in (virtual_cold_start_s, virtual_price_per_gpu_hour, virtual_gpu_quota)
-        ):
-            virtual = VirtualNodeSettings(
-                cold_start_s=DEFAULT_COLD_START_S
-                if virtual_cold_start_s is None
-                else virtual_cold_start_s,
-                price_per_gpu_hour=DEFAULT_PRICE_PER_GPU_HOUR
-                if virtual_price_per_gpu_hour is None
-                else virtual_price_per_gpu_hour,
-                gpu_quota=DEFAULT_GPU_QUOTA if virtual_gpu_quota is None else virtual_gpu_quota,
-            )
-        if cluster is not None and not cluster.is_file():
-            fail(f"--cluster: {cluster} is not a file")
+        overrides = VirtualNodeOverrides(
+            virtual_cold_start_s, virtual_price_per_gpu_hour, virtual_gpu_quota
+        )
+        # Validated here, before --detach forks: a bad file fails this very command.
+        nodes = _cluster_nodes(cluster, overrides) if cluster is not None else None
         if detach:
             argv = [a for a in sys.argv[1:] if a not in ("--detach", "-d")]
             if "--state-dir" not in argv:
                 argv += ["--state-dir", str(root)]
             _detach(argv, root, ready_timeout_s)
             return
+        cluster_file, transient = cluster, None
+        if nodes is not None and overrides.given:
+            transient = cluster_file = _transient_cluster_file(root, nodes)
         logging.basicConfig(
             level=logging.INFO,
             stream=sys.stderr,
@@ -184,8 +259,8 @@ def register(app: typer.Typer) -> None:
             api_port=api_port,
             gateway_port=gateway_port,
             tick_s=tick_s,
-            cluster_file=cluster,
-            virtual=virtual,
+            cluster_file=cluster_file,
+            virtual=overrides.settings() if overrides.given and cluster is None else None,
             controllers=ControllerSettings(drain_grace_s=drain_grace_s, stop_grace_s=stop_grace_s),
             supervisor=SupervisorConfig(start_timeout_s=start_timeout_s, grace_s=stop_grace_s),
             shutdown_grace_s=stop_grace_s,
@@ -197,14 +272,18 @@ def register(app: typer.Typer) -> None:
         )
         try:
             config.gateway = GatewayConfig(
-                policy=routing_policy, hold_timeout_s=hold_timeout_s,
+                policy=routing_policy,
+                hold_timeout_s=hold_timeout_s,
                 api_keys=tuple(api_key or ()),
             )
             # uvloop (when installed) roughly halves the gateway's CPU per request.
             with asyncio.Runner(loop_factory=loop_factory("auto")) as runner:
-                runner.run(_run_foreground(config))
+                runner.run(_run_foreground(config, transient))
         except TierserveError as exc:
             fail(exc)
+        finally:
+            if transient is not None:
+                transient.unlink(missing_ok=True)
 
     @app.command()
     def down(
@@ -243,12 +322,97 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def logs(
         replica: str = typer.Argument(..., help="Replica (pod) name."),
-        tail: int | None = typer.Option(None, "--tail", min=0, help="Last N lines."),
+        tail: int | None = typer.Option(
+            None, "--tail", min=0, help="Last N lines (default: all).", show_default=False
+        ),
+        follow: bool = typer.Option(
+            False,
+            "-f",
+            "--follow",
+            help="Keep printing what the replica writes, until it is gone or Ctrl-C.",
+        ),
         namespace: str = NamespaceOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Print a replica's log (kubectl logs)."""
         try:
-            typer.echo(client_for(state_dir).logs(namespace, replica, tail), nl=False)
+            client = client_for(state_dir)
+            if follow:
+                with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C ends it, exit 0
+                    _follow(client, namespace, replica, tail)
+                return
+            typer.echo(client.logs(namespace, replica, tail), nl=False)
         except TierserveError as exc:
             fail(exc)
+
+
+FOLLOW_POLL_S = 0.5
+"""How often ``logs -f`` asks for new output (the API has no streaming endpoint)."""
+
+
+def _log_from(client: Client, namespace: str, name: str, offset: int) -> tuple[bytes, int | None]:
+    """The replica's log from byte ``offset`` and the API's ``X-Log-Offset`` (where to
+    continue). An API without ``?offset=`` answers the whole log and no header: None."""
+    config = client.config
+    request = urllib.request.Request(
+        f"{config.api_url}/api/v1/logs/{namespace}/{name}?offset={offset}",
+        headers={"Authorization": f"Bearer {config.token}"},
+    )
+    # Loopback only: never send the token through a proxy from the environment.
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=client.timeout_s) as response:
+            body: bytes = response.read()
+            header = response.headers.get("X-Log-Offset")
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read())["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            message = f"HTTP {exc.code}"
+        raise (NotFoundError if exc.code == 404 else ExternalError)(message) from None
+    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
+        raise ExternalError(f"cannot reach the control plane at {config.api_url} ({exc})") from exc
+    return body, int(header) if header is not None and header.isdigit() else None
+
+
+def _exists(client: Client, namespace: str, name: str) -> bool:
+    try:
+        client.get("pods", name, namespace)
+    except NotFoundError:
+        return False
+    return True
+
+
+def _follow(client: Client, namespace: str, name: str, tail: int | None) -> None:
+    """``logs -f``: the log (its last ``tail`` lines), then what is appended, polled every
+    ``FOLLOW_POLL_S``, until the replica is gone (kubectl: until the container ends).
+
+    ``printed`` is the byte offset printed up to; bytes are decoded incrementally, so a
+    character split between two reads prints whole."""
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    printed: int | None = None
+    while True:
+        try:
+            body, offset = _log_from(client, namespace, name, printed or 0)
+        except NotFoundError:
+            if not _exists(client, namespace, name):
+                if printed is None:
+                    raise NotFoundError(
+                        f'replica "{name}" not found in namespace {namespace}'
+                    ) from None
+                return
+            body, offset = b"", printed  # no log yet: not started
+        if offset is None:  # the whole log again: keep what is past what was printed
+            start = printed or 0
+            if len(body) < start:  # the log was replaced: start over
+                start = 0
+            body, offset = body[start:], len(body)
+        text = decoder.decode(body)
+        if printed is None and tail is not None:
+            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail else ""
+        if text:
+            typer.echo(text, nl=False)
+        elif printed is not None and not _exists(client, namespace, name):
+            return
+        printed = offset
+        time.sleep(FOLLOW_POLL_S)

@@ -1,4 +1,12 @@
-"""Node: a machine (or a virtual, elastic pool of cloud capacity) that replicas run on."""
+"""Node: a machine (or a virtual, elastic pool of cloud capacity) that replicas run on.
+
+A Node's ``status.capacity`` lists what replicas may request on it. ``cpu`` and ``memory``
+are never silently 0: left out, they default to the default cluster's figures, 16 CPUs and
+64Gi on an IDC node (``idc001``), 1k CPUs and 4Ti on a virtual node (elastic cloud
+capacity). ``nvidia.com/gpu`` left out is 0 (a CPU node); ``pods`` left out means no pod
+limit. ``status.allocatable`` defaults to the capacity, resource by resource for cpu and
+memory.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +15,8 @@ from typing import Any, ClassVar, Literal
 from pydantic import Field, model_validator
 
 from tierserve.model.base import Strict, TypedObject
-from tierserve.model.resources import GPU, ResourceList, Taint
+from tierserve.model.quantity import parse_milli
+from tierserve.model.resources import CPU, GPU, MEMORY, ResourceList, Taint
 
 GPUModel = Literal["V100-32G", "A10-24G", "A100-80G", "H100-80G", "H200-141G"]
 
@@ -15,6 +24,13 @@ VIRTUAL_KUBELET_TAINT = Taint(
     key="virtual-kubelet.io/provider", value="alibabacloud", effect="NoSchedule"
 )
 """The taint ACK puts on its virtual nodes; eci/acs units tolerate it implicitly."""
+
+
+IDC_DEFAULT_CAPACITY = {CPU: "16", MEMORY: "64Gi"}
+"""cpu and memory of an IDC node whose capacity leaves them out: the default ``idc001``."""
+VIRTUAL_DEFAULT_CAPACITY = {CPU: "1k", MEMORY: "4Ti"}
+"""cpu and memory of a virtual node whose capacity leaves them out: elastic, effectively
+unbounded next to its GPU quota."""
 
 
 class VirtualSpec(Strict):
@@ -64,11 +80,21 @@ class Node(TypedObject):
     status: NodeStatus = Field(default_factory=NodeStatus)
 
     @model_validator(mode="after")
-    def _allocatable_defaults_to_capacity(self) -> Node:
-        if not self.status.allocatable and self.status.capacity:
-            object.__setattr__(
-                self, "status", self.status.model_copy(update={"allocatable": self.status.capacity})
+    def _capacity_defaults(self) -> Node:
+        """cpu/memory left out of the capacity get the documented defaults (module
+        docstring); allocatable defaults to the capacity."""
+        defaults = VIRTUAL_DEFAULT_CAPACITY if self.virtual else IDC_DEFAULT_CAPACITY
+        capacity = dict(self.status.capacity)
+        for name, amount in defaults.items():
+            capacity.setdefault(name, parse_milli(amount))
+        allocatable = dict(self.status.allocatable or capacity)
+        for name in defaults:
+            allocatable.setdefault(name, capacity[name])
+        if (capacity, allocatable) != (self.status.capacity, self.status.allocatable):
+            status = self.status.model_copy(
+                update={"capacity": capacity, "allocatable": allocatable}
             )
+            object.__setattr__(self, "status", status)
         return self
 
     @property
