@@ -49,8 +49,10 @@ from tierserve.runtime.local.config import (
     ensure_token,
 )
 from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
+from tierserve.runtime.local.gpumetrics import GpuMetrics, real_gpu_nodes
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.lifecycle import SupervisorConfig
+from tierserve.runtime.local.nvml import Nvml
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.routing import service_routes
@@ -92,7 +94,9 @@ class ControlPlane:
         config: ControlPlaneConfig,
         clock: Clock | None = None,
         launcher: ProcessLauncher | None = None,
+        nvml: Nvml | None = None,
     ) -> None:
+        """``nvml``: how real NVIDIA GPUs are read (default: ``pynvml`` when installed)."""
         self.config = config
         self.clock = clock or SystemClock()
         root = config.state_dir
@@ -127,6 +131,9 @@ class ControlPlane:
             self.store, self.runner, config.controllers, inflight=self._inflight_of
         )
         self.scraper = MetricsScraper()
+        self.gpu_metrics = GpuMetrics(nvml if nvml is not None else Nvml.load())
+        self._on_real_gpus: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {}
+        """Replicas on real-GPU nodes this scrape: (namespace, name) -> (pid, GPU indices)."""
         self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler)
         self._scrape_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -233,6 +240,10 @@ class ControlPlane:
         p90 = self._gateway_metrics.ttft_quantile(key[1], 0.9, TTFT_WINDOW_S * scale)
         if p90 is not None:
             signals[TTFT_P90_METRIC] = p90 / scale
+        on_gpus = self._on_real_gpus.get(key)
+        if on_gpus is not None:  # a real engine on real GPUs: DCGM-style gauges from NVML
+            pid, gpus = on_gpus
+            signals.update(self.gpu_metrics.values(pid, gpus, key[0], key[1]))
         return signals
 
     def _inflight_of(self, replica: Replica) -> int:
@@ -275,6 +286,12 @@ class ControlPlane:
         ensure_not_running(root)
         pid_path.write_text(str(os.getpid()))
         self._seed_cluster()
+        try:  # real GPUs whose metrics cannot be read: say so now, not as a silent 0
+            self.gpu_metrics.check(self.store.list(Node))
+        except Exception:
+            pid_path.unlink(missing_ok=True)
+            self.store.close()
+            raise
         await self._adopt()
         api_url = await self._serve_api()
         self.refresh_routes()
@@ -310,11 +327,14 @@ class ControlPlane:
                 await asyncio.wait_for(self._stopping.wait(), self.config.tick_s)
 
     def _scrape_targets(self) -> list[tuple[tuple[str, str], int]]:
-        return [
-            ((r.namespace, r.name), r.status.port)
-            for r in self.store.list(Replica, None)
-            if r.ready and r.status.port is not None
-        ]
+        ready = [r for r in self.store.list(Replica, None) if r.ready and r.status.port]
+        real = {n.name for n in real_gpu_nodes(self.store.list(Node))}
+        self._on_real_gpus = {
+            (r.namespace, r.name): (r.status.pid, self.runner.gpus_of(r))
+            for r in ready
+            if r.node_name in real and r.status.pid is not None
+        }
+        return [((r.namespace, r.name), r.status.port) for r in ready if r.status.port]
 
     async def _scrape_loop(self) -> None:
         while not self._stopping.is_set():
@@ -344,6 +364,7 @@ class ControlPlane:
             if task is not None:
                 await task
         await self.scraper.close()
+        self.gpu_metrics.close()
         if self._gateway_task is not None:
             self._gateway_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -97,6 +97,11 @@ class ReplicaRunner:
         running = self._running.get(_key(replica))
         return running is not None and running.stopping is not None
 
+    def gpus_of(self, replica: Replica) -> tuple[int, ...]:
+        """The real GPU indices handed to the replica's process (empty when emulated)."""
+        running = self._running.get(_key(replica))
+        return running.gpus if running is not None else ()
+
     def handles(self) -> list[ProcessHandle]:
         return [r.supervisor.handle for r in self._running.values() if r.supervisor.handle]
 
