@@ -259,3 +259,46 @@ async def test_one_service_that_cannot_be_reconciled_stops_no_other(h: Harness) 
     warnings = [e for e in h.store.events(bad) if e.reason == "FailedReconcile"]
     assert warnings and warnings[0].type == "Warning"
     assert "service controller" in warnings[0].message and len(warnings[0].message) < 400
+
+
+async def test_changed_command_rolls_replicas_one_at_a_time(h: Harness) -> None:
+    h.service(replicas=1)
+    await h.tick(T0)
+    await h.tick(T0)
+    await h.tick(T0 + 1)
+    [old] = h.store.list(Replica)
+    assert old.ready and old.node_name == IDC_NODE
+    # serve update kserve --command ...: a new template
+    svc = h.store.get(InferenceService, "default", "deepseek")
+    assert svc is not None
+    spec = svc.spec.model_copy(update={"command": svc.spec.command + " --max-num-seqs 8"})
+    h.store.put(svc.model_copy(update={"spec": spec}))
+    await h.tick(T0 + 2)  # surge: a new replica (idc001 is full: the virtual node)
+    await h.tick(T0 + 2)
+    assert h.where() == [(IDC_NODE, Phase.READY), (VIRTUAL_NODE, Phase.PROVISIONING)]
+    await h.tick(T0 + 2 + COLD_START_S)  # the new one starts; the old one still serves
+    assert sum(1 for r in h.store.list(Replica) if r.ready) >= 1
+    await h.tick(T0 + 3 + COLD_START_S)  # the new one is Ready: now the old one goes
+    await h.tick(T0 + 4 + COLD_START_S)
+    await h.tick(T0 + 5 + COLD_START_S)
+    [new] = h.store.list(Replica)
+    assert new.name != old.name and new.ready
+    [process] = h.table.running()
+    assert "--max-num-seqs" in " ".join(process.spec.argv)  # runs the new command
+    deleted = [e.message for e in h.store.events(svc) if e.reason == "SuccessfulDelete"]
+    assert deleted == [f"Deleted replica: {old.name} (rolling update)"]
+
+
+async def test_changing_only_the_scale_target_rolls_nothing(h: Harness) -> None:
+    h.service(replicas=1)
+    await h.tick(T0)
+    await h.tick(T0)
+    [before] = h.store.list(Replica)
+    svc = h.store.get(InferenceService, "default", "deepseek")
+    assert svc is not None
+    autoscaling = {"scale_metric": "tierserve:inflight_requests", "scale_target": 8.0}
+    spec = svc.spec.model_copy(update={**autoscaling, "max_replicas": 5})
+    h.store.put(svc.model_copy(update={"spec": spec}))
+    await h.tick(T0 + 1)
+    await h.tick(T0 + 2)
+    assert [r.name for r in h.store.list(Replica)] == [before.name]

@@ -4,7 +4,9 @@ Every tick reads the whole state once (``now`` read once, at the edge), then:
 
 1. **service controller** — creates Pending replicas up to ``spec.replicas`` and marks the
    surplus Terminating in the pure scale-in order (last unit first: cloud before IDC);
-   replicas of deleted services or vanished nodes are terminated, Failed ones replaced;
+   replaces replicas of an older template one at a time (surge one, wait Ready, then one
+   old goes: ``policy.rollout``); replicas of deleted services or vanished nodes are
+   terminated, Failed ones replaced;
 2. **scheduler** — places Pending replicas with the pure ResourcePolicy placement,
    applying the unit's ``podLabels``/``podAnnotations``; a replica that cannot be placed
    stays Pending with the reason (event ``FailedScheduling``) and is retried next tick;
@@ -44,9 +46,10 @@ from tierserve.model.base import TypedObject
 from tierserve.model.replica import TIER_LABEL
 from tierserve.policy.decisions import Placement
 from tierserve.policy.placement import bind, place
-from tierserve.policy.scalein import scale_in_order, virtual_node_names
+from tierserve.policy.rollout import ROLLING_UPDATE, TEMPLATE_HASH_LABEL, plan
+from tierserve.policy.scalein import virtual_node_names
 from tierserve.policy.snapshot import Snapshot
-from tierserve.runtime.local.naming import replica_name
+from tierserve.runtime.local.naming import replica_name, template_hash
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import Store
 
@@ -183,31 +186,32 @@ class Reconciler:
         taken: set[str],
         now: float,
     ) -> None:
-        """Create or terminate replicas of ``service`` to match ``spec.replicas``."""
+        """Create or terminate replicas of ``service``: to ``spec.replicas``, and onto its
+        current template one at a time (the pure :func:`~tierserve.policy.rollout.plan`)."""
         live = [r for r in replicas if not r.terminating]
-        want = service.spec.replicas
-        if len(live) < want:
-            for _ in range(want - len(live)):
-                name = replica_name(service, self._rng, taken)
-                taken.add(name)
-                self._create(service, name, now)
-        elif len(live) > want:
-            for victim in scale_in_order(live, virtual)[: len(live) - want]:
-                self._start_terminating(victim, now, "ScaleDown")
-                self.store.record(
-                    service,
-                    "Normal",
-                    "SuccessfulDelete",
-                    f"Deleted replica: {victim.name}",
-                    now,
-                )
+        template = template_hash(service)
+        decision = plan(live, service.spec.replicas, template, virtual)
+        for _ in range(decision.create):
+            name = replica_name(service, self._rng, taken)
+            taken.add(name)
+            self._create(service, name, template, now)
+        for victim in decision.terminate:
+            self._start_terminating(victim, now, decision.reason)
+            self.store.record(
+                service,
+                "Normal",
+                "SuccessfulDelete",
+                f"Deleted replica: {victim.name}"
+                + (" (rolling update)" if decision.reason == ROLLING_UPDATE else ""),
+                now,
+            )
 
-    def _create(self, service: InferenceService, name: str, now: float) -> None:
+    def _create(self, service: InferenceService, name: str, template: str, now: float) -> None:
         replica: Replica = Replica.new(
             name,
             service.namespace,
             metadata={
-                "labels": service.replica_labels(),
+                "labels": {**service.replica_labels(), TEMPLATE_HASH_LABEL: template},
                 "annotations": dict(service.spec.annotations),
             },
             spec={

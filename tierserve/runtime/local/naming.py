@@ -12,11 +12,13 @@ from tierserve.model import InferenceService
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
+_NOT_TEMPLATE = {"replicas", "min_replicas", "max_replicas", "scale_metric", "scale_target"}
+"""Fields that size the service rather than shape a replica: changing them rolls nothing."""
+
+
 def template_hash(service: InferenceService) -> str:
     """A stable 10-character hash of what a replica runs (the pod-template-hash)."""
-    spec = service.spec.model_dump(
-        mode="json", exclude={"replicas", "min_replicas", "max_replicas"}
-    )
+    spec = service.spec.model_dump(mode="json", exclude={*_NOT_TEMPLATE, "metrics"})
     digest = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).digest()
     return "".join(_ALPHABET[b % len(_ALPHABET)] for b in digest[:10])
 
