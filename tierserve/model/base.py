@@ -2,15 +2,27 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
-# A DNS-1123 label/subdomain name, as Kubernetes requires for object names.
-_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+from tierserve.model.display import cut, shown
+from tierserve.model.dns import label_problem, label_value_problem, subdomain_problem
+
+
+class FieldProblem(ValueError):
+    """A validator's finding about one field below the model it validates.
+
+    Raised from a model-level validator (one that sees several fields, such as a name
+    and its namespace) so that the error still names the field: ``field`` is its path
+    relative to the model, e.g. ``metadata.name``.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(message)
 
 
 class Strict(BaseModel):
@@ -32,11 +44,9 @@ class Strict(BaseModel):
 def check_labels(value: dict[str, str], what: str) -> dict[str, str]:
     """Validate label values (Kubernetes' 63-character rule); keys are kept as given."""
     for key, label in value.items():
-        if len(str(label)) > 63 or not _LABEL_VALUE.match(str(label)):
-            raise ValueError(
-                f"{what} {key}={label!r}: a label value must be at most 63 characters of "
-                "letters, digits, '-', '_' or '.', starting and ending with a letter or digit"
-            )
+        problem = label_value_problem(label)
+        if problem is not None:
+            raise ValueError(f"{what} {cut(key, 80)}={problem}")
     return value
 
 
@@ -56,14 +66,20 @@ class ObjectMeta(Strict):
     finalizers: list[str] | None = None
     deletion_timestamp: str | None = None
 
-    @field_validator("name", "namespace")
+    @field_validator("name")
     @classmethod
     def _dns_name(cls, value: str) -> str:
-        if not _NAME.match(value):
-            raise ValueError(
-                f"{value!r} is not a valid name: expected lower-case letters, digits, '-' or "
-                "'.', starting and ending with a letter or digit (at most 253 characters)"
-            )
+        problem = subdomain_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("namespace")
+    @classmethod
+    def _dns_label(cls, value: str) -> str:
+        problem = label_problem(value, "namespace")
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     @field_validator("labels")
@@ -78,6 +94,8 @@ class TypedObject(Strict):
     API_VERSIONS: ClassVar[tuple[str, ...]] = ()
     KIND: ClassVar[str] = ""
     NAMESPACED: ClassVar[bool] = True
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ()
+    """Top-level fields whose values no message may show (a Secret's ``data``)."""
 
     api_version: str
     kind: str
@@ -87,14 +105,14 @@ class TypedObject(Strict):
     @classmethod
     def _api_version(cls, value: str) -> str:
         if cls.API_VERSIONS and value not in cls.API_VERSIONS:
-            raise ValueError(f"{value!r} is not one of {', '.join(cls.API_VERSIONS)}")
+            raise ValueError(f"{shown(value)} is not one of {', '.join(cls.API_VERSIONS)}")
         return value
 
     @field_validator("kind")
     @classmethod
     def _kind(cls, value: str) -> str:
         if cls.KIND and value != cls.KIND:
-            raise ValueError(f"{value!r} is not {cls.KIND!r}")
+            raise ValueError(f"{shown(value)} is not {cls.KIND!r}")
         return value
 
     @property

@@ -4,6 +4,11 @@
 lists every bad field of every document as ``Kind name: field.path: what was wrong``,
 e.g. ``ResourcePolicy deepseek: spec.units[1].resource: 'ecx' is not one of ecs, eci,
 acs, elastic``. Unknown fields get a "did you mean" hint.
+
+Messages stay short whatever the input: values are quoted cut short (``display.shown``),
+each message is capped at ``MAX_MESSAGE_CHARS`` and at most ``MAX_ERRORS`` are listed.
+The values of a kind's ``SECRET_FIELDS`` (a Secret's ``data``/``stringData``) are never
+quoted, only their keys. The YAML itself is read within the bounds of ``yamlsafe``.
 """
 
 from __future__ import annotations
@@ -19,12 +24,14 @@ import yaml
 from pydantic import BaseModel
 
 from tierserve.errors import FieldError, ValidationError
-from tierserve.model.base import TypedObject
+from tierserve.model.base import FieldProblem, TypedObject
+from tierserve.model.display import cut, shown
 from tierserve.model.node import Node
 from tierserve.model.replica import Replica
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.model.service import InferenceService
 from tierserve.model.storage import PersistentVolume, PersistentVolumeClaim, Secret
+from tierserve.model.yamlsafe import parse_yaml
 
 KINDS: dict[str, type[TypedObject]] = {
     cls.KIND: cls
@@ -41,12 +48,12 @@ KINDS: dict[str, type[TypedObject]] = {
 """Every kind tierserve accepts, by ``kind``."""
 
 _QUOTED = re.compile(r"'([^']*)'")
-_MAX_REPR = 60
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
+MAX_MESSAGE_CHARS = 600
+"""Longest message of one field (room for a "known fields" list)."""
+MAX_ERRORS = 50
+"""At most this many field errors are listed; one more line counts the rest."""
+_SUBJECT_NAME_CHARS = 80
+_HIDDEN = "(value not shown)"
 
 
 def _path(loc: Sequence[int | str]) -> str:
@@ -88,10 +95,20 @@ def _fields_at(cls: type[BaseModel], loc: Sequence[int | str]) -> list[str]:
     return sorted({info.alias or name for m in models for name, info in m.model_fields.items()})
 
 
+def _hidden(loc: Sequence[int | str], cls: type[BaseModel] | None) -> bool:
+    """Whether ``loc`` is inside one of ``cls``'s secret fields (by name or alias)."""
+    secret = getattr(cls, "SECRET_FIELDS", ())
+    if not secret or not loc or cls is None:
+        return False
+    info = cls.model_fields.get(str(loc[0]))
+    return loc[0] in secret or (info is not None and info.alias in secret)
+
+
 def _message(error: Any, cls: type[BaseModel] | None) -> str:
     kind = error["type"]
     value = error.get("input")
     ctx = error.get("ctx") or {}
+    hidden = _hidden(error["loc"], cls)
     if kind == "missing":
         return "required field is missing"
     if kind == "extra_forbidden":
@@ -101,44 +118,76 @@ def _message(error: Any, cls: type[BaseModel] | None) -> str:
         hint = f"; did you mean {close[0]!r}?" if close else ""
         allowed = f" (known fields: {', '.join(known)})" if known and not close else ""
         return f"unknown field{hint}{allowed}"
+    quoted = _HIDDEN if hidden else shown(value)
     if kind == "literal_error":
         allowed = ", ".join(_QUOTED.findall(str(ctx.get("expected", ""))))
-        return f"{_short(value)} is not one of {allowed}"
+        return f"{quoted} is not one of {allowed}"
     if kind in ("value_error", "assertion_error"):
-        return str(ctx.get("error", error["msg"]))
+        found = ctx.get("error")
+        if isinstance(found, FieldProblem):
+            return found.message
+        return str(found if found is not None else error["msg"])
     msg = str(error["msg"])
-    return f"{_short(value)}: {msg[0].lower()}{msg[1:]}"
+    return f"{quoted}: {msg[0].lower()}{msg[1:]}"
+
+
+def _error_path(error: Any) -> str:
+    path = _path(error["loc"])
+    found = (error.get("ctx") or {}).get("error")
+    if isinstance(found, FieldProblem) and found.field:
+        return f"{path}.{found.field}" if path else found.field
+    return path
 
 
 def field_errors(exc: pydantic.ValidationError, cls: type[BaseModel] | None) -> list[FieldError]:
-    """Translate pydantic's errors into tierserve's ``FieldError`` list."""
-    return [FieldError(_path(e["loc"]), _message(e, cls)) for e in exc.errors()]
+    """Translate pydantic's errors into tierserve's ``FieldError`` list (short messages)."""
+    return [
+        FieldError(_error_path(e), cut(_message(e, cls), MAX_MESSAGE_CHARS))
+        for e in exc.errors(include_url=False, include_input=True)
+    ]
+
+
+def _capped(errors: list[FieldError]) -> list[FieldError]:
+    if len(errors) <= MAX_ERRORS:
+        return errors
+    more = len(errors) - MAX_ERRORS
+    return [*errors[:MAX_ERRORS], FieldError("", f"... and {more} more errors")]
 
 
 def _subject(doc: dict[str, Any], index: int) -> str:
-    kind = doc.get("kind") or "object"
+    kind = doc.get("kind")
+    kind = cut(kind, _SUBJECT_NAME_CHARS) if isinstance(kind, str) and kind else "object"
     meta = doc.get("metadata")
     name = meta.get("name") if isinstance(meta, dict) else None
-    return f"{kind} {name}" if name else f"{kind} (document {index + 1})"
+    if isinstance(name, str) and name:
+        return f"{kind} {cut(name, _SUBJECT_NAME_CHARS)}"
+    return f"{kind} (document {index + 1})"
 
 
 def parse_object(doc: Any, index: int = 0) -> TypedObject:
     """Validate one already-parsed document into its typed object."""
+    try:
+        return _parse(doc, index)
+    except ValidationError as exc:
+        raise ValidationError(exc.subject, _capped(exc.errors)) from None
+
+
+def _parse(doc: Any, index: int) -> TypedObject:
     if not isinstance(doc, dict):
         raise ValidationError(
-            f"document {index + 1}", [FieldError("", f"{_short(doc)} is not a mapping")]
+            f"document {index + 1}", [FieldError("", f"{shown(doc)} is not a mapping")]
         )
     subject = _subject(doc, index)
     kind = doc.get("kind")
     if not kind:
         raise ValidationError(subject, [FieldError("kind", "required field is missing")])
-    cls = KINDS.get(str(kind))
+    cls = KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
-        close = difflib.get_close_matches(str(kind), list(KINDS), n=1)
+        close = difflib.get_close_matches(kind, list(KINDS), n=1) if isinstance(kind, str) else []
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise ValidationError(
             subject,
-            [FieldError("kind", f"{kind!r} is not one of {', '.join(KINDS)}{hint}")],
+            [FieldError("kind", f"{shown(kind)} is not one of {', '.join(KINDS)}{hint}")],
         )
     if "apiVersion" not in doc:
         raise ValidationError(subject, [FieldError("apiVersion", "required field is missing")])
@@ -149,22 +198,18 @@ def parse_object(doc: Any, index: int = 0) -> TypedObject:
 
 
 def load_documents(text: str, source: str = "<input>") -> list[TypedObject]:
-    """Parse multi-document YAML (or JSON) into typed objects; all errors at once."""
-    try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ValidationError(
-            source, [FieldError("", f"{where}not valid YAML: {problem}")]
-        ) from None
+    """Parse multi-document YAML (or JSON) into typed objects; all errors at once.
+
+    The input is bounded as ``yamlsafe.parse_yaml`` states (1 MiB, alias expansion,
+    nesting); CPU-heavy for big inputs, so a server calls it off its event loop.
+    """
+    docs = parse_yaml(text, source)
     objects: list[TypedObject] = []
     errors: list[FieldError] = []
     seen: dict[tuple[str, str, str], int] = {}
     for index, doc in enumerate(docs):
         try:
-            obj = parse_object(doc, index)
+            obj = _parse(doc, index)
         except ValidationError as exc:
             errors.extend(
                 FieldError(f"{exc.subject}: {e.path}".rstrip(": "), e.message) for e in exc.errors
@@ -181,7 +226,7 @@ def load_documents(text: str, source: str = "<input>") -> list[TypedObject]:
         seen[obj.key] = index
         objects.append(obj)
     if errors:
-        raise ValidationError(source, errors)
+        raise ValidationError(source, _capped(errors))
     return objects
 
 

@@ -6,6 +6,7 @@ import difflib
 
 from tierserve.errors import FieldError, ValidationError
 from tierserve.model.base import TypedObject
+from tierserve.model.display import shown
 from tierserve.model.node import Node
 from tierserve.model.replica import Replica
 from tierserve.model.resourcepolicy import ResourcePolicy
@@ -55,7 +56,7 @@ def resolve_resource(name: str) -> type[TypedObject]:
         [
             FieldError(
                 "",
-                f"{name!r} is not a resource type: expected one of "
+                f"{shown(name)} is not a resource type: expected one of "
                 f"{', '.join(PLURALS.values())}{hint}",
             )
         ],

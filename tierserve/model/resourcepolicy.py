@@ -12,6 +12,7 @@ from typing import ClassVar, Literal
 from pydantic import Field, field_validator
 
 from tierserve.model.base import Strict, TypedObject, check_labels
+from tierserve.model.display import shown
 from tierserve.model.resources import ResourceList
 
 ACK_GROUP_VERSION = "scheduling.alibabacloud.com/v1alpha1"
@@ -39,7 +40,7 @@ def parse_duration_s(text: str) -> float:
         total += float(match.group(1)) * _UNITS_S[match.group(2)]
         pos = match.end()
     if pos != len(text) or not text:
-        raise ValueError(f"{text!r} is not a duration; expected e.g. 15m, 1m30s, 90s or 500ms")
+        raise ValueError(f"{shown(text)} is not a duration; expected e.g. 15m, 1m30s, 90s or 500ms")
     return total
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BeforeValidator, PlainSerializer
 
 from tierserve.model.base import Strict
+from tierserve.model.display import cut, shown
 from tierserve.model.quantity import QuantityError, format_milli, parse_milli
 
 GPU = "nvidia.com/gpu"
@@ -22,15 +23,17 @@ def _parse_list(value: Any) -> dict[str, int]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ValueError(f"{value!r} is not a mapping of resource name to quantity")
+        raise ValueError(f"{shown(value)} is not a mapping of resource name to quantity")
     parsed: dict[str, int] = {}
     for name, amount in value.items():
         try:
             parsed[str(name)] = parse_milli(amount)
         except QuantityError as exc:
-            raise ValueError(f"{name}: {exc}") from None
+            raise ValueError(f"{cut(str(name), 80)}: {exc}") from None
         if parsed[str(name)] < 0:
-            raise ValueError(f"{name}: {amount!r} is negative; expected a quantity >= 0")
+            raise ValueError(
+                f"{cut(str(name), 80)}: {shown(amount)} is negative; expected a quantity >= 0"
+            )
     return parsed
 
 

@@ -8,13 +8,26 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from tierserve.model.base import Strict, TypedObject, check_labels
+from tierserve.model.base import FieldProblem, Strict, TypedObject, check_labels
+from tierserve.model.display import shown
+from tierserve.model.dns import (
+    MAX_DNS_LABEL,
+    MAX_LABEL_VALUE,
+    MAX_SUBDOMAIN,
+    dns1035_problem,
+    label_problem,
+)
 from tierserve.model.probe import ReadinessProbe, default_readiness_paths
 from tierserve.model.quantity import QuantityError, parse_milli
 from tierserve.model.resources import CPU, GPU, MEMORY, Toleration
 
 SERVING_GROUP_VERSION = "serving.tierserve.io/v1alpha1"
 HOST_SUFFIX = "example.com"
+APP_LABEL_PREFIX = "isvc."
+PREDICTOR_SUFFIX = "-predictor"
+REPLICA_NAME_SUFFIX = len("-bcdfghjklm-bcdfg")
+"""What a replica name adds to ``<name>-predictor``: ``-<pod-template-hash>-<suffix>``,
+10 and 5 characters (the local runtime's ``naming.replica_name``, as a Deployment's pods)."""
 _MOUNT = re.compile(r"^(?P<source>[^:]+):(?P<path>/.*)$")
 
 
@@ -23,7 +36,7 @@ def _split_mount(value: Any, source_key: str, flag: str) -> Any:
         match = _MOUNT.match(value)
         if not match:
             raise ValueError(
-                f"{value!r} is not {flag}; expected <{source_key}>:<absolute mount path>, "
+                f"{shown(value)} is not {flag}; expected <{source_key}>:<absolute mount path>, "
                 "e.g. llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"
             )
         return {source_key: match.group("source"), "mountPath": match.group("path")}
@@ -41,11 +54,20 @@ class DataVolume(Strict):
     def _from_flag(cls, value: Any) -> Any:
         return _split_mount(value, "name", "a --data value")
 
+    @field_validator("name")
+    @classmethod
+    def _volume_name(cls, value: str) -> str:
+        # On Kubernetes the claim's name is also the pod's volume name: a DNS-1123 label.
+        problem = label_problem(value, "claim name for a pod volume")
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("mount_path")
     @classmethod
     def _absolute(cls, value: str) -> str:
         if not value.startswith("/"):
-            raise ValueError(f"{value!r} is not an absolute path")
+            raise ValueError(f"{shown(value)} is not an absolute path")
         return value
 
 
@@ -118,7 +140,7 @@ class InferenceServiceSpec(Strict):
         try:
             shlex.split(value)
         except ValueError as exc:
-            raise ValueError(f"{value!r} is not a shell command line: {exc}") from None
+            raise ValueError(f"{shown(value)} is not a shell command line: {exc}") from None
         return value
 
     @model_validator(mode="after")
@@ -144,6 +166,51 @@ class InferenceServiceStatus(Strict):
     message: str = ""
 
 
+def name_limits(namespace: str) -> list[tuple[int, str]]:
+    """Every bound on an InferenceService name in ``namespace``: (most characters, what
+    it keeps valid), from each name and label derived from it."""
+    return [
+        (
+            MAX_LABEL_VALUE - len(APP_LABEL_PREFIX) - len(PREDICTOR_SUFFIX),  # 48
+            f"the label app={APP_LABEL_PREFIX}<name>{PREDICTOR_SUFFIX} stays within "
+            f"{MAX_LABEL_VALUE}",
+        ),
+        (
+            MAX_DNS_LABEL - len(PREDICTOR_SUFFIX),  # 53
+            f"the Kubernetes Deployment and Service <name>{PREDICTOR_SUFFIX} stay within "
+            f"{MAX_DNS_LABEL}",
+        ),
+        (
+            MAX_LABEL_VALUE,
+            "the labels serving.kserve.io/inferenceservice=<name> and servingName=<name> "
+            f"stay within {MAX_LABEL_VALUE}",
+        ),
+        (
+            MAX_DNS_LABEL - 1 - len(namespace),  # 55 in "default"
+            f"in namespace {namespace!r} the host's first DNS label <name>-<namespace> "
+            f"(<name>-<namespace>.{HOST_SUFFIX}) stays within {MAX_DNS_LABEL}",
+        ),
+        (
+            MAX_SUBDOMAIN - len(PREDICTOR_SUFFIX) - REPLICA_NAME_SUFFIX,  # 226
+            f"replica names <name>{PREDICTOR_SUFFIX}-<hash>-<suffix> stay within {MAX_SUBDOMAIN}",
+        ),
+    ]
+
+
+def name_problem(name: str, namespace: str) -> str | None:
+    """Why ``name`` cannot name an InferenceService in ``namespace``, or None."""
+    problem = dns1035_problem(name, "InferenceService name")
+    if problem is not None:
+        return f"{problem} (it names the Kubernetes Service <name>{PREDICTOR_SUFFIX})"
+    limit, why = min(name_limits(namespace))
+    if len(name) > limit:
+        return (
+            f"{shown(name)} is {len(name)} characters; an InferenceService name must be at "
+            f"most {limit} so that {why}"
+        )
+    return None
+
+
 class InferenceService(TypedObject):
     API_VERSIONS: ClassVar[tuple[str, ...]] = (SERVING_GROUP_VERSION,)
     KIND: ClassVar[str] = "InferenceService"
@@ -153,16 +220,23 @@ class InferenceService(TypedObject):
     spec: InferenceServiceSpec
     status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
 
+    @model_validator(mode="after")
+    def _derived_names(self) -> InferenceService:
+        problem = name_problem(self.name, self.namespace)
+        if problem is not None:
+            raise FieldProblem("metadata.name", problem)
+        return self
+
     @property
     def predictor(self) -> str:
         """KServe's predictor name, used for replica names and the ``app`` label."""
-        return f"{self.name}-predictor"
+        return f"{self.name}{PREDICTOR_SUFFIX}"
 
     def replica_labels(self) -> dict[str, str]:
         """Labels every replica carries; ``app: isvc.<name>-predictor`` is what policies select."""
         return {
             **self.spec.labels,
-            "app": f"isvc.{self.predictor}",
+            "app": f"{APP_LABEL_PREFIX}{self.predictor}",
             "serving.kserve.io/inferenceservice": self.name,
             "servingName": self.name,
             "servingType": "kserve",
@@ -211,7 +285,10 @@ class InferenceService(TypedObject):
 
 
 __all__ = [
+    "APP_LABEL_PREFIX",
     "HOST_SUFFIX",
+    "PREDICTOR_SUFFIX",
+    "REPLICA_NAME_SUFFIX",
     "SERVING_GROUP_VERSION",
     "DataVolume",
     "HostDir",
@@ -219,4 +296,6 @@ __all__ = [
     "InferenceServiceSpec",
     "InferenceServiceStatus",
     "MetricTarget",
+    "name_limits",
+    "name_problem",
 ]

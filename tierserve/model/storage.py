@@ -7,11 +7,15 @@ volume). Secret values are kept but never printed back.
 
 from __future__ import annotations
 
+import binascii
+import re
+from base64 import b64decode
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
-from tierserve.model.base import Strict, TypedObject
+from tierserve.model.base import FieldProblem, Strict, TypedObject
+from tierserve.model.display import shown
 from tierserve.model.resources import ResourceList
 
 LOCAL_PATH_ANNOTATION = "tierserve.io/local-path"
@@ -102,13 +106,28 @@ class PersistentVolumeClaim(TypedObject):
 
 
 REDACTED = "<redacted>"
+_SECRET_KEY = re.compile(r"^[-._a-zA-Z0-9]+$")
+_MAX_SECRET_KEY = 253
+
+
+def _check_keys(value: dict[str, str]) -> None:
+    for key in value:
+        if len(key) > _MAX_SECRET_KEY or not _SECRET_KEY.match(key):
+            raise FieldProblem(
+                "",
+                f"key {shown(key)} is not a valid Secret key: expected at most "
+                f"{_MAX_SECRET_KEY} letters, digits, '-', '_' or '.'",
+            )
 
 
 class Secret(TypedObject):
-    """Values are kept for the runtime's use but ``to_dict`` never prints them back."""
+    """Values are kept for the runtime's use but ``to_dict`` never prints them back, and
+    no error message ever quotes them (``SECRET_FIELDS``): errors name the key only.
+    ``data`` values are base64 (standard alphabet, padded), as in Kubernetes."""
 
     API_VERSIONS: ClassVar[tuple[str, ...]] = ("v1",)
     KIND: ClassVar[str] = "Secret"
+    SECRET_FIELDS: ClassVar[tuple[str, ...]] = ("data", "stringData")
 
     api_version: str = "v1"
     kind: str = "Secret"
@@ -116,6 +135,27 @@ class Secret(TypedObject):
     string_data: dict[str, str] = Field(default_factory=dict, repr=False)
     data: dict[str, str] = Field(default_factory=dict, repr=False)
     immutable: bool | None = None
+
+    @field_validator("string_data")
+    @classmethod
+    def _string_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_keys(value)
+        return value
+
+    @field_validator("data")
+    @classmethod
+    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+        _check_keys(value)
+        for key, encoded in value.items():
+            try:
+                b64decode(encoded, validate=True)
+            except (binascii.Error, ValueError):
+                raise FieldProblem(
+                    key,
+                    "not valid base64 (value not shown); expected the value base64-encoded "
+                    "with padding, or given as plain text under stringData",
+                ) from None
+        return value
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
