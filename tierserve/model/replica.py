@@ -54,6 +54,10 @@ class ReplicaStatus(Strict):
     pid_start_time: int | None = None
     """The process's start time (``/proc/<pid>/stat`` field 22): a recycled pid is not ours."""
     port: int | None = None
+    gpus: list[int] = Field(default_factory=list)
+    """Real GPU indices handed to the process (``CUDA_VISIBLE_DEVICES``); empty when the
+    node's GPUs are emulated. Kept so that a restarted control plane hands them to no
+    other replica while the adopted process still holds them."""
     billed_until_s: float | None = None
     """GPU-seconds are accounted up to this time (virtual nodes bill from provisioning)."""
 

@@ -193,20 +193,33 @@ class ControlPlane:
             if node is not None and service is not None:
                 adopted = self.runner.adopt(replica, service, node, claims, volumes)
             if not adopted:
-                # Its process is gone: start it again (Terminating ones just finish).
+                # Its process is gone: start it again (Terminating ones just finish). A
+                # process that had started died while no control plane watched it: that
+                # is a restart, counted and told, as a crash under supervision is.
                 if replica.terminating:
                     self.store.delete(replica)
-                else:
-                    self.store.put(
-                        replica.with_status(
-                            phase=Phase.STARTING,
-                            pid=None,
-                            pid_start_time=None,
-                            port=None,
-                            reason="NotAdopted",
-                            message="",
-                        )
+                    continue
+                died = replica.status.pid is not None
+                message = (
+                    f"process {replica.status.pid} was gone when the control plane started "
+                    "again; starting it again"
+                    if died
+                    else ""
+                )
+                self.store.put(
+                    replica.with_status(
+                        phase=Phase.STARTING,
+                        pid=None,
+                        pid_start_time=None,
+                        port=None,
+                        gpus=[],
+                        reason="NotAdopted",
+                        message=message,
+                        restarts=replica.status.restarts + (1 if died else 0),
                     )
+                )
+                if died:
+                    self.store.record(replica, "Warning", "NotAdopted", message, self.clock.now())
         stray = await self.runner.sweep(self.config.shutdown_grace_s)
         for handle in stray:
             log.warning("stopped orphan process %d (%s)", handle.pid, handle.replica)
@@ -373,7 +386,9 @@ class ControlPlane:
         if self._stop_replicas:
             await self.runner.sweep(self.config.shutdown_grace_s)
             for replica in self.store.list(Replica):
-                self.store.put(replica.with_status(pid=None, pid_start_time=None, port=None))
+                self.store.put(
+                    replica.with_status(pid=None, pid_start_time=None, port=None, gpus=[])
+                )
         if self._runner_web is not None:
             await self._runner_web.cleanup()
         await self.probe.close()

@@ -108,13 +108,21 @@ class ReplicaRunner:
     # -- launch / adopt ----------------------------------------------------------------------
 
     def _gpus(self, replica: Replica, node: Node) -> tuple[int, ...]:
+        """Free real GPUs of ``node`` for ``replica``: not held by a process this control
+        plane runs, nor recorded on another replica (one a restart has yet to adopt)."""
         gpu = node.spec.gpu
         if gpu is None or gpu.emulated:
             return ()
         wanted = replica.spec.requests.get(GPU, 0) // 1000
-        in_use = [i for r in self._running.values() if r.node == node.name for i in r.gpus]
+        in_use = {i for r in self._running.values() if r.node == node.name for i in r.gpus}
+        in_use.update(
+            i
+            for other in self.store.list(Replica, None)
+            if other.node_name == node.name and _key(other) != _key(replica)
+            for i in other.status.gpus
+        )
         total = node.status.allocatable.get(GPU, 0) // 1000
-        return pick_gpus(range(total), in_use, wanted)
+        return pick_gpus(range(total), sorted(in_use), wanted)
 
     def launch(
         self,
@@ -131,11 +139,12 @@ class ReplicaRunner:
         )
         for path in data_dirs.values():
             os.makedirs(path, exist_ok=True)
-        gpus = self._gpus(replica, node)
-        if adopted is not None:
+        if adopted is not None:  # the process already has its GPUs: keep them
+            gpus = tuple(replica.status.gpus)
             port = adopted.port
             self.ports.reserve(port)
         else:
+            gpus = self._gpus(replica, node)
             port = self.ports.allocate()
         cwd, log_path = replica_dirs(self.state_dir, replica.namespace, replica.name)
         os.makedirs(cwd, exist_ok=True)
@@ -167,7 +176,7 @@ class ReplicaRunner:
         key = _key(replica)
         self._running[key] = _Running(supervisor, task, port, node.name, gpus)
         task.add_done_callback(functools.partial(self._finished, key))
-        self.store.put(replica.with_status(port=port))
+        self.store.put(replica.with_status(port=port, gpus=list(gpus)))
 
     def adopt(
         self,
