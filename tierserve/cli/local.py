@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import contextlib
+import ipaddress
 import json
 import logging
 import os
@@ -74,6 +75,16 @@ async def _run_foreground(config: ControlPlaneConfig, transient: Path | None) ->
     await plane.wait()
     await plane.stop()
     typer.echo("tierserve control plane stopped")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a name: it may resolve to anything
 
 
 def _detach(argv: list[str], root: Path, timeout_s: float) -> None:
@@ -234,6 +245,12 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Start the control plane: API server, controllers and gateway."""
         root = root_of(state_dir)
+        if not api_key and not is_loopback(host):
+            typer.echo(
+                f"warning: --host {host} exposes the gateway beyond this machine with no API "
+                "keys: anyone who can reach it can use the models; give --api-key KEY",
+                err=True,
+            )
         overrides = VirtualNodeOverrides(
             virtual_cold_start_s, virtual_price_per_gpu_hour, virtual_gpu_quota
         )
