@@ -172,14 +172,23 @@ def describe_events(events: Sequence[Mapping[str, Any]], now: float) -> list[Ent
         [e["type"], e["reason"], event_age(e, now), "tierserve", e["message"]]
         for e in sorted(events, key=lambda e: e["lastTimestamp"])
     ]
-    return ["Events:", *indented_table(["Type", "Reason", "Age", "From", "Message"], rows)]
+    headers = ["Type", "Reason", "Age", "From", "Message"]
+    # kubectl's own dashes: four under Age
+    return [
+        "Events:",
+        *indented_table(headers, rows, ["----", "------", "----", "----", "-------"]),
+    ]
 
 
 def indented_table(
-    headers: Sequence[str], rows: Sequence[Sequence[str]], dashes: bool = True
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    dashes: bool | Sequence[str] = True,
 ) -> list[str]:
     """A table inside describe: two spaces in, columns two apart, a dashes line under the
     headers (kubectl describe's Events, Non-terminated Pods, Allocated resources; not
-    under Conditions)."""
-    under = [["-" * len(h) for h in headers]] if dashes else []
+    under Conditions); ``dashes`` may give that line's cells."""
+    if dashes is True:
+        dashes = ["-" * len(h) for h in headers]
+    under = [list(dashes)] if dashes else []
     return ["  " + line for line in render(headers, [*under, *rows], gap=2).splitlines()]

@@ -1,0 +1,151 @@
+"""``tierserve logs -f`` against an API that answers ``GET /api/v1/logs/{ns}/{name}``
+with ``?offset=BYTES`` (the bytes from there on, and where to continue in ``X-Log-Offset``),
+and against one that predates ``?offset=`` (the whole log every time): the real CLI, a
+small fake API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from tierserve.runtime.local.config import ENV_STATE_DIR, ClientConfig
+from tierserve.testing import wait_until
+
+pytestmark = pytest.mark.slow  # the CLI in a subprocess, polling every 0.5 s
+NAME = "deepseek-predictor-abc12"
+
+
+class FakeApi:
+    def __init__(self, with_offset: bool) -> None:
+        self.with_offset = with_offset
+        self.log: bytes | None = b""
+        self.alive = True
+        self.offsets: list[int] = []
+        api = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                url = urlparse(self.path)
+                if self.headers.get("Authorization") != "Bearer t0ken":
+                    return self.answer(401, b"{}")
+                if url.path == f"/api/v1/pods/{NAME}":
+                    return self.answer(200 if api.alive else 404, b'{"error": {"message": "gone"}}')
+                if url.path == f"/api/v1/logs/default/{NAME}":
+                    offset = int(parse_qs(url.query).get("offset", ["0"])[0])
+                    api.offsets.append(offset)
+                    if api.log is None:
+                        return self.answer(404, b'{"error": {"message": "no log"}}')
+                    if not api.with_offset:
+                        return self.answer(200, api.log)
+                    return self.answer(200, api.log[offset:], {"X-Log-Offset": str(len(api.log))})
+                return self.answer(404, b'{"error": {"message": "no such route"}}')
+
+            def answer(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(code)
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(params=[True, False], ids=["offset-api", "whole-log-api"])
+def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeApi]:
+    fake = FakeApi(with_offset=request.param)
+    ClientConfig(api_url=fake.url, gateway_url="", token="t0ken", pid=os.getpid()).save(tmp_path)
+    yield fake
+    fake.server.shutdown()
+
+
+def follow(state: Path, *args: str) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tierserve.cli.main", "logs", "-f", NAME, *args],
+        env={**os.environ, ENV_STATE_DIR: str(state)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+
+
+def read_until(proc: subprocess.Popen[bytes], wanted: bytes, out: bytearray) -> None:
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+
+    def more() -> bool:
+        chunk = proc.stdout.read() if proc.stdout else None
+        out.extend(chunk or b"")
+        return wanted in out
+
+    wait_until(more, timeout_s=20.0, message=f"{wanted!r} in logs -f output", every_s=0.05)
+
+
+def test_follow_prints_the_tail_then_each_new_byte_once_until_ctrl_c(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    api.log = b"one\ntwo\nthree\n"
+    proc = follow(tmp_path, "--tail", "2")
+    out = bytearray()
+    read_until(proc, b"three\n", out)
+    # A character split between two reads prints whole.
+    api.log += "four: déjà".encode()[:-1]
+    time.sleep(0.8)
+    api.log += "déjà".encode()[-1:] + b"\n"
+    read_until(proc, "déjà\n".encode(), out)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+    assert proc.stderr is not None and proc.stderr.read() == b""
+    assert bytes(out) == "two\nthree\nfour: déjà\n".encode()
+    if api.with_offset:  # it continued where the API said, never from 0 again
+        assert api.offsets[0] == 0 and api.offsets.count(0) == 1
+        assert api.offsets == sorted(api.offsets)
+
+
+def test_follow_ends_by_itself_when_the_replica_is_gone(api: FakeApi, tmp_path: Path) -> None:
+    api.log = b"serving\n"
+    proc = follow(tmp_path)
+    out = bytearray()
+    read_until(proc, b"serving\n", out)
+    api.log += b"shutting down\n"
+    api.alive = False
+    assert proc.wait(timeout=20) == 0
+    assert proc.stdout is not None
+    out.extend(proc.stdout.read() or b"")
+    assert bytes(out) == b"serving\nshutting down\n"
+
+
+def test_follow_waits_for_a_log_and_fails_for_an_unknown_replica(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    api.log = None  # placed, not started: no log yet
+    proc = follow(tmp_path)
+    time.sleep(1.0)
+    assert proc.poll() is None
+    api.log = b"started\n"
+    out = bytearray()
+    read_until(proc, b"started\n", out)
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=20) == 0
+
+    api.log, api.alive = None, False
+    gone = follow(tmp_path)
+    assert gone.wait(timeout=20) == 1
+    assert gone.stderr is not None
+    assert gone.stderr.read().decode() == (
+        f'error: replica "{NAME}" not found in namespace default\n'
+    )
