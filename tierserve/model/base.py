@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 from pydantic.alias_generators import to_camel
 
 from tierserve.model.display import cut, shown
 from tierserve.model.dns import label_problem, label_value_problem, subdomain_problem
+
+STORED: dict[str, Any] = {"stored": True}
+"""Validation context for objects read back from a store (``model_validate(data,
+context=STORED)``): rules that only new input must pass, such as name limits added in a
+later version, are not applied again, so that an object an older version stored still
+loads (and can be shown, fixed or deleted) instead of failing every read."""
+
+
+def new_input(info: ValidationInfo) -> bool:
+    """Whether a validator sees new input (not an object read back from a store)."""
+    return not (isinstance(info.context, dict) and info.context.get("stored"))
 
 
 class FieldProblem(ValueError):
@@ -68,16 +79,16 @@ class ObjectMeta(Strict):
 
     @field_validator("name")
     @classmethod
-    def _dns_name(cls, value: str) -> str:
-        problem = subdomain_problem(value)
+    def _dns_name(cls, value: str, info: ValidationInfo) -> str:
+        problem = subdomain_problem(value) if new_input(info) else None
         if problem is not None:
             raise ValueError(problem)
         return value
 
     @field_validator("namespace")
     @classmethod
-    def _dns_label(cls, value: str) -> str:
-        problem = label_problem(value, "namespace")
+    def _dns_label(cls, value: str, info: ValidationInfo) -> str:
+        problem = label_problem(value, "namespace") if new_input(info) else None
         if problem is not None:
             raise ValueError(problem)
         return value

@@ -6,9 +6,9 @@ import re
 import shlex
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from tierserve.model.base import FieldProblem, Strict, TypedObject, check_labels
+from tierserve.model.base import FieldProblem, Strict, TypedObject, check_labels, new_input
 from tierserve.model.display import shown
 from tierserve.model.dns import (
     MAX_DNS_LABEL,
@@ -56,9 +56,9 @@ class DataVolume(Strict):
 
     @field_validator("name")
     @classmethod
-    def _volume_name(cls, value: str) -> str:
+    def _volume_name(cls, value: str, info: ValidationInfo) -> str:
         # On Kubernetes the claim's name is also the pod's volume name: a DNS-1123 label.
-        problem = label_problem(value, "claim name for a pod volume")
+        problem = label_problem(value, "claim name for a pod volume") if new_input(info) else None
         if problem is not None:
             raise ValueError(problem)
         return value
@@ -221,8 +221,8 @@ class InferenceService(TypedObject):
     status: InferenceServiceStatus = Field(default_factory=InferenceServiceStatus)
 
     @model_validator(mode="after")
-    def _derived_names(self) -> InferenceService:
-        problem = name_problem(self.name, self.namespace)
+    def _derived_names(self, info: ValidationInfo) -> InferenceService:
+        problem = name_problem(self.name, self.namespace) if new_input(info) else None
         if problem is not None:
             raise FieldProblem("metadata.name", problem)
         return self

@@ -12,9 +12,9 @@ import re
 from base64 import b64decode
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
-from tierserve.model.base import FieldProblem, Strict, TypedObject
+from tierserve.model.base import FieldProblem, Strict, TypedObject, new_input
 from tierserve.model.display import shown
 from tierserve.model.resources import ResourceList
 
@@ -138,13 +138,16 @@ class Secret(TypedObject):
 
     @field_validator("string_data")
     @classmethod
-    def _string_keys(cls, value: dict[str, str]) -> dict[str, str]:
-        _check_keys(value)
+    def _string_keys(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if new_input(info):
+            _check_keys(value)
         return value
 
     @field_validator("data")
     @classmethod
-    def _base64(cls, value: dict[str, str]) -> dict[str, str]:
+    def _base64(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        if not new_input(info):
+            return value
         _check_keys(value)
         for key, encoded in value.items():
             try:

@@ -3,27 +3,56 @@
 One table of objects keyed by (kind, namespace, name) holding the object's JSON and a
 monotonically increasing ``resourceVersion``; one table of events (Kubernetes-style:
 type, reason, message, count, first/last seen, deduplicated on object + reason +
-message); one table of counters (cloud GPU-seconds and cost). Writes that belong
-together (an ``apply`` of several documents) go in one transaction: all or nothing.
+message); one table of counters (cloud GPU-seconds and cost); one table of controller
+state (key -> JSON value). The database and its ``-wal``/``-shm`` files are mode 0600:
+they hold Secret values.
+
+Transactions. Every write method is one transaction. ``with store.transaction():``
+groups several into one, all or nothing; blocks nest (an inner block that raises undoes
+only its own writes, through a SAVEPOINT). Controller state goes in the same transaction
+as the objects it belongs with, so a restart never sees one without the other::
+
+    with store.transaction():
+        store.put(service)
+        store.put_state("autoscaler/default/deepseek", {"recommendations": [...]})
+
+``get_state(key)`` reads a value back (None if absent; inside a transaction it sees that
+transaction's writes), ``put_state(key, None)`` removes it, ``state_items(prefix)``
+lists the values under a key prefix (``"autoscaler/"``). Keys are free-form; by
+convention ``<controller>/<namespace>/<name>``. Values are anything ``json.dumps``
+takes. Do not ``await`` inside a block: another task's writes would join it.
+
+Objects are read back with ``context=STORED``: rules that only new input must pass are
+not applied again, so an object stored by an older version still loads; a row that does
+not load at all is left out of ``list`` (and logged) rather than failing every reader.
+The store is used from one thread (the control plane's event loop).
 """
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import pydantic
+
 from tierserve.errors import ConflictError
 from tierserve.model import KINDS, TypedObject
+from tierserve.model.base import STORED
 
 T = TypeVar("T", bound=TypedObject)
+log = logging.getLogger("tierserve.store")
+FILE_MODE = 0o600
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS objects (
@@ -43,6 +72,7 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (name, labels)
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
 
@@ -75,6 +105,10 @@ class Store(Protocol):
     def events(self, obj: TypedObject | None = None) -> builtins.list[Event]: ...
     def add_counter(self, name: str, labels: dict[str, str], delta: float) -> None: ...
     def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]: ...
+    def transaction(self) -> AbstractContextManager[None]: ...
+    def get_state(self, key: str) -> Any: ...
+    def put_state(self, key: str, value: Any) -> None: ...
+    def state_items(self, prefix: str = "") -> dict[str, Any]: ...
 
 
 def _rfc3339(ts: float) -> str:
@@ -91,24 +125,43 @@ class SqliteStore:
     def __init__(self, path: Path | str, clock: Callable[[], float] = time.time) -> None:
         self.path = str(path)
         self._clock = clock
+        self._depth = 0  # nesting of open transactions
+        _private_files(self.path)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(_SCHEMA)
+        _private_files(self.path)  # -wal/-shm now exist; SQLite gives them the db's mode
 
     def close(self) -> None:
         self._db.close()
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+        """One transaction; inside another, a savepoint of it."""
+        outer = self._depth == 0
+        savepoint = f"sp{self._depth}"
+        self._db.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT {savepoint}")
+        self._depth += 1
         try:
             yield self._db
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._depth -= 1
+            if outer:
+                self._db.execute("ROLLBACK")
+            else:
+                self._db.execute(f"ROLLBACK TO {savepoint}")
+                self._db.execute(f"RELEASE {savepoint}")
             raise
-        self._db.execute("COMMIT")
+        self._depth -= 1
+        self._db.execute("COMMIT" if outer else f"RELEASE {savepoint}")
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group the writes made inside the block into one transaction (see the module)."""
+        with self._tx():
+            yield
 
     # -- objects ---------------------------------------------------------------------------
 
@@ -116,7 +169,7 @@ class SqliteStore:
     def _decode(body: str, version: int) -> TypedObject:
         data = json.loads(body)
         data.setdefault("metadata", {})["resourceVersion"] = str(version)
-        return KINDS[data["kind"]].model_validate(data)
+        return KINDS[data["kind"]].model_validate(data, context=STORED)
 
     def get(self, cls: type[T], namespace: str, name: str) -> T | None:
         ns = namespace if cls.NAMESPACED else ""
@@ -131,15 +184,26 @@ class SqliteStore:
         return obj
 
     def list(self, cls: type[T], namespace: str | None = None) -> builtins.list[T]:
-        query = "SELECT body, version FROM objects WHERE kind=?"
+        query = "SELECT namespace, name, body, version FROM objects WHERE kind=?"
         args: tuple[Any, ...] = (cls.KIND,)
         if namespace is not None and cls.NAMESPACED:
             query += " AND namespace=?"
             args += (namespace,)
         rows = self._db.execute(query + " ORDER BY namespace, name", args).fetchall()
         out: builtins.list[T] = []
-        for body, version in rows:
-            obj = self._decode(body, version)
+        for namespace_, name, body, version in rows:
+            try:
+                obj = self._decode(body, version)
+            except (pydantic.ValidationError, ValueError, KeyError) as exc:
+                # One unreadable row must not fail every reader (every controller tick).
+                log.error(
+                    "stored %s %s/%s does not load and is left out (%s); delete it",
+                    cls.KIND,
+                    namespace_,
+                    name,
+                    type(exc).__name__,
+                )
+                continue
             assert isinstance(obj, cls)
             out.append(obj)
         return out
@@ -244,3 +308,45 @@ class SqliteStore:
     def counters(self, name: str) -> dict[tuple[tuple[str, str], ...], float]:
         rows = self._db.execute("SELECT labels, value FROM counters WHERE name=?", (name,))
         return {tuple(tuple(p) for p in json.loads(labels)): value for labels, value in rows}
+
+    # -- controller state ------------------------------------------------------------------
+
+    def get_state(self, key: str) -> Any:
+        """The JSON value stored under ``key``, or None."""
+        row = self._db.execute("SELECT value FROM state WHERE key=?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def put_state(self, key: str, value: Any) -> None:
+        """Store ``value`` (anything ``json.dumps`` takes) under ``key``; None removes it."""
+        with self._tx() as db:
+            if value is None:
+                db.execute("DELETE FROM state WHERE key=?", (key,))
+                return
+            db.execute(
+                "INSERT OR REPLACE INTO state (key, value) VALUES (?, ?)",
+                (key, json.dumps(value, separators=(",", ":"))),
+            )
+
+    def state_items(self, prefix: str = "") -> dict[str, Any]:
+        """Every stored value whose key starts with ``prefix``, by key."""
+        rows = self._db.execute(
+            "SELECT key, value FROM state WHERE substr(key, 1, ?) = ? ORDER BY key",
+            (len(prefix), prefix),
+        )
+        return {key: json.loads(value) for key, value in rows}
+
+
+def _private_files(path: str) -> None:
+    """Create the database file with mode 0600 and narrow it (and -wal, -shm) if wider.
+
+    SQLite creates ``-wal`` and ``-shm`` with the database file's permissions, so the
+    database is created first, with ``os.open``'s mode (no umask change: that is
+    process-wide and would race other threads)."""
+    if path == ":memory:" or path.startswith("file:"):
+        return
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+    for name in (path, f"{path}-wal", f"{path}-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            if os.stat(name).st_mode & 0o777 != FILE_MODE:
+                os.chmod(name, FILE_MODE)
