@@ -126,6 +126,39 @@ def test_stabilization_holds_scale_down_for_the_window(w: World) -> None:
     assert w.rescales()[-1] == "New size: 1; reason: All metrics below target"
 
 
+def test_a_restart_keeps_the_stabilization_window(w: World, tmp_path: Path) -> None:
+    for name in ("a", "b", "c"):
+        w.replica(name, Phase.READY)
+    w.set_replicas(3)
+    w.util(T0, a=100, b=100, c=100)
+    w.autoscaler.tick(T0)  # recommendation 3 recorded at T0
+    # The control plane restarts: a new autoscaler on the same store, a new scraper.
+    w.store.close()
+    w.store = SqliteStore(tmp_path / "db")
+    w.scraper = MetricsScraper()
+    w.autoscaler = Autoscaler(
+        w.store, w.scraper, AutoscalerSettings(period_s=15, downscale_stabilization_s=300)
+    )
+    w.util(T0 + 60, a=0, b=0, c=0)
+    w.autoscaler.tick(T0 + 60)  # raw recommendation 1; the window still holds 3
+    assert w.desired() == 3, "a restart must not scale in inside the stabilization window"
+    w.util(T0 + 315, a=0, b=0, c=0)
+    w.autoscaler.tick(T0 + 315)
+    assert w.desired() == 1
+
+
+def test_state_of_a_deleted_service_is_dropped(w: World) -> None:
+    w.replica("a", Phase.READY)
+    w.util(T0, a=10)
+    w.autoscaler.tick(T0)
+    assert list(w.store.state_items("autoscaler/")) == ["autoscaler/default/deepseek"]
+    svc = w.store.get(InferenceService, "default", "deepseek")
+    assert svc is not None
+    w.store.delete(svc)
+    w.autoscaler.tick(T0 + 15)
+    assert w.store.state_items("autoscaler/") == {}
+
+
 def test_missing_and_stale_metrics(w: World) -> None:
     w.replica("a", Phase.READY)
     w.replica("b", Phase.STARTING)  # running, no metric yet: missing

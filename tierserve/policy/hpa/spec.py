@@ -236,11 +236,45 @@ class ScaleEvent:
 
 @dataclass(frozen=True)
 class HPAState:
-    """What the controller remembers between decisions for one HPA."""
+    """What the controller remembers between decisions for one HPA (serialisable:
+    :meth:`to_json` / :meth:`from_json`, so a restart carries it)."""
 
     recommendations: tuple[Recommendation, ...] = ()
     scale_up_events: tuple[ScaleEvent, ...] = ()
     scale_down_events: tuple[ScaleEvent, ...] = ()
+
+    def to_json(self) -> dict[str, list[list[float]]]:
+        """Plain JSON: ``[timestamp_s, replicas]`` / ``[timestamp_s, change, outdated]``."""
+        return {
+            "recommendations": [[r.timestamp_s, r.replicas] for r in self.recommendations],
+            "scaleUpEvents": [_event_json(e) for e in self.scale_up_events],
+            "scaleDownEvents": [_event_json(e) for e in self.scale_down_events],
+        }
+
+    @classmethod
+    def from_json(cls, value: object) -> HPAState:
+        """The state :meth:`to_json` wrote; anything malformed reads as a fresh state."""
+        if not isinstance(value, dict):
+            return cls()
+        try:
+            return cls(
+                recommendations=tuple(
+                    Recommendation(float(t), int(n)) for t, n in value.get("recommendations", ())
+                ),
+                scale_up_events=tuple(_event(e) for e in value.get("scaleUpEvents", ())),
+                scale_down_events=tuple(_event(e) for e in value.get("scaleDownEvents", ())),
+            )
+        except (TypeError, ValueError):
+            return cls()
+
+
+def _event_json(event: ScaleEvent) -> list[float]:
+    return [event.timestamp_s, event.replica_change, 1 if event.outdated else 0]
+
+
+def _event(value: list[float]) -> ScaleEvent:
+    timestamp, change, outdated = value
+    return ScaleEvent(float(timestamp), int(change), bool(outdated))
 
 
 @dataclass(frozen=True)

@@ -8,15 +8,16 @@ DCGM_CUSTOM_PROCESS_SM_UTIL above target``). Replica phases map to pod phases th
 HPA sees them: Pending/Provisioning are ``Pending`` (no runaway scale-out during a cold
 start: on scale-up they count as 0, else they are left out), Starting/Ready are
 ``Running`` (a Starting one has no metric yet: *missing*), Terminating is deleting.
-HPA state (recommendation history, scale events) is kept per service in memory, as the
-Kubernetes controller keeps it.
+HPA state (recommendation history, scale events) is kept per service in the store, in
+the same transaction as the rescale it led to, so a restarted control plane keeps the
+stabilization window (the Kubernetes controller keeps it in memory and forgets it).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from tierserve.model import InferenceService, Phase, Replica
 from tierserve.policy.hpa import (
@@ -55,10 +56,12 @@ class AutoscalerSettings:
     """A sample older than this counts as missing."""
 
 
-@dataclass
-class _ServiceState:
-    hpa: HPAState = field(default_factory=HPAState)
-    last_s: float | None = None
+STATE_PREFIX = "autoscaler/"
+"""Store keys of the HPA state: ``autoscaler/<namespace>/<service>``."""
+
+
+def _state_key(namespace: str, name: str) -> str:
+    return f"{STATE_PREFIX}{namespace}/{name}"
 
 
 def hpa_spec(service: InferenceService) -> HPASpec | None:
@@ -80,7 +83,8 @@ class Autoscaler:
         self.store = store
         self.scraper = scraper
         self.settings = settings or AutoscalerSettings()
-        self._state: dict[tuple[str, str], _ServiceState] = {}
+        self._last_s: dict[tuple[str, str], float] = {}
+        """When each service was last evaluated (a restart evaluates at once)."""
         self._config = HPAControllerConfig(
             tolerance=self.settings.tolerance,
             downscale_stabilization_window_s=self.settings.downscale_stabilization_s,
@@ -114,28 +118,33 @@ class Autoscaler:
         spec = hpa_spec(service)
         if spec is None:
             return
-        state = self._state.setdefault(key, _ServiceState())
-        if state.last_s is not None and now - state.last_s < self.settings.period_s:
+        last = self._last_s.get(key)
+        if last is not None and now - last < self.settings.period_s:
             return
-        state.last_s = now
+        self._last_s[key] = now
         mine = [
             r
             for r in replicas
             if r.namespace == service.namespace and r.spec.service == service.name
         ]
+        state_key = _state_key(*key)
+        state = HPAState.from_json(self.store.get_state(state_key))
         current = service.spec.replicas
-        decision = decide(
-            spec, current, self._samples(mine, spec, now), state.hpa, now, self._config
-        )
-        state.hpa = decision.state
+        decision = decide(spec, current, self._samples(mine, spec, now), state, now, self._config)
         message = event_message(decision)
-        if message is None:
-            return
-        updated = service.model_copy(
-            update={"spec": service.spec.model_copy(update={"replicas": decision.desired_replicas})}
-        )
-        self.store.put(updated)
-        self.store.record(service, "Normal", "SuccessfulRescale", message, now)
+        # The recommendations and scale events go with the change they led to: a restart
+        # sees both or neither, and scales in no sooner than the window allows.
+        with self.store.transaction():
+            self.store.put_state(state_key, decision.state.to_json())
+            if message is None:
+                return
+            updated = service.model_copy(
+                update={
+                    "spec": service.spec.model_copy(update={"replicas": decision.desired_replicas})
+                }
+            )
+            self.store.put(updated)
+            self.store.record(service, "Normal", "SuccessfulRescale", message, now)
         log.info("%s/%s: %s", service.namespace, service.name, message)
 
     def tick(self, now: float) -> None:
@@ -152,5 +161,9 @@ class Autoscaler:
                 with contextlib.suppress(Exception):
                     message = f"autoscaler: {type(exc).__name__}: {str(exc)[:300]}"
                     self.store.record(service, "Warning", "FailedReconcile", message, now)
-        for gone in set(self._state) - keys:
-            del self._state[gone]
+        for gone in set(self._last_s) - keys:
+            del self._last_s[gone]
+        live = {_state_key(*key) for key in keys}
+        for state_key in self.store.state_items(STATE_PREFIX):
+            if state_key not in live:  # the service is gone: so is its HPA
+                self.store.put_state(state_key, None)
