@@ -1,5 +1,6 @@
 """State a restart needs survives a real SIGKILL of the control plane: GPU indices of
-adopted replicas, and the restart count of a replica whose process died meanwhile."""
+adopted replicas, the restart count of a replica whose process died meanwhile, and the
+HPA's stabilization window."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import signal
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,3 +169,63 @@ def test_gpu_indices_and_restarts_survive_a_sigkill(
     assert sorted(cuda(p) for p in again.values()) == ["0", "1"]
     described = cli("describe", "pod", alone["metadata"]["name"]).stdout
     assert "NotAdopted" in described, described
+
+
+# Serves /health and a /metrics gauge read from a file, so the test sets the load.
+LOAD_ENGINE = textwrap.dedent(
+    """
+    import http.server, pathlib, sys
+
+    port, path = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+
+    class H(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            if self.path == "/metrics":
+                body = f"# TYPE test_load gauge\\ntest_load {path.read_text().strip()}\\n"
+            elif self.path == "/health":
+                body = ""
+            else:
+                return self.send_error(404)
+            data = body.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+        def log_message(self, *a):
+            pass
+
+    http.server.ThreadingHTTPServer(("127.0.0.1", port), H).serve_forever()
+    """
+)
+
+
+def test_a_sigkill_neither_shortens_nor_restarts_the_stabilization_window(
+    tmp_path: Path,
+) -> None:
+    window = 10.0
+    flags = ("--hpa-period-s", "0.2", "--hpa-downscale-stabilization-s", f"{window:g}",
+             "--metrics-interval-s", "0.1")  # fmt: skip
+    engine, load = tmp_path / "engine.py", tmp_path / "load"
+    engine.write_text(LOAD_ENGINE)
+    load.write_text("100")
+    with control_plane(Cli(tmp_path / "state"), *flags) as cli:
+        cli(
+            "serve", "kserve", "--name=svc", "--gpus=0", "--min-replicas=1", "--max-replicas=2",
+            "--scale-metric=test_load", "--scale-target=50",
+            f"{sys.executable} {engine} {{port}} {load}",
+        )  # fmt: skip
+        # load 100 per replica, target 50: ceil(1 * 100 / 50) = 2
+        wait_until(lambda: len(cli.ready()) == 2, message="scaled out to 2")
+        time.sleep(0.5)
+        load.write_text("0")  # from now the raw recommendation is 1; the window holds 2
+        low_since = time.monotonic()
+        time.sleep(4)
+        sigkill_control_plane(cli)
+        cli("up", "--detach", "--tick-s", "0.1", "--stop-grace-s", "2", *flags)
+        wait_until(lambda: len(cli.pods()) == 1, timeout_s=30, message="scaled in to 1")
+        after = time.monotonic() - low_since
+    # The window runs from the last high recommendation (just before low_since), across
+    # the restart: not sooner (state kept), and not a whole window after the restart (a
+    # forgetful controller would record the current 2 as a new recommendation at +4 s
+    # and hold until +14 s or later).
+    assert window - 0.5 <= after < window + 3, f"scaled in {after:.1f}s after the load fell"
