@@ -302,3 +302,23 @@ async def test_changing_only_the_scale_target_rolls_nothing(h: Harness) -> None:
     await h.tick(T0 + 1)
     await h.tick(T0 + 2)
     assert [r.name for r in h.store.list(Replica)] == [before.name]
+
+
+async def test_a_timeout_wait_is_one_event_with_the_latest_countdown(h: Harness) -> None:
+    (policy,) = load_documents(
+        seed_text("resourcepolicy.yaml").replace(
+            "  - resource: ecs\n", "  - resource: ecs\n    max: 2\n"
+        )
+        + "  whenTryNextUnits: {policy: TimeoutOrExceedMax, timeout: 10m}\n"
+    )
+    h.store.put(policy)
+    h.service(replicas=2)
+    await h.tick(T0)
+    for t in range(1, 60):  # the second replica waits for idc001 (unit 0 is under max 2)
+        await h.tick(T0 + t, settle=0)
+    waiting = [r for r in h.store.list(Replica) if r.phase == Phase.PENDING]
+    assert len(waiting) == 1
+    events = [e for e in h.store.events(waiting[0]) if e.reason == "FailedScheduling"]
+    assert len(events) == 1, [e.message for e in events]  # folded, not one per tick
+    assert events[0].count == 60  # T0 (created and tried at once) to T0 + 59
+    assert "541s of 600s timeout left" in events[0].message  # created at T0, now T0 + 59

@@ -256,7 +256,9 @@ class Reconciler:
             message = "; ".join(decision.messages()) or "no node fits"
             if replica.status.message != message:
                 self.store.put(replica.with_status(reason="Unschedulable", message=message))
-            self.store.record(replica, "Warning", "FailedScheduling", message, now)
+            # One event per waiting replica: a TimeoutOrExceedMax countdown changes the
+            # message every tick; the newest is kept and the count goes up.
+            self.store.record(replica, "Warning", "FailedScheduling", message, now, fold=True)
             return snapshot
         node = world.nodes[decision.node]
         bound = bind(replica, decision)

@@ -100,7 +100,13 @@ class Store(Protocol):
     def put_all(self, objs: Iterable[TypedObject]) -> builtins.list[TypedObject]: ...
     def delete(self, obj: TypedObject) -> bool: ...
     def record(
-        self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float
+        self,
+        obj: TypedObject,
+        type_: str,
+        reason: str,
+        message: str,
+        now_s: float,
+        fold: bool = False,
     ) -> None: ...
     def events(self, obj: TypedObject | None = None) -> builtins.list[Event]: ...
     def add_counter(self, name: str, labels: dict[str, str], delta: float) -> None: ...
@@ -265,18 +271,33 @@ class SqliteStore:
 
     # -- events ----------------------------------------------------------------------------
 
-    def record(self, obj: TypedObject, type_: str, reason: str, message: str, now_s: float) -> None:
-        """Record an event; a repeat of the last identical one bumps its count instead."""
+    def record(
+        self,
+        obj: TypedObject,
+        type_: str,
+        reason: str,
+        message: str,
+        now_s: float,
+        fold: bool = False,
+    ) -> None:
+        """Record an event; a repeat of the last identical one bumps its count instead.
+
+        ``fold``: the message changes from one repeat to the next (a countdown, say), so a
+        repeat of the last event's type and reason bumps its count and takes the newest
+        message, rather than adding an event per tick."""
         key = (obj.KIND, _ns(obj), obj.name)
         with self._tx() as db:
             row = db.execute(
-                "SELECT id, reason, message FROM events WHERE kind=? AND namespace=? AND name=? "
-                "ORDER BY id DESC LIMIT 1",
+                "SELECT id, type, reason, message FROM events WHERE kind=? AND namespace=? "
+                "AND name=? ORDER BY id DESC LIMIT 1",
                 key,
             ).fetchone()
-            if row is not None and row[1] == reason and row[2] == message:
+            same = row is not None and row[2] == reason and row[3] == message
+            folds = fold and row is not None and row[1] == type_ and row[2] == reason
+            if same or folds:
                 db.execute(
-                    "UPDATE events SET count = count + 1, last_s = ? WHERE id = ?", (now_s, row[0])
+                    "UPDATE events SET count = count + 1, last_s = ?, message = ? WHERE id = ?",
+                    (now_s, message, row[0]),
                 )
                 return
             db.execute(
