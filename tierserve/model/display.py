@@ -52,7 +52,13 @@ def _pieces(value: Any, budget: int, depth: int) -> Iterator[str]:
 
 
 def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """``repr(value)``, or its first ``limit`` characters and ``…`` when longer."""
+    """``repr(value)``, or its first ``limit`` characters and ``…`` when longer (a string
+    keeps its closing quote: ``'aaaa…'``)."""
+    if isinstance(value, str):
+        if len(value) <= limit:
+            return repr(value)
+        text = repr(value[:limit])
+        return text[:-1] + "…" + text[-1]
     out: list[str] = []
     used = 0
     for piece in _pieces(value, limit, 0):

@@ -1,8 +1,10 @@
 """The local control plane's HTTP API (JSON; the CLI talks only to it).
 
 Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Errors are
-``{"error": {"message": ..., "reason": ...}}`` with 400 (bad input, nothing changed),
-401, 404 or 409.
+``{"error": {"message": ..., "reason": ...}}``: 400 (bad input, nothing changed), 401,
+404, 405, 409, 413 (a body over ``MAX_BODY_BYTES``) or 415 (a body that is not
+``application/json``). Client input never gets a 5xx: every error aiohttp raises while
+routing or reading a request gets this JSON body too.
 
     GET    /healthz
     GET    /api/v1/{resource}[?namespace=NS]            list (Secrets redacted)
@@ -12,21 +14,39 @@ Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Errors are
     POST   /api/v1/delete   {"documents": YAML, "source": name}
     GET    /api/v1/events[?resource=&name=&namespace=]
     GET    /api/v1/cost
-    GET    /api/v1/logs/{namespace}/{name}[?tail=N]     a replica's log
+    GET    /api/v1/logs/{namespace}/{name}[?tail=N|?offset=BYTES]   a replica's log
     GET    /api/v1/routes                               the gateway's routes (docs/gateway.md)
     POST   /api/v1/shutdown {"stopReplicas": bool}
     GET    /metrics                                     Prometheus text
+
+Input limits: a body of at most ``MAX_BODY_BYTES`` (8 MiB), ``documents`` of at most
+1 MiB of YAML, within ``tierserve.model.yamlsafe``'s bounds on aliases and nesting.
+Names and namespaces in paths and queries are checked as object names are (a namespace
+is a DNS-1123 label) before they reach the store or the disk. Parsing and validating
+documents runs in a worker thread, so a big apply does not stall the event loop that
+also runs the controllers and the gateway.
+
+Logs: ``{name}`` is a replica in the store (404 otherwise), never a path. The answer is
+``text/plain`` with ``X-Log-Offset``: the byte offset just past what was sent. ``tail=N``
+sends the last N lines; ``offset=BYTES`` sends what was written since (at most
+``LOG_CHUNK_BYTES`` at once: ask again with the new offset while the chunk is full), so
+``logs -f`` polls with the offset of its last answer. An offset past the end of the log
+(the log was cut) starts again from 0.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -39,18 +59,127 @@ from tierserve.errors import (
     ValidationError,
 )
 from tierserve.model import InferenceService, Phase, Replica, TypedObject, load_documents
+from tierserve.model.display import cut, shown
+from tierserve.model.dns import label_problem, subdomain_problem
 from tierserve.model.names import PLURALS, resolve_resource
 from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import replica_dirs
 from tierserve.runtime.local.controllers import CLOUD_COST, GPU_SECONDS
 from tierserve.runtime.local.store import Event, Store
 
+log = logging.getLogger("tierserve.api")
+
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 8 * 2**20
+"""Room for 1 MiB of YAML even when JSON escapes every character."""
+LOG_CHUNK_BYTES = 2**20
+"""The most of a log one ``offset`` answer sends."""
+LOG_OFFSET_HEADER = "X-Log-Offset"
+_PARSERS = 2
+"""Documents parsed at once (each in a worker thread); more requests wait their turn."""
 
 
-def _error(status: int, reason: str, message: str) -> web.Response:
-    return web.json_response({"error": {"message": message, "reason": reason}}, status=status)
+def _error(
+    status: int, reason: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": {"message": message, "reason": reason}}, status=status, headers=headers
+    )
+
+
+def _bad(field: str, message: str) -> ValidationError:
+    return ValidationError("request", [FieldError(field, message)])
+
+
+def _checked_name(value: str, field: str) -> str:
+    problem = subdomain_problem(value)
+    if problem is not None:
+        raise _bad(field, problem)
+    return value
+
+
+def _checked_namespace(value: str, field: str = "namespace") -> str:
+    problem = label_problem(value, "namespace")
+    if problem is not None:
+        raise _bad(field, problem)
+    return value
+
+
+def _count(request: web.Request, field: str) -> int | None:
+    """A non-negative integer query parameter, or None when absent."""
+    text = request.query.get(field)
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 18:
+        raise _bad(field, f"{shown(text)} is not a whole number >= 0")
+    return int(text)
+
+
+def _parse_json(raw: bytes) -> Any:
+    """The JSON value of a UTF-8 body, or a ValidationError saying what is wrong."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _bad("body", f"not valid UTF-8 (byte {exc.start})") from None
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise _bad("body", "JSON nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise _bad("body", f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    except ValueError as exc:  # e.g. an integer past Python's digit limit
+        raise _bad("body", f"not valid JSON: {cut(str(exc), 120)}") from None
+
+
+def _read_log(path: str, tail: int | None, offset: int | None) -> tuple[bytes, int]:
+    """(bytes to send, offset just past them) of the log at ``path`` ("" if none yet)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - closed below; a missing log is empty
+    except FileNotFoundError:
+        return b"", 0
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        if offset is not None:
+            start = offset if offset <= size else 0  # past the end: the log was cut
+            f.seek(start)
+            chunk = f.read(min(size - start, LOG_CHUNK_BYTES))
+            chunk = chunk[: _whole_utf8(chunk)] if len(chunk) == LOG_CHUNK_BYTES else chunk
+            return chunk, start + len(chunk)
+        if tail is None:
+            return f.read(size), size
+        return _last_lines(f, size, tail), size
+
+
+def _whole_utf8(chunk: bytes) -> int:
+    """How much of ``chunk`` ends on a character boundary (a chunk may cut one)."""
+    for back in range(1, min(4, len(chunk)) + 1):
+        byte = chunk[-back]
+        if byte < 0x80:
+            return len(chunk)
+        if byte >= 0xC0:  # a lead byte: is its sequence complete?
+            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            return len(chunk) if need <= back else len(chunk) - back
+    return len(chunk)
+
+
+def _last_lines(f: Any, size: int, lines: int, block: int = 65536) -> bytes:
+    """The last ``lines`` lines of the file ``f`` of ``size`` bytes, reading from the end."""
+    if lines == 0:
+        return b""
+    data, pos = b"", size
+    # One more newline than lines: the one before the first line sent (a final newline
+    # ends the last line rather than starting an empty one).
+    while pos > 0 and data.count(b"\n", 0, len(data) - 1) < lines:
+        step = min(block, pos)
+        pos -= step
+        f.seek(pos)
+        data = f.read(step) + data
+    cut_at = len(data) - 1
+    for _ in range(lines):
+        cut_at = data.rfind(b"\n", 0, cut_at)
+        if cut_at < 0:
+            return data
+    return data[cut_at + 1 :]
 
 
 def _event_dict(e: Event) -> dict[str, Any]:
@@ -170,10 +299,11 @@ class ApiServer:
         self.on_shutdown = on_shutdown
         self.registry = CollectorRegistry(auto_describe=False)
         self.registry.register(_CostCollector(store, lambda: store.list(Replica), tier_of))
+        self._parsers = asyncio.Semaphore(_PARSERS)
 
     def app(self) -> web.Application:
         app = web.Application(
-            middlewares=[self._auth, self._errors], client_max_size=MAX_BODY_BYTES
+            middlewares=[self._errors, self._auth], client_max_size=MAX_BODY_BYTES
         )
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
@@ -208,6 +338,7 @@ class ApiServer:
 
     @web.middleware
     async def _errors(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """Every error as the API's JSON body; only a bug of ours is a 500."""
         try:
             return await handler(request)
         except ValidationError as exc:
@@ -218,22 +349,58 @@ class ApiServer:
             return _error(409, "Conflict", str(exc))
         except TierserveError as exc:
             return _error(400, "BadRequest", str(exc))
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return _error(
+                exc.status,
+                exc.reason.replace(" ", ""),
+                self._http_message(exc, request),
+                headers={
+                    k: v
+                    for k, v in exc.headers.items()
+                    if k.lower() not in ("content-type", "content-length")
+                },
+            )
+        except (RequestPayloadError, HttpProcessingError) as exc:  # e.g. a bad Content-Encoding
+            detail = cut(" ".join(str(exc).split()), 200)
+            return _error(400, "BadRequest", f"the request body cannot be read ({detail})")
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("API %s %s failed", request.method, cut(request.path, 200))
+            return _error(500, "InternalError", "internal error (see controlplane.log)")
+
+    @staticmethod
+    def _http_message(exc: web.HTTPException, request: web.Request) -> str:
+        if exc.status == 404:
+            return f"no such route: {request.method} {cut(request.path, 200)}"
+        if exc.status == 405:
+            return f"method {request.method} is not allowed on {cut(request.path, 200)}"
+        return cut(exc.text or exc.reason, 300)
 
     # -- helpers -----------------------------------------------------------------------------
 
     async def _body(self, request: web.Request) -> dict[str, Any]:
-        try:
-            data = await request.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            data = None
+        """The request's JSON object: application/json, UTF-8, within MAX_BODY_BYTES."""
+        charset = (request.charset or "utf-8").lower()
+        if request.content_type != "application/json" or charset not in ("utf-8", "utf8"):
+            raise web.HTTPUnsupportedMediaType(
+                text="expected a body of Content-Type: application/json (UTF-8)"
+            )
+        raw = await request.read()  # 413 past client_max_size
+        data = await asyncio.to_thread(_parse_json, raw)
         if not isinstance(data, dict):
-            raise ValidationError("request", [FieldError("body", "expected a JSON object")])
+            raise _bad("body", "expected a JSON object")
         return data
+
+    def _namespace(self, request: web.Request) -> str:
+        return _checked_namespace(request.query.get("namespace", "default"))
 
     def _find(self, request: web.Request) -> TypedObject:
         cls = resolve_resource(request.match_info["resource"])
-        namespace = request.query.get("namespace", "default")
-        name = request.match_info["name"]
+        namespace = self._namespace(request)
+        name = _checked_name(request.match_info["name"], "name")
         obj = self.store.get(cls, namespace, name)
         if obj is None:
             where = f" in namespace {namespace}" if cls.NAMESPACED else ""
@@ -252,11 +419,7 @@ class ApiServer:
 
     async def _list(self, request: web.Request) -> web.Response:
         cls = resolve_resource(request.match_info["resource"])
-        namespace = (
-            None
-            if request.query.get("allNamespaces")
-            else request.query.get("namespace", "default")
-        )
+        namespace = None if request.query.get("allNamespaces") else self._namespace(request)
         items = [o.to_dict() for o in self.store.list(cls, namespace)]
         return web.json_response({"kind": f"{cls.KIND}List", "items": items})
 
@@ -290,12 +453,15 @@ class ApiServer:
             "action": action,
         }
 
-    def _documents(self, body: dict[str, Any]) -> list[TypedObject]:
+    async def _documents(self, body: dict[str, Any]) -> list[TypedObject]:
+        """The body's documents, parsed and validated in a worker thread."""
         text = body.get("documents")
-        source = str(body.get("source") or "<input>")
+        given = body.get("source")
+        source = cut(given, 200) if isinstance(given, str) and given else "<input>"
         if not isinstance(text, str):
-            raise ValidationError("request", [FieldError("documents", "expected YAML text")])
-        objs = load_documents(text, source)
+            raise _bad("documents", "expected YAML text")
+        async with self._parsers:
+            objs = await asyncio.to_thread(load_documents, text, source)
         managed = [
             FieldError(
                 f"Replica {o.name}",
@@ -311,7 +477,7 @@ class ApiServer:
 
     async def _apply(self, request: web.Request) -> web.Response:
         body = await self._body(request)
-        objs = self._documents(body)
+        objs = await self._documents(body)
         results, writes = [], []
         for obj in objs:
             current = self.store.get(type(obj), obj.namespace, obj.name)
@@ -333,7 +499,7 @@ class ApiServer:
     async def _delete_docs(self, request: web.Request) -> web.Response:
         body = await self._body(request)
         results = []
-        for obj in self._documents(body):
+        for obj in await self._documents(body):
             current = self.store.get(type(obj), obj.namespace, obj.name)
             if current is None:
                 results.append(self._result(obj, "not found"))
@@ -349,25 +515,37 @@ class ApiServer:
             kind = resolve_resource(q["resource"]).KIND
             events = [e for e in events if e.kind == kind]
         if "name" in q:
-            events = [e for e in events if e.name == q["name"]]
+            name = _checked_name(q["name"], "name")
+            events = [e for e in events if e.name == name]
         if "namespace" in q:
-            events = [e for e in events if e.namespace in (q["namespace"], "")]
+            namespace = _checked_namespace(q["namespace"])
+            events = [e for e in events if e.namespace in (namespace, "")]
         return web.json_response({"items": [_event_dict(e) for e in events]})
 
     async def _cost(self, _: web.Request) -> web.Response:
         return web.json_response(cost_summary(self.store))
 
     async def _logs(self, request: web.Request) -> web.Response:
-        namespace, name = request.match_info["namespace"], request.match_info["name"]
-        _, path = replica_dirs(self.state_dir, namespace, name)
-        if not os.path.exists(path):
+        namespace = _checked_namespace(request.match_info["namespace"])
+        name = _checked_name(request.match_info["name"], "name")
+        tail, offset = _count(request, "tail"), _count(request, "offset")
+        if tail is not None and offset is not None:
+            raise _bad("offset", "give tail or offset, not both")
+        replica = self.store.get(Replica, namespace, name)
+        if replica is None:
+            raise NotFoundError(f'pods "{name}" not found in namespace {namespace}')
+        # The path comes from the stored replica, never from the request.
+        root = os.path.realpath(os.path.join(self.state_dir, "logs"))
+        _, path = replica_dirs(self.state_dir, replica.namespace, replica.name)
+        if os.path.commonpath([root, os.path.realpath(path)]) != root:
             raise NotFoundError(f'no log for replica "{namespace}/{name}"')
-        tail = request.query.get("tail")
-        with open(path, encoding="utf-8", errors="replace") as f:
-            lines = f.readlines()
-        if tail is not None and tail.lstrip("-").isdigit() and int(tail) >= 0:
-            lines = lines[-int(tail) :] if int(tail) else []
-        return web.Response(text="".join(lines))
+        data, end = await asyncio.to_thread(_read_log, path, tail, offset)
+        return web.Response(
+            body=data,
+            content_type="text/plain",
+            charset="utf-8",
+            headers={LOG_OFFSET_HEADER: str(end)},
+        )
 
     async def _routes(self, _: web.Request) -> web.Response:
         """The gateway's routes document (for ``tierserve gateway --routes-url``)."""
