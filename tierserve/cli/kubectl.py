@@ -507,6 +507,16 @@ def _describe(client: Client, plural: str, namespaced: bool, obj: Obj, now: floa
 # -- get --watch -------------------------------------------------------------------------------
 
 
+def _gone(plural: str, headers: Row, row: Row) -> Row:
+    """The last row of an object that is gone. A replica ends Terminating (one that drained
+    faster than a poll was last seen in its earlier status) unless it Failed: its row says
+    so, as kubectl's deletion line does."""
+    if plural != "pods" or "STATUS" not in headers:
+        return row
+    at = headers.index("STATUS")
+    return row if row[at] == "Error" else [*row[:at], "Terminating", *row[at + 1 :]]
+
+
 def _watch(
     list_items: Callable[[], list[Obj]],
     plural: str,
@@ -532,7 +542,7 @@ def _watch(
             signature = [c for i, c in enumerate(row) if i != age_at]
             current[key] = ([text] if output == "name" else row, signature)
         changed = [v[0] for k, v in current.items() if k not in shown or shown[k][1] != v[1]]
-        changed += [v[0] for k, v in shown.items() if k not in current]
+        changed += [_gone(plural, headers, v[0]) for k, v in shown.items() if k not in current]
         if first and not items:
             typer.echo(f"No resources found{where}.", err=True)
         if output == "name":
