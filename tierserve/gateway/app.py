@@ -65,27 +65,13 @@ def create_gateway_app(
     app = web.Application(client_max_size=config.max_body_bytes + 1)
     app[GATEWAY_STATE] = state
     app.cleanup_ctx.append(_upstream_session)
-    router = app.router
-    router.add_post("/v1/chat/completions", _completions, expect_handler=_expect)
-    router.add_post("/v1/completions", _completions, expect_handler=_expect)
-    router.add_get("/v1/models", _models, expect_handler=_expect)
-    router.add_get("/health", _health, expect_handler=_expect)
-    router.add_get("/metrics", _metrics, expect_handler=_expect)
-    router.add_route("*", "/{tail:.*}", _not_found, expect_handler=_expect)
+    app.router.add_post("/v1/chat/completions", _completions)
+    app.router.add_post("/v1/completions", _completions)
+    app.router.add_get("/v1/models", _models)
+    app.router.add_get("/health", _health)
+    app.router.add_get("/metrics", _metrics)
+    app.router.add_route("*", "/{tail:.*}", _not_found)
     return app
-
-
-async def _expect(request: web.Request) -> web.StreamResponse | None:
-    """``Expect: 100-continue`` as aiohttp does it; any other expectation is a 417 in
-    OpenAI's error shape (aiohttp's own answer is text/plain)."""
-    if request.version != aiohttp.HttpVersion11:
-        return None
-    expect = request.headers.get("Expect", "")
-    if expect.lower() != "100-continue":
-        return error_response(417, f"Unknown Expect: {expect}")
-    await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
-    request.writer.output_size = 0  # the response's head is still to come
-    return None
 
 
 async def _upstream_session(app: web.Application) -> AsyncIterator[None]:

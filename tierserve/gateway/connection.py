@@ -13,8 +13,9 @@ A head that starts arriving while an earlier request on the connection is still 
 answered (pipelining) is bounded by the keep-alive timeout instead.
 
 Errors aiohttp answers itself -- a malformed request line, header or chunked framing, a
-``Content-Encoding`` it cannot decode, or an exception escaping a handler -- get
-OpenAI's error body instead of aiohttp's text/plain one.
+``Content-Encoding`` it cannot decode, an ``Expect`` it does not know, a target no route
+matches (``OPTIONS *``), or an exception escaping a handler -- get OpenAI's error body
+instead of aiohttp's text/plain one.
 
 Reads aiohttp's ``_request_count`` (requests parsed on this connection),
 ``_messages`` (parsed, not yet handled) and ``_request_in_progress``;
@@ -28,13 +29,19 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import Any
 
-from aiohttp import web
+from aiohttp import StreamReader, web
 
 from tierserve.gateway.errors import error_body, error_response
 
 
 class ClientConnection(web.RequestHandler):
-    __slots__ = ("_head_partial", "_head_timeout_s", "_head_timer", "_heads_at_arm")
+    __slots__ = (
+        "_head_partial",
+        "_head_timeout_s",
+        "_head_timer",
+        "_heads_at_arm",
+        "_last_body",
+    )
 
     def __init__(self, manager: web.Server, *, head_timeout_s: float, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -42,6 +49,9 @@ class ClientConnection(web.RequestHandler):
         self._head_timer: asyncio.TimerHandle | None = None
         self._heads_at_arm = 0
         self._head_partial = False
+        self._last_body: StreamReader | None = None
+        """The body of the last request answered: bytes before its end are still body
+        (aiohttp reads an unread body for a while after answering), not a new head."""
 
     # ------------------------------------------------------------ header timeout
 
@@ -69,10 +79,17 @@ class ClientConnection(web.RequestHandler):
         # A request ended: the next one's head is timed from its first byte. (Drops a
         # timer armed by body bytes that arrived before the handler had started.)
         self._disarm()
+        self._last_body = request.content
+        if isinstance(resp, web.HTTPException) and resp.status >= 400:
+            resp = _openai_shaped(resp)
         return await super().finish_response(request, resp, start_time)
 
     def _between_requests(self) -> bool:
-        return not self._request_in_progress and not self._messages
+        """No request is being handled or waiting, and the last one's body has ended."""
+        body = self._last_body
+        return (
+            not self._request_in_progress and not self._messages and (body is None or body.is_eof())
+        )
 
     def _arm(self, *, partial: bool) -> None:
         self._disarm()
@@ -106,6 +123,14 @@ class ClientConnection(web.RequestHandler):
 
     # ------------------------------------------------------------ error bodies
 
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        # A body that cannot be decoded fails again when aiohttp drains it after the
+        # answer (400, from ``read_body``): the client's error, not the gateway's.
+        if isinstance(kw.get("exc_info"), web.RequestPayloadError):
+            self.logger.debug(*args, **kw)
+        else:
+            super().log_exception(*args, **kw)
+
     def handle_error(
         self,
         request: web.BaseRequest,
@@ -126,6 +151,19 @@ class ClientConnection(web.RequestHandler):
         resp = error_response(status, message.strip())
         resp.force_close()
         return resp
+
+
+def _openai_shaped(exc: web.HTTPException) -> web.Response:
+    """An error aiohttp raised (its router, its ``Expect`` handling) with OpenAI's body;
+    its headers (``Allow`` for a 405) kept."""
+    headers = {k: v for k, v in exc.headers.items() if k.lower() not in _BODY_HEADERS}
+    resp = error_response(exc.status, exc.text or exc.reason, headers=headers)
+    if exc.keep_alive is False:
+        resp.force_close()
+    return resp
+
+
+_BODY_HEADERS = frozenset({"content-type", "content-length", "content-encoding"})
 
 
 def connection_factory(

@@ -50,11 +50,13 @@ async def read_body(request: web.Request, max_bytes: int, timeout_s: float) -> b
             async with asyncio.timeout(timeout_s):
                 chunk = await content.readany()
         except TimeoutError:
-            return error_response(
-                408, f"No request body bytes arrived for {timeout_s:g} s.", "body"
+            return _closing(
+                error_response(408, f"No request body bytes arrived for {timeout_s:g} s.", "body")
             )
         except web.RequestPayloadError as exc:  # aiohttp's message names the problem
-            return error_response(400, f"Invalid request body: {exc}", "body", "Bad Request")
+            return _closing(
+                error_response(400, f"Invalid request body: {exc}", "body", "Bad Request")
+            )
         if not chunk:
             break
         size += len(chunk)
@@ -62,6 +64,13 @@ async def read_body(request: web.Request, max_bytes: int, timeout_s: float) -> b
             return _too_large(max_bytes)
         chunks.append(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _closing(resp: web.Response) -> web.Response:
+    """``resp`` with ``Connection: close``: the rest of a body that broke or stalled
+    cannot be skipped, so the connection cannot carry another request."""
+    resp.force_close()
+    return resp
 
 
 def _too_large(max_bytes: int) -> web.Response:
