@@ -3,6 +3,7 @@ the store, never to paths; ``?offset=`` and ``X-Log-Offset`` let a client follow
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,11 +12,14 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tierserve.errors import NotFoundError, ValidationError
 from tierserve.model import Replica
 from tierserve.runtime.clock import SystemClock
 from tierserve.runtime.local import api as api_module
 from tierserve.runtime.local.api import LOG_OFFSET_HEADER, ApiServer
+from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.command import replica_dirs
+from tierserve.runtime.local.config import ClientConfig
 from tierserve.runtime.local.store import SqliteStore
 
 TOKEN = "t0ken"
@@ -135,3 +139,19 @@ async def test_a_log_outside_the_state_dir_is_not_followed(logs: Logs, tmp_path:
     path.symlink_to(tmp_path / "elsewhere.log")
     status, body, _ = await logs.get("default/r-1")
     assert status == 404 and b"not yours" not in body
+
+
+async def test_the_client_follows_a_log_by_offset(logs: Logs) -> None:
+    path = logs.replica("r-1")
+    path.write_bytes(b"one\ntwo\n")
+    client = Client(ClientConfig(api_url=logs.url, gateway_url="", token=TOKEN, pid=0))
+    assert await asyncio.to_thread(client.log_bytes, "default", "r-1", None, 1) == (b"two\n", 8)
+    with path.open("ab") as f:
+        f.write(b"three\n")
+    assert await asyncio.to_thread(client.log_bytes, "default", "r-1", 8) == (b"three\n", 14)
+    with pytest.raises(ValidationError, match=r"request: namespace: '\.\./etc'"):
+        await asyncio.to_thread(client.log_bytes, "../etc", "r-1", 0)
+    with pytest.raises(ValidationError, match=r"request: name: 'a/b'"):  # one segment
+        await asyncio.to_thread(client.logs, "default", "a/b")
+    with pytest.raises(NotFoundError):
+        await asyncio.to_thread(client.logs, "default", "r-2")
