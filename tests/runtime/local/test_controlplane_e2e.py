@@ -167,3 +167,61 @@ def test_a_second_up_on_the_same_state_dir_is_refused_and_changes_nothing(cli: C
     assert f"a control plane (pid {before['pid']}) already runs" in again.stderr
     assert cli.config() == before  # the running one stays reachable
     assert "idc001" in cli("get", "nodes").stdout
+
+
+def post(url: str, token: str, body: bytes) -> tuple[int, dict[str, Any]]:
+    """(status, JSON answer) of a POST with a JSON body."""
+    request = urllib.request.Request(
+        url,
+        data=body,
+        method="POST",
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+def test_hostile_input_is_refused_and_leaks_nothing(cli: Cli, tmp_path: Path) -> None:
+    api, token = cli.config()["api_url"], cli.config()["token"]
+    # A 400-byte YAML alias bomb: refused at once (it used to freeze the loop for a minute).
+    lines = ["l0: &l0 [lol,lol,lol,lol,lol,lol,lol,lol,lol]"]
+    lines += [f"l{i}: &l{i} [{','.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 8)]
+    bomb = "\n".join(lines) + "\napiVersion: v1\nkind: Node\nmetadata: {name: *l7}\n"
+    started = time.monotonic()
+    status, answer = post(api + "/api/v1/apply", token, json.dumps({"documents": bomb}).encode())
+    assert status == 400 and "alias bomb" in answer["error"]["message"]
+    assert time.monotonic() - started < 5 and http(api + "/healthz", None) == "ok"
+    # JSON nested too deeply: a 400, not a 500.
+    status, answer = post(api + "/api/v1/apply", token, b"[" * 100_000 + b"]" * 100_000)
+    assert status == 400 and answer["error"]["reason"] == "Invalid"
+    # Logs name replicas, not paths.
+    with pytest.raises(urllib.error.HTTPError) as info:
+        http(api + "/api/v1/logs/..%2F..%2F..%2Fetc/passwd", token)
+    assert info.value.code == 400
+    # A Secret's value is never printed, by the CLI nor through the API.
+    secret = tmp_path / "secret.yaml"
+    secret.write_text(
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: oss}\n"
+        "stringData: {akSecret: 884213377120}\n"
+    )
+    result = cli("apply", "-f", str(secret), check=False)
+    assert result.returncode == 1 and "884213377120" not in result.stderr
+    assert "stringData.akSecret: (value not shown)" in result.stderr
+    # A name whose derived label would be too long is refused at apply, naming the field.
+    svc = tmp_path / "svc.yaml"
+    svc.write_text(
+        seed_service_yaml(1, ENGINE_FLAGS).replace("name: deepseek", "name: " + "d" * 49)
+    )
+    result = cli("apply", "-f", str(svc), check=False)
+    assert result.returncode == 1 and "metadata.name: " in result.stderr
+    assert "must be at most 48 so that the label app=isvc.<name>-predictor" in result.stderr
+    # The store holds Secret values: it and its WAL/SHM files are private.
+    good = tmp_path / "good.yaml"
+    good.write_text(seed_text("model-storage.yaml"))
+    cli("apply", "-f", str(good))
+    for name in ("state.db", "state.db-wal", "state.db-shm"):
+        assert (cli.root / name).stat().st_mode & 0o777 == 0o600, name
