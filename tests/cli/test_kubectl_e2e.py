@@ -122,7 +122,7 @@ def test_kubectl_habits_on_the_local_runtime(cli: Cli, tmp_path: Path) -> None:
     assert not re.search(r"\d{10}\.\d", described), "epoch seconds in describe"
     assert "Cloud cost:" in cli("describe", "isvc", "deepseek").stdout
 
-    logs = cli.background("logs", "-f", name)
+    logs = cli.background("logs", "-f", "--tail", "100", name)
     logs.wait_for("Starting vLLM API server")
     assert logs.interrupt() == (0, "")
 

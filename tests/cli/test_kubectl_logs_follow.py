@@ -30,7 +30,7 @@ class FakeApi:
         self.with_offset = with_offset
         self.log: bytes | None = b""
         self.alive = True
-        self.offsets: list[int] = []
+        self.queries: list[dict[str, int]] = []
         api = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -44,13 +44,19 @@ class FakeApi:
                 if url.path == f"/api/v1/pods/{NAME}":
                     return self.answer(200 if api.alive else 404, b'{"error": {"message": "gone"}}')
                 if url.path == f"/api/v1/logs/default/{NAME}":
-                    offset = int(parse_qs(url.query).get("offset", ["0"])[0])
-                    api.offsets.append(offset)
+                    query = {k: int(v[0]) for k, v in parse_qs(url.query).items()}
+                    api.queries.append(query)
                     if api.log is None:
                         return self.answer(404, b'{"error": {"message": "no log"}}')
-                    if not api.with_offset:
-                        return self.answer(200, api.log)
-                    return self.answer(200, api.log[offset:], {"X-Log-Offset": str(len(api.log))})
+                    if "tail" in query:
+                        lines = api.log.splitlines(keepends=True)
+                        body = b"".join(lines[-query["tail"] :] if query["tail"] else [])
+                    elif api.with_offset:
+                        body = api.log[query.get("offset", 0) :]
+                    else:
+                        body = api.log
+                    end = {"X-Log-Offset": str(len(api.log))} if api.with_offset else {}
+                    return self.answer(200, body, end)
                 return self.answer(404, b'{"error": {"message": "no such route"}}')
 
             def answer(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
@@ -112,8 +118,10 @@ def test_follow_prints_the_tail_then_each_new_byte_once_until_ctrl_c(
     assert proc.stderr is not None and proc.stderr.read() == b""
     assert bytes(out) == "two\nthree\nfour: déjà\n".encode()
     if api.with_offset:  # it continued where the API said, never from 0 again
-        assert api.offsets[0] == 0 and api.offsets.count(0) == 1
-        assert api.offsets == sorted(api.offsets)
+        # the tail first, then on from where the API said, never from 0 again
+        assert api.queries[0] == {"tail": 2}
+        offsets = [q["offset"] for q in api.queries[1:]]
+        assert offsets[0] == len(b"one\ntwo\nthree\n") and offsets == sorted(offsets)
 
 
 def test_follow_ends_by_itself_when_the_replica_is_gone(api: FakeApi, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 import typer
 
@@ -32,6 +33,7 @@ from tierserve.errors import (
 )
 from tierserve.gateway.config import GatewayConfig
 from tierserve.model import Node, dump_documents
+from tierserve.runtime.local.api import LOG_CHUNK_BYTES, LOG_OFFSET_HEADER
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (
@@ -367,12 +369,13 @@ FOLLOW_POLL_S = 0.5
 """How often ``logs -f`` asks for new output (the API has no streaming endpoint)."""
 
 
-def _log_from(client: Client, namespace: str, name: str, offset: int) -> tuple[bytes, int | None]:
-    """The replica's log from byte ``offset`` and the API's ``X-Log-Offset`` (where to
-    continue). An API without ``?offset=`` answers the whole log and no header: None."""
+def _log_from(client: Client, namespace: str, name: str, query: str) -> tuple[bytes, int | None]:
+    """The replica's log for ``query`` (``offset=BYTES`` or ``tail=N``) and the API's
+    ``X-Log-Offset``: where to continue. An API that predates ``?offset=`` answers the
+    whole log (or its tail) without the header: None."""
     config = client.config
     request = urllib.request.Request(
-        f"{config.api_url}/api/v1/logs/{namespace}/{name}?offset={offset}",
+        f"{config.api_url}/api/v1/logs/{quote(namespace, safe='')}/{quote(name, safe='')}?{query}",
         headers={"Authorization": f"Bearer {config.token}"},
     )
     # Loopback only: never send the token through a proxy from the environment.
@@ -380,7 +383,7 @@ def _log_from(client: Client, namespace: str, name: str, offset: int) -> tuple[b
     try:
         with opener.open(request, timeout=client.timeout_s) as response:
             body: bytes = response.read()
-            header = response.headers.get("X-Log-Offset")
+            header = response.headers.get(LOG_OFFSET_HEADER)
     except urllib.error.HTTPError as exc:
         try:
             message = json.loads(exc.read())["error"]["message"]
@@ -401,35 +404,41 @@ def _exists(client: Client, namespace: str, name: str) -> bool:
 
 
 def _follow(client: Client, namespace: str, name: str, tail: int | None) -> None:
-    """``logs -f``: the log (its last ``tail`` lines), then what is appended, polled every
-    ``FOLLOW_POLL_S``, until the replica is gone (kubectl: until the container ends).
+    """``logs -f``: the log (its last ``tail`` lines), then what is appended, asked for
+    with ``?offset=`` every ``FOLLOW_POLL_S`` (at once while the API answers full chunks),
+    until the replica is gone (kubectl: until the container ends).
 
     ``printed`` is the byte offset printed up to; bytes are decoded incrementally, so a
-    character split between two reads prints whole."""
+    character split between two reads prints whole. With an API that predates
+    ``?offset=`` (no ``X-Log-Offset``), each answer is the whole log: what is past
+    ``printed`` is new."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     printed: int | None = None
     while True:
+        first = printed is None
+        query = f"tail={tail}" if first and tail is not None else f"offset={printed or 0}"
         try:
-            body, offset = _log_from(client, namespace, name, printed or 0)
+            body, offset = _log_from(client, namespace, name, query)
+            if offset is None and first and tail is not None:  # old API: how long is it?
+                offset = len(_log_from(client, namespace, name, "offset=0")[0])
         except NotFoundError:
             if not _exists(client, namespace, name):
-                if printed is None:
+                if first:
                     raise NotFoundError(
                         f'replica "{name}" not found in namespace {namespace}'
                     ) from None
                 return
-            body, offset = b"", printed  # no log yet: not started
+            body, offset = b"", printed or 0  # no log yet (an older API says 404)
         if offset is None:  # the whole log again: keep what is past what was printed
             start = printed or 0
-            if len(body) < start:  # the log was replaced: start over
+            if len(body) < start:  # the log was cut: start over
                 start = 0
             body, offset = body[start:], len(body)
         text = decoder.decode(body)
-        if printed is None and tail is not None:
-            text = "".join(text.splitlines(keepends=True)[-tail:]) if tail else ""
         if text:
             typer.echo(text, nl=False)
-        elif printed is not None and not _exists(client, namespace, name):
+        elif not first and not _exists(client, namespace, name):
             return
         printed = offset
-        time.sleep(FOLLOW_POLL_S)
+        if len(body) < LOG_CHUNK_BYTES:  # a full chunk: more is waiting
+            time.sleep(FOLLOW_POLL_S)
