@@ -185,7 +185,11 @@ class Scripted:
         if self.mode == "500-empty":
             return web.Response(status=500)
         if self.delay_s and self.mode == "ok":
-            await asyncio.sleep(self.delay_s)
+            try:
+                await asyncio.sleep(self.delay_s)
+            except asyncio.CancelledError:
+                self.cancelled += 1
+                raise
         if self.mode == "ok":
             return web.json_response(
                 {
