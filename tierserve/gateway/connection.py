@@ -60,13 +60,17 @@ class ClientConnection(web.RequestHandler):
         self._arm(partial=False)  # the first request: from the connection's start
 
     def data_received(self, data: bytes) -> None:
+        if not data:  # aiohttp's resume_reading() re-feeds with b""
+            super().data_received(data)
+            return
         heads = self._request_count
+        idle = self._head_timer is None and self._between_requests()
         super().data_received(data)
         if self._request_count != heads:  # a head arrived whole
             self._disarm()
         elif self._head_timer is not None:
             self._head_partial = True
-        elif self._between_requests():  # the first byte of the next request's head
+        elif idle:  # the first bytes of the next request's head (not a body's last ones)
             self._arm(partial=True)
 
     def connection_lost(self, exc: BaseException | None) -> None:
@@ -79,10 +83,15 @@ class ClientConnection(web.RequestHandler):
         # A request ended: the next one's head is timed from its first byte. (Drops a
         # timer armed by body bytes that arrived before the handler had started.)
         self._disarm()
-        self._last_body = request.content
+        self._last_body = body = request.content
         if isinstance(resp, web.HTTPException) and resp.status >= 400:
             resp = _openai_shaped(resp)
-        return await super().finish_response(request, resp, start_time)
+        result = await super().finish_response(request, resp, start_time)
+        if resp.keep_alive is False and not body.is_eof():
+            # An answer that ends the connection (a stalled or undecodable body) does not
+            # wait for the rest of the body, as aiohttp would for ``lingering_time``.
+            self.force_close()
+        return result
 
     def _between_requests(self) -> bool:
         """No request is being handled or waiting, and the last one's body has ended."""
