@@ -19,8 +19,9 @@ import pytest
 from gwhelpers import CHAT, HOST, gateway, metric_sum, scrape, scripted_upstreams, service
 
 from tierserve.gateway import GATEWAY_STATE, Backend, GatewayConfig
+from tierserve.gateway.pool import UpstreamPool
 from tierserve.gateway.proxy import REPLICA_HEADER
-from tierserve.gateway.upstream import UpstreamPool, origin_of
+from tierserve.gateway.upstream import origin_of
 
 NS = {"namespace": "default", "service": "deepseek"}
 BODY = json.dumps(CHAT).encode()

@@ -16,35 +16,40 @@
   ``handler_cancellation``): the attempt's cleanup closes the upstream connection,
   which cancels the request in the engine, and the request counts as code 499.
 - Streamed requests (``"stream": true``) from HTTP/1.1 clients to ``http://``
-  replicas go through the raw client of ``upstream.py``, which relays the SSE body
-  without a coroutine per chunk; everything else goes through aiohttp's client.
-  Both paths answer alike (same headers, retries, errors and metrics).
+  replicas go through ``rawpath.RawClient``, which relays the SSE body without a
+  coroutine per chunk; everything else goes through aiohttp's client (here). Both
+  paths answer alike (same headers, retries, errors and metrics): each attempt
+  ends in an ``attempt.Tried`` (judged here) or a relayed stream (ended here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import aiohttp
 from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
 from yarl import URL
 
+from tierserve.gateway.attempt import (
+    REPLICA_HEADER,
+    Tried,
+    bad_gateway,
+    failed,
+    is_sse,
+    response_headers,
+    timed_out,
+    upstream_target,
+    whole,
+)
 from tierserve.gateway.balancer import Balancer
 from tierserve.gateway.config import GatewayConfig
 from tierserve.gateway.errors import error_response, sse_error_event
 from tierserve.gateway.metrics import GatewayMetrics
+from tierserve.gateway.pool import UpstreamPool
+from tierserve.gateway.rawpath import RawClient
 from tierserve.gateway.table import Backend, ServiceRoute
-from tierserve.gateway.upstream import (
-    Origin,
-    UpstreamConnection,
-    UpstreamPool,
-    origin_of,
-    request_head,
-)
 from tierserve.policy.retry import (
     Attempt,
     AttemptDecision,
@@ -54,74 +59,9 @@ from tierserve.policy.retry import (
     fault_of,
 )
 
+__all__ = ["REPLICA_HEADER", "Forwarder"]
+
 log = logging.getLogger(__name__)
-
-# Hop-by-hop and framing headers the gateway sets itself.
-_DROP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "transfer-encoding",
-        "content-length",
-        "date",
-        "server",
-        "proxy-connection",
-        "upgrade",
-        "te",
-        "trailer",
-    }
-)
-REPLICA_HEADER = "X-Tierserve-Replica"
-
-
-@dataclass(frozen=True, slots=True)
-class _Tried:
-    """An attempt whose answer has not reached the client: what it came to, and what
-    the client gets unless it is retried."""
-
-    attempt: Attempt
-    response: web.Response
-    ttfb_s: float | None = None
-    """Arrival to the replica's answer (None when nothing arrived)."""
-
-
-def _response_headers(items: Iterable[tuple[str, str]], backend: Backend) -> dict[str, str]:
-    headers = {k: v for k, v in items if k.lower() not in _DROP}
-    headers[REPLICA_HEADER] = backend.replica
-    return headers
-
-
-def _is_sse(content_type: str) -> bool:
-    return content_type.startswith("text/event-stream")
-
-
-def upstream_target(request: web.Request) -> str:
-    """The request-target the replica gets: the client's own in origin form, and the
-    path and query of an absolute-form target (``POST http://host/v1/...``)."""
-    raw = request.raw_path
-    if raw.startswith("/"):
-        return raw
-    return request.rel_url.raw_path_qs or "/"
-
-
-async def start_raw_chunked_body(
-    resp: web.StreamResponse, request: web.Request
-) -> tuple[asyncio.Transport | None, AbstractStreamWriter]:
-    """Send ``resp``'s head, chunked, and return the client transport that body bytes
-    already framed as whole chunks may be written to directly (``None`` if the client
-    is gone), and the writer to drain it with.
-
-    The one place that steps around aiohttp's writer: it relies on the head being on the
-    wire once this returns (``write(b"")`` flushes a head aiohttp would otherwise hold
-    back for the first body bytes) and on aiohttp framing only what goes through it --
-    further ``write``s as whole chunks, and ``write_eof``'s last chunk ``0\\r\\n\\r\\n``.
-    tests/gateway/test_gw_raw_stream.py checks the bytes on the wire.
-    """
-    resp.enable_chunked_encoding()
-    writer = await resp.prepare(request)
-    assert writer is not None
-    await resp.write(b"")
-    return request.transport, writer
 
 
 class Forwarder:
@@ -144,8 +84,12 @@ class Forwarder:
         # Parsing a URL costs more than the rest of the routing choice: parse each
         # (replica, path) once. Bounded: few replicas times few API paths.
         self._urls: dict[tuple[str, str], URL] = {}
-        self.upstreams = UpstreamPool(config.upstream_keepalive_s, config.upstream_max_idle)
-        self._origins: dict[str, Origin | None] = {}
+        self.raw = RawClient(config, self)
+
+    @property
+    def upstreams(self) -> UpstreamPool:
+        """The raw path's keep-alive pool."""
+        return self.raw.upstreams
 
     def upstream_headers(self, request: web.Request) -> dict[str, str]:
         # The gateway parsed the body as JSON, so say so even if the client did not.
@@ -177,7 +121,7 @@ class Forwarder:
         target = upstream_target(request)
         raw = stream and request.version == aiohttp.HttpVersion11
         tried: set[str] = set()
-        last: _Tried | None = None
+        last: Tried | None = None
         last_backend: Backend | None = None
         decision: AttemptDecision | None = None
         backend: Backend | None = None
@@ -191,18 +135,19 @@ class Forwarder:
                 tried.add(backend.replica)
                 self.balancer.started(backend.replica)
                 try:
-                    origin = self._origin(backend) if raw else None
+                    origin = self.raw.origin(backend) if raw else None
+                    result = None
                     if origin is not None:
-                        result = await self._attempt_raw(
+                        result = await self.raw.attempt(
                             request, route, backend, origin, target, body, headers, t0
                         )
-                    else:
+                    if result is None:
                         result = await self._attempt(
                             request, route, backend, target, body, headers, t0
                         )
                 finally:
                     self.balancer.finished(backend.replica)
-                if not isinstance(result, _Tried):
+                if not isinstance(result, Tried):
                     return result  # relayed: judged and counted as it ended
                 last, last_backend = result, backend
                 decision = self._judge(
@@ -276,45 +221,32 @@ class Forwarder:
         body: bytes,
         headers: dict[str, str],
         t0: float,
-    ) -> web.StreamResponse | _Tried:
+    ) -> web.StreamResponse | Tried:
         url = self._url(backend, target)
         try:
             up = await self.session.request(
                 request.method, url, data=body, headers=headers, timeout=self.timeout
             )
         except aiohttp.ConnectionTimeoutError:
-            return self._failed(backend, Failure.CONNECT_TIMEOUT, "did not accept a connection")
+            return failed(backend, Failure.CONNECT_TIMEOUT, "did not accept a connection")
         except TimeoutError:
-            return self._timed_out(backend)
+            return timed_out(backend, self.config.request_timeout_s)
         except aiohttp.ClientConnectorError as exc:
-            return self._failed(backend, Failure.CONNECT, f"failed: {exc!r}")
+            return failed(backend, Failure.CONNECT, f"failed: {exc!r}")
         except aiohttp.ClientError as exc:
-            return self._failed(backend, Failure.DROPPED, f"failed: {exc!r}")
+            return failed(backend, Failure.DROPPED, f"failed: {exc!r}")
         try:
-            if _is_sse(up.headers.get("Content-Type", "")):
+            if is_sse(up.headers.get("Content-Type", "")):
                 return await self._stream(request, route, backend, up, t0)
             try:
                 data = await up.read()
             except TimeoutError:
-                return self._timed_out(backend)
+                return timed_out(backend, self.config.request_timeout_s)
             except aiohttp.ClientError as exc:
-                return self._failed(backend, Failure.DROPPED, f"broke: {exc!r}")
-            return self._whole(backend, up.status, up.headers.items(), data, t0)
+                return failed(backend, Failure.DROPPED, f"broke: {exc!r}")
+            return whole(backend, up.status, up.headers.items(), data, t0)
         finally:
             up.close()  # no-op after a full read; aborts the engine's request otherwise
-
-    def _whole(
-        self,
-        backend: Backend,
-        status: int,
-        headers: Iterable[tuple[str, str]],
-        data: bytes,
-        t0: float,
-    ) -> _Tried:
-        """A response read whole: passed on as it is, unless it is retried."""
-        resp = web.Response(body=data, status=status, headers=_response_headers(headers, backend))
-        ttfb = asyncio.get_running_loop().time() - t0
-        return _Tried(Attempt(status=status, has_body=bool(data)), resp, ttfb)
 
     async def _stream(
         self,
@@ -323,21 +255,21 @@ class Forwarder:
         backend: Backend,
         up: aiohttp.ClientResponse,
         t0: float,
-    ) -> web.StreamResponse | _Tried:
+    ) -> web.StreamResponse | Tried:
         loop = asyncio.get_running_loop()
         content = up.content
         try:
             first = await content.readany()
         except TimeoutError:
-            return self._timed_out(backend)
+            return timed_out(backend, self.config.request_timeout_s)
         except aiohttp.ClientError as exc:
-            return self._failed(backend, Failure.DROPPED, f"broke: {exc!r}")
+            return failed(backend, Failure.DROPPED, f"broke: {exc!r}")
         attempt = Attempt(status=up.status, has_body=bool(first))
         if fault_of(attempt) is not None:
-            return _Tried(attempt, self._bad_gateway(backend, f"answered {up.status}"))
+            return Tried(attempt, bad_gateway(backend, f"answered {up.status}"))
         ttfb = loop.time() - t0
         resp = web.StreamResponse(
-            status=up.status, headers=_response_headers(up.headers.items(), backend)
+            status=up.status, headers=response_headers(up.headers.items(), backend)
         )
         await resp.prepare(request)
         chunk = first
@@ -347,141 +279,15 @@ class Forwarder:
                 try:
                     chunk = await content.readany()
                 except (aiohttp.ClientError, TimeoutError) as exc:
-                    return await self._broken(resp, route, backend, exc, ttfb, t0)
+                    return await self.broken(resp, route, backend, exc, ttfb, t0)
             await resp.write_eof()
         except ConnectionResetError:  # the client went away: closing ``up`` cancels upstream
-            return self._client_gone(resp, route, backend, ttfb, t0)
-        return self._streamed(resp, route, backend, up.status, ttfb, t0)
+            return self.client_gone(resp, route, backend, ttfb, t0)
+        return self.streamed(resp, route, backend, up.status, ttfb, t0)
 
-    def _origin(self, backend: Backend) -> Origin | None:
-        if backend.url in self._origins:
-            return self._origins[backend.url]
-        if len(self._origins) > 4096:
-            self._origins.clear()
-        origin = self._origins[backend.url] = origin_of(backend.url)
-        return origin
+    # ------------------------------------------------------------ how streams end
 
-    async def _attempt_raw(
-        self,
-        request: web.Request,
-        route: ServiceRoute,
-        backend: Backend,
-        origin: Origin,
-        target: str,
-        body: bytes,
-        headers: dict[str, str],
-        t0: float,
-    ) -> web.StreamResponse | _Tried:
-        """``_attempt`` through the raw client: the same outcomes, a cheaper SSE relay."""
-        head = request_head(request.method, target, origin, headers, len(body))
-        if head is None:  # pragma: no cover - aiohttp's server refuses such header values
-            return await self._attempt(request, route, backend, target, body, headers, t0)
-        deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s
-        conn: UpstreamConnection | None = None
-        try:
-            try:
-                async with asyncio.timeout_at(deadline):
-                    sent = await self._send_raw(backend, origin, head + body)
-                    if isinstance(sent, _Tried):
-                        return sent
-                    conn = sent
-                    up = conn.head
-                    sse = (
-                        up is not None
-                        and _is_sse(up.get("Content-Type"))
-                        and up.status not in (204, 304)  # bodiless
-                    )
-                    while not sse and conn.error is None and not conn.done:
-                        await conn.wait()  # anything else is read whole, as through aiohttp
-            except TimeoutError:
-                return self._timed_out(backend)
-            if conn.error is not None or up is None:
-                return self._failed(backend, Failure.DROPPED, f"broke: {conn.error!r}")
-            if not sse:
-                return self._whole(backend, up.status, up.headers, conn.take(), t0)
-            attempt = Attempt(status=up.status, has_body=bool(conn.pieces))
-            if fault_of(attempt) is not None:
-                return _Tried(attempt, self._bad_gateway(backend, f"answered {up.status}"))
-            return await self._relay(
-                request, route, backend, conn, up.status, up.headers, t0, deadline
-            )
-        finally:
-            if conn is not None:
-                self.upstreams.release(origin, conn)
-
-    async def _send_raw(
-        self, backend: Backend, origin: Origin, data: bytes
-    ) -> UpstreamConnection | _Tried:
-        """Send ``data`` and wait until the response started (its head and first payload,
-        or its end) or broke. A pooled connection that broke before a single byte came
-        back was closed by the replica while idle -- a race with its keep-alive timer,
-        not a fault: the request goes once more, on a new connection."""
-        pool = self.upstreams
-        connect = pool.connect
-        while True:
-            try:
-                conn = await connect(origin, self.config.connect_timeout_s)
-            except TimeoutError:
-                return self._failed(backend, Failure.CONNECT_TIMEOUT, "did not accept a connection")
-            except OSError as exc:
-                return self._failed(backend, Failure.CONNECT, f"failed: {exc!r}")
-            try:
-                conn.send(data)
-                while not conn.started and conn.error is None:
-                    await conn.wait()
-            except BaseException:  # cancelled (client gone) or out of time: abort upstream
-                conn.close()
-                raise
-            if conn.error is None or conn.received or not conn.reused:
-                return conn
-            conn.close()
-            connect = pool.open
-
-    async def _relay(
-        self,
-        request: web.Request,
-        route: ServiceRoute,
-        backend: Backend,
-        conn: UpstreamConnection,
-        status: int,
-        headers: Iterable[tuple[str, str]],
-        t0: float,
-        deadline: float,
-    ) -> web.StreamResponse:
-        """Pass a started SSE body through until it ends (as ``_stream``)."""
-        loop = asyncio.get_running_loop()
-        ttfb = loop.time() - t0
-        resp = web.StreamResponse(status=status, headers=_response_headers(headers, backend))
-        transport, writer = await start_raw_chunked_body(resp, request)
-        broke: BaseException | None = None
-        try:
-            if transport is None:
-                raise ConnectionResetError("the client went away")
-            conn.relay_to(transport)
-            try:
-                async with asyncio.timeout_at(deadline):
-                    while not conn.client_gone:
-                        if conn.need_drain:
-                            await writer.drain()
-                            conn.resume()
-                        elif conn.error is not None or conn.done:
-                            break
-                        else:
-                            await conn.wait()
-            except TimeoutError as exc:
-                broke = exc
-            conn.detach()  # from here on only this handler writes to the client
-            if conn.client_gone:
-                raise ConnectionResetError("the client went away")
-            broke = broke or conn.error
-            if broke is not None:
-                return await self._broken(resp, route, backend, broke, ttfb, t0)
-            await resp.write_eof()
-        except ConnectionResetError:  # the client went away: closing ``conn`` cancels upstream
-            return self._client_gone(resp, route, backend, ttfb, t0)
-        return self._streamed(resp, route, backend, status, ttfb, t0)
-
-    async def _broken(
+    async def broken(
         self,
         resp: web.StreamResponse,
         route: ServiceRoute,
@@ -500,7 +306,7 @@ class Forwarder:
         self._finished(route, backend, code, ttfb, t0)  # last: a cancel before it is a 499
         return resp
 
-    def _client_gone(
+    def client_gone(
         self,
         resp: web.StreamResponse,
         route: ServiceRoute,
@@ -511,7 +317,7 @@ class Forwarder:
         self._finished(route, backend, 499, ttfb, t0)
         return resp
 
-    def _streamed(
+    def streamed(
         self,
         resp: web.StreamResponse,
         route: ServiceRoute,
@@ -523,18 +329,3 @@ class Forwarder:
         self.balancer.outliers.succeeded(backend.replica)  # an answer (decided before relaying)
         self._finished(route, backend, status, ttfb, t0, backend.replica)
         return resp
-
-    def _bad_gateway(self, backend: Backend, what: str) -> web.Response:
-        return error_response(502, f"Replica {backend.replica} {what}.")
-
-    def _failed(self, backend: Backend, failure: Failure, what: str) -> _Tried:
-        """The replica refused, dropped or broke the connection: 502."""
-        return _Tried(Attempt(failure=failure), self._bad_gateway(backend, what))
-
-    def _timed_out(self, backend: Backend) -> _Tried:
-        """The request's whole time is used up: 504 (never retried)."""
-        response = error_response(
-            504,
-            f"Replica {backend.replica} did not answer within {self.config.request_timeout_s:g} s.",
-        )
-        return _Tried(Attempt(failure=Failure.TIMEOUT), response)

@@ -1,0 +1,193 @@
+"""The raw HTTP/1.1 path for streamed requests: ``RawClient.attempt`` sends a request
+on ``upstream.py``'s keep-alive pool and relays an SSE answer straight to the client's
+transport (see ``upstream.py`` for why); anything else it reads whole.
+
+Outcomes are the aiohttp path's (``proxy.py``): a ``Tried`` before the client got a byte
+(judged by the caller), else the relayed stream ended through ``StreamEnds``. A pooled
+connection the replica closed before answering anything is replaced once by a new one
+(its keep-alive timer won the race), which is neither a retry nor a fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+
+from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+
+from tierserve.gateway.attempt import (
+    StreamEnds,
+    Tried,
+    bad_gateway,
+    failed,
+    is_sse,
+    response_headers,
+    timed_out,
+    whole,
+)
+from tierserve.gateway.config import GatewayConfig
+from tierserve.gateway.pool import UpstreamPool
+from tierserve.gateway.table import Backend, ServiceRoute
+from tierserve.gateway.upstream import Origin, UpstreamConnection, origin_of, request_head
+from tierserve.policy.retry import Attempt, Failure, fault_of
+
+
+async def start_raw_chunked_body(
+    resp: web.StreamResponse, request: web.Request
+) -> tuple[asyncio.Transport | None, AbstractStreamWriter]:
+    """Send ``resp``'s head, chunked, and return the client transport that body bytes
+    already framed as whole chunks may be written to directly (``None`` if the client
+    is gone), and the writer to drain it with.
+
+    The one place that steps around aiohttp's writer: it relies on the head being on the
+    wire once this returns (``write(b"")`` flushes a head aiohttp would otherwise hold
+    back for the first body bytes) and on aiohttp framing only what goes through it --
+    further ``write``s as whole chunks, and ``write_eof``'s last chunk ``0\\r\\n\\r\\n``.
+    tests/gateway/test_gw_raw_stream.py checks the bytes on the wire.
+    """
+    resp.enable_chunked_encoding()
+    writer = await resp.prepare(request)
+    assert writer is not None
+    await resp.write(b"")
+    return request.transport, writer
+
+
+class RawClient:
+    """Streamed requests to ``http://`` replicas, on a pool of keep-alive connections."""
+
+    def __init__(self, config: GatewayConfig, ends: StreamEnds) -> None:
+        self.config = config
+        self.ends = ends
+        self.upstreams = UpstreamPool(config.upstream_keepalive_s, config.upstream_max_idle)
+        self._origins: dict[str, Origin | None] = {}
+
+    def origin(self, backend: Backend) -> Origin | None:
+        """Where the raw client dials ``backend``; None when it does not speak its URL."""
+        if backend.url in self._origins:
+            return self._origins[backend.url]
+        if len(self._origins) > 4096:
+            self._origins.clear()
+        origin = self._origins[backend.url] = origin_of(backend.url)
+        return origin
+
+    async def attempt(
+        self,
+        request: web.Request,
+        route: ServiceRoute,
+        backend: Backend,
+        origin: Origin,
+        target: str,
+        body: bytes,
+        headers: dict[str, str],
+        t0: float,
+    ) -> web.StreamResponse | Tried | None:
+        """One attempt on ``backend``; None if the request cannot be written raw (a
+        header value with a line break, which aiohttp's server refuses anyway)."""
+        head = request_head(request.method, target, origin, headers, len(body))
+        if head is None:  # pragma: no cover
+            return None
+        deadline = asyncio.get_running_loop().time() + self.config.request_timeout_s
+        conn: UpstreamConnection | None = None
+        try:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    sent = await self._send(backend, origin, head + body)
+                    if isinstance(sent, Tried):
+                        return sent
+                    conn = sent
+                    up = conn.head
+                    sse = (
+                        up is not None
+                        and is_sse(up.get("Content-Type"))
+                        and up.status not in (204, 304)  # bodiless
+                    )
+                    while not sse and conn.error is None and not conn.done:
+                        await conn.wait()  # anything else is read whole, as through aiohttp
+            except TimeoutError:
+                return timed_out(backend, self.config.request_timeout_s)
+            if conn.error is not None or up is None:
+                return failed(backend, Failure.DROPPED, f"broke: {conn.error!r}")
+            if not sse:
+                return whole(backend, up.status, up.headers, conn.take(), t0)
+            attempt = Attempt(status=up.status, has_body=bool(conn.pieces))
+            if fault_of(attempt) is not None:
+                return Tried(attempt, bad_gateway(backend, f"answered {up.status}"))
+            return await self._relay(
+                request, route, backend, conn, up.status, up.headers, t0, deadline
+            )
+        finally:
+            if conn is not None:
+                self.upstreams.release(origin, conn)
+
+    async def _send(
+        self, backend: Backend, origin: Origin, data: bytes
+    ) -> UpstreamConnection | Tried:
+        """Send ``data`` and wait until the response started (its head and first payload,
+        or its end) or broke. A pooled connection that broke before a single byte came
+        back was closed by the replica while idle -- a race with its keep-alive timer,
+        not a fault: the request goes once more, on a new connection."""
+        pool = self.upstreams
+        connect = pool.connect
+        while True:
+            try:
+                conn = await connect(origin, self.config.connect_timeout_s)
+            except TimeoutError:
+                return failed(backend, Failure.CONNECT_TIMEOUT, "did not accept a connection")
+            except OSError as exc:
+                return failed(backend, Failure.CONNECT, f"failed: {exc!r}")
+            try:
+                conn.send(data)
+                while not conn.started and conn.error is None:
+                    await conn.wait()
+            except BaseException:  # cancelled (client gone) or out of time: abort upstream
+                conn.close()
+                raise
+            if conn.error is None or conn.received or not conn.reused:
+                return conn
+            conn.close()
+            connect = pool.open
+
+    async def _relay(
+        self,
+        request: web.Request,
+        route: ServiceRoute,
+        backend: Backend,
+        conn: UpstreamConnection,
+        status: int,
+        headers: Iterable[tuple[str, str]],
+        t0: float,
+        deadline: float,
+    ) -> web.StreamResponse:
+        """Pass a started SSE body through until it ends."""
+        loop = asyncio.get_running_loop()
+        ttfb = loop.time() - t0
+        resp = web.StreamResponse(status=status, headers=response_headers(headers, backend))
+        transport, writer = await start_raw_chunked_body(resp, request)
+        broke: BaseException | None = None
+        try:
+            if transport is None:
+                raise ConnectionResetError("the client went away")
+            conn.relay_to(transport)
+            try:
+                async with asyncio.timeout_at(deadline):
+                    while not conn.client_gone:
+                        if conn.need_drain:
+                            await writer.drain()
+                            conn.resume()
+                        elif conn.error is not None or conn.done:
+                            break
+                        else:
+                            await conn.wait()
+            except TimeoutError as exc:
+                broke = exc
+            conn.detach()  # from here on only this handler writes to the client
+            if conn.client_gone:
+                raise ConnectionResetError("the client went away")
+            broke = broke or conn.error
+            if broke is not None:
+                return await self.ends.broken(resp, route, backend, broke, ttfb, t0)
+            await resp.write_eof()
+        except ConnectionResetError:  # the client went away: closing ``conn`` cancels upstream
+            return self.ends.client_gone(resp, route, backend, ttfb, t0)
+        return self.ends.streamed(resp, route, backend, status, ttfb, t0)
