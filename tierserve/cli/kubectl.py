@@ -241,17 +241,6 @@ def _secret_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Ro
     return headers, rows
 
 
-TABLES: dict[str, Callable[[list[Obj], bool, float], tuple[Row, list[Row]]]] = {
-    "nodes": _node_rows,
-    "pods": _pod_rows,
-    "resourcepolicies": _policy_rows,
-    "inferenceservices": _service_rows,
-    "persistentvolumes": _pv_rows,
-    "persistentvolumeclaims": _pvc_rows,
-    "secrets": _secret_rows,
-}
-
-
 def _event_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row]]:
     """kubectl's ``get events`` columns, oldest first (the newest at the bottom)."""
     headers = ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
@@ -261,6 +250,18 @@ def _event_rows(items: list[Obj], wide: bool, now: float) -> tuple[Row, list[Row
         for e in items
     ]  # fmt: skip
     return headers, rows
+
+
+TABLES: dict[str, Callable[[list[Obj], bool, float], tuple[Row, list[Row]]]] = {
+    "nodes": _node_rows,
+    "pods": _pod_rows,
+    "resourcepolicies": _policy_rows,
+    "inferenceservices": _service_rows,
+    "persistentvolumes": _pv_rows,
+    "persistentvolumeclaims": _pvc_rows,
+    "secrets": _secret_rows,
+    "events": _event_rows,  # not a kind: what GET /api/v1/events answers
+}
 
 
 EVENTS = ("events", "event", "ev")
@@ -558,6 +559,42 @@ def _watch(
         time.sleep(WATCH_POLL_S)
 
 
+def _get_events(
+    state_dir: Path | None,
+    name: str | None,
+    output: str | None,
+    requirements: list[Requirement],
+    watch: bool,
+    namespace: str,
+    all_namespaces: bool,
+) -> None:
+    """``get events``: a table (or -o yaml/json) of what ``GET /api/v1/events`` answers;
+    events have neither names nor labels, and the API no watch."""
+    errors = []
+    if name:
+        errors.append(
+            FieldError("NAME", "events have no names; `describe KIND NAME` shows an "
+                       "object's events")
+        )  # fmt: skip
+    if requirements:
+        errors.append(FieldError("-l", "events have no labels"))
+    if output in ("name", "wide") or watch:
+        errors.append(FieldError("-o" if output else "-w", "get events prints a table, "
+                                 "-o yaml or -o json"))  # fmt: skip
+    if errors:
+        raise ValidationError("", errors)
+    client = client_for(state_dir)
+    query = {} if all_namespaces else {"namespace": namespace}
+    items = sorted(client.events(**query), key=lambda e: e["lastTimestamp"])
+    if output in ("yaml", "json"):
+        _print_objects(items, output, single=False)
+    elif not items:
+        where = "" if all_namespaces else f" in {namespace} namespace"
+        typer.echo(f"No resources found{where}.", err=True)
+    else:
+        typer.echo(render(*_table("events", items, None, all_namespaces, time.time())))
+
+
 def register(app: typer.Typer) -> None:
     @app.command()
     def get(
@@ -626,39 +663,6 @@ def register(app: typer.Typer) -> None:
         else:
             typer.echo(render(*_table(plural, items, output, by_namespace, time.time())))
 
-    def _get_events(
-        state_dir: Path | None,
-        name: str | None,
-        output: str | None,
-        requirements: list[Requirement],
-        watch: bool,
-        namespace: str,
-        all_namespaces: bool,
-    ) -> None:
-        errors = []
-        if name:
-            errors.append(
-                FieldError("NAME", "events have no names; `describe KIND NAME` shows an "
-                           "object's events")
-            )  # fmt: skip
-        if requirements:
-            errors.append(FieldError("-l", "events have no labels"))
-        if output in ("name", "wide") or watch:
-            errors.append(FieldError("-o" if output else "-w", "get events prints a table, "
-                                     "-o yaml or -o json"))  # fmt: skip
-        if errors:
-            raise ValidationError("", errors)
-        client = client_for(state_dir)
-        query = {} if all_namespaces else {"namespace": namespace}
-        items = sorted(client.events(**query), key=lambda e: e["lastTimestamp"])
-        if output in ("yaml", "json"):
-            _print_objects(items, output, single=False)
-        elif not items:
-            where = "" if all_namespaces else f" in {namespace} namespace"
-            typer.echo(f"No resources found{where}.", err=True)
-        else:
-            typer.echo(render(*_table("events", items, None, all_namespaces, time.time())))
-
     @app.command()
     def describe(
         resource: str = typer.Argument(...),
@@ -711,7 +715,5 @@ def register(app: typer.Typer) -> None:
                 f"{object_name(r['kind'], r.get('apiVersion', ''), r['name'])} {r['action']}"
             )
 
-
-TABLES["events"] = _event_rows
 
 __all__ = ["FilesOption", "register"]
