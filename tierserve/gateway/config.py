@@ -19,7 +19,7 @@ class GatewayConfig:
 
     - ``hold_timeout_s`` 60: a replica scaling from zero on an emulated or IDC GPU
       is usually Ready within a minute; past that the client gets 503 + Retry-After.
-    - ``retries`` 1: one more replica after a connection failure or a 5xx, only
+    - ``retries`` 1: one more replica after a replica fault (``policy/retry.py``), only
       before the first response byte reached the client.
     - ``request_timeout_s`` 600: a whole request, stream included (long generations).
     - ``connect_timeout_s`` 5: a replica that does not accept in 5 s is treated as down.

@@ -14,7 +14,8 @@ Families (labels):
 - ``tierserve_gateway_held_requests`` (namespace, service): requests waiting now
   for a Ready replica (the scale-from-zero signal).
 - ``tierserve_gateway_held_total`` (namespace, service, outcome=served|timeout).
-- ``tierserve_gateway_retries_total`` (namespace, service, reason=connect|5xx|timeout).
+- ``tierserve_gateway_retries_total`` (namespace, service, reason=connect|5xx):
+  the fault retried (``tierserve.policy.retry.Fault.metric_reason``).
 - ``tierserve_gateway_ejections_total`` (namespace, service, replica).
 - ``tierserve_gateway_replica_ejected`` (namespace, service, replica): 1 while ejected.
 """

@@ -1,8 +1,9 @@
 """Outlier detection: a replica that fails is ejected from its pool for a short back-off.
 
-A failure is a connection error, a timeout before the first byte, or a 5xx.
-The back-off doubles with each consecutive failure of the same replica
-(``base_s``, ``2*base_s``, ... up to ``max_s``); a success resets it. Time is
+A failure is a replica fault as ``tierserve.policy.retry`` defines it (a connection
+error, a timeout, 502/503/504, a 5xx without a body) -- never an answer such as a 500
+that carries a body. The back-off doubles with each consecutive failure of the same
+replica (``base_s``, ``2*base_s``, ... up to ``max_s``); an answer resets it. Time is
 passed in (``now`` in seconds of any monotonic clock).
 """
 
