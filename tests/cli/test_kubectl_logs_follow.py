@@ -1,10 +1,11 @@
-"""``tierserve logs -f`` against an API that answers ``GET /api/v1/logs/{ns}/{name}``
-with ``?offset=BYTES`` (the bytes from there on, and where to continue in ``X-Log-Offset``),
-and against one that predates ``?offset=`` (the whole log every time): the real CLI, a
-small fake API on 127.0.0.1."""
+"""``tierserve logs -f`` against the API's contract for ``GET /api/v1/logs/{ns}/{name}``
+(``?tail=N`` or ``?offset=BYTES``, answered with ``X-Log-Offset``: where to continue; 404
+once the replica is gone): the real CLI, a small fake of that endpoint on 127.0.0.1 whose
+log the test grows byte by byte."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -23,12 +24,12 @@ from tierserve.testing import wait_until
 
 pytestmark = pytest.mark.slow  # the CLI in a subprocess, polling every 0.5 s
 NAME = "deepseek-predictor-abc12"
+GONE = f'pods "{NAME}" not found in namespace default'
 
 
 class FakeApi:
-    def __init__(self, with_offset: bool) -> None:
-        self.with_offset = with_offset
-        self.log: bytes | None = b""
+    def __init__(self) -> None:
+        self.log = b""  # what the replica wrote so far ("" also before it started)
         self.alive = True
         self.queries: list[dict[str, int]] = []
         api = self
@@ -41,23 +42,16 @@ class FakeApi:
                 url = urlparse(self.path)
                 if self.headers.get("Authorization") != "Bearer t0ken":
                     return self.answer(401, b"{}")
-                if url.path == f"/api/v1/pods/{NAME}":
-                    return self.answer(200 if api.alive else 404, b'{"error": {"message": "gone"}}')
-                if url.path == f"/api/v1/logs/default/{NAME}":
-                    query = {k: int(v[0]) for k, v in parse_qs(url.query).items()}
-                    api.queries.append(query)
-                    if api.log is None:
-                        return self.answer(404, b'{"error": {"message": "no log"}}')
-                    if "tail" in query:
-                        lines = api.log.splitlines(keepends=True)
-                        body = b"".join(lines[-query["tail"] :] if query["tail"] else [])
-                    elif api.with_offset:
-                        body = api.log[query.get("offset", 0) :]
-                    else:
-                        body = api.log
-                    end = {"X-Log-Offset": str(len(api.log))} if api.with_offset else {}
-                    return self.answer(200, body, end)
-                return self.answer(404, b'{"error": {"message": "no such route"}}')
+                if url.path != f"/api/v1/logs/default/{NAME}" or not api.alive:
+                    return self.answer(404, json.dumps({"error": {"message": GONE}}).encode())
+                query = {k: int(v[0]) for k, v in parse_qs(url.query).items()}
+                api.queries.append(query)
+                if "tail" in query:
+                    lines = api.log.splitlines(keepends=True)
+                    body = b"".join(lines[-query["tail"] :] if query["tail"] else [])
+                else:
+                    body = api.log[query.get("offset", 0) :]
+                self.answer(200, body, {"X-Log-Offset": str(len(api.log))})
 
             def answer(self, code: int, body: bytes, headers: dict[str, str] | None = None) -> None:
                 self.send_response(code)
@@ -72,9 +66,9 @@ class FakeApi:
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
 
-@pytest.fixture(params=[True, False], ids=["offset-api", "whole-log-api"])
-def api(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FakeApi]:
-    fake = FakeApi(with_offset=request.param)
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[FakeApi]:
+    fake = FakeApi()
     ClientConfig(api_url=fake.url, gateway_url="", token="t0ken", pid=os.getpid()).save(tmp_path)
     yield fake
     fake.server.shutdown()
@@ -108,7 +102,7 @@ def test_follow_prints_the_tail_then_each_new_byte_once_until_ctrl_c(
     proc = follow(tmp_path, "--tail", "2")
     out = bytearray()
     read_until(proc, b"three\n", out)
-    # A character split between two reads prints whole.
+    # A character split between two answers prints whole.
     api.log += "four: déjà".encode()[:-1]
     time.sleep(0.8)
     api.log += "déjà".encode()[-1:] + b"\n"
@@ -117,19 +111,23 @@ def test_follow_prints_the_tail_then_each_new_byte_once_until_ctrl_c(
     assert proc.wait(timeout=20) == 0
     assert proc.stderr is not None and proc.stderr.read() == b""
     assert bytes(out) == "two\nthree\nfour: déjà\n".encode()
-    if api.with_offset:  # it continued where the API said, never from 0 again
-        # the tail first, then on from where the API said, never from 0 again
-        assert api.queries[0] == {"tail": 2}
-        offsets = [q["offset"] for q in api.queries[1:]]
-        assert offsets[0] == len(b"one\ntwo\nthree\n") and offsets == sorted(offsets)
+    # The tail first, then on from where the API said: never from 0 again.
+    assert api.queries[0] == {"tail": 2}
+    offsets = [q["offset"] for q in api.queries[1:]]
+    assert offsets[0] == len(b"one\ntwo\nthree\n") and offsets == sorted(offsets)
 
 
-def test_follow_ends_by_itself_when_the_replica_is_gone(api: FakeApi, tmp_path: Path) -> None:
+def test_follow_waits_for_a_log_and_ends_by_itself_when_the_replica_is_gone(
+    api: FakeApi, tmp_path: Path
+) -> None:
+    proc = follow(tmp_path)  # placed, not started: no log yet
+    time.sleep(1.0)
+    assert proc.poll() is None
     api.log = b"serving\n"
-    proc = follow(tmp_path)
     out = bytearray()
     read_until(proc, b"serving\n", out)
     api.log += b"shutting down\n"
+    read_until(proc, b"shutting down\n", out)
     api.alive = False
     assert proc.wait(timeout=20) == 0
     assert proc.stdout is not None
@@ -137,23 +135,8 @@ def test_follow_ends_by_itself_when_the_replica_is_gone(api: FakeApi, tmp_path: 
     assert bytes(out) == b"serving\nshutting down\n"
 
 
-def test_follow_waits_for_a_log_and_fails_for_an_unknown_replica(
-    api: FakeApi, tmp_path: Path
-) -> None:
-    api.log = None  # placed, not started: no log yet
+def test_follow_of_an_unknown_replica_fails(api: FakeApi, tmp_path: Path) -> None:
+    api.alive = False
     proc = follow(tmp_path)
-    time.sleep(1.0)
-    assert proc.poll() is None
-    api.log = b"started\n"
-    out = bytearray()
-    read_until(proc, b"started\n", out)
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=20) == 0
-
-    api.log, api.alive = None, False
-    gone = follow(tmp_path)
-    assert gone.wait(timeout=20) == 1
-    assert gone.stderr is not None
-    assert gone.stderr.read().decode() == (
-        f'error: replica "{NAME}" not found in namespace default\n'
-    )
+    assert proc.wait(timeout=20) == 1
+    assert proc.stderr is not None and proc.stderr.read().decode() == f"error: {GONE}\n"

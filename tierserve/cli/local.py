@@ -14,10 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from urllib.parse import quote
 
 import typer
 
@@ -25,7 +22,6 @@ from tierserve.aio import loop_factory
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.output import fail
 from tierserve.errors import (
-    ExternalError,
     FieldError,
     NotFoundError,
     TierserveError,
@@ -33,7 +29,7 @@ from tierserve.errors import (
 )
 from tierserve.gateway.config import GatewayConfig
 from tierserve.model import Node, dump_documents
-from tierserve.runtime.local.api import LOG_CHUNK_BYTES, LOG_OFFSET_HEADER
+from tierserve.runtime.local.api import LOG_CHUNK_BYTES
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (
@@ -369,76 +365,26 @@ FOLLOW_POLL_S = 0.5
 """How often ``logs -f`` asks for new output (the API has no streaming endpoint)."""
 
 
-def _log_from(client: Client, namespace: str, name: str, query: str) -> tuple[bytes, int | None]:
-    """The replica's log for ``query`` (``offset=BYTES`` or ``tail=N``) and the API's
-    ``X-Log-Offset``: where to continue. An API that predates ``?offset=`` answers the
-    whole log (or its tail) without the header: None."""
-    config = client.config
-    request = urllib.request.Request(
-        f"{config.api_url}/api/v1/logs/{quote(namespace, safe='')}/{quote(name, safe='')}?{query}",
-        headers={"Authorization": f"Bearer {config.token}"},
-    )
-    # Loopback only: never send the token through a proxy from the environment.
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=client.timeout_s) as response:
-            body: bytes = response.read()
-            header = response.headers.get(LOG_OFFSET_HEADER)
-    except urllib.error.HTTPError as exc:
-        try:
-            message = json.loads(exc.read())["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"HTTP {exc.code}"
-        raise (NotFoundError if exc.code == 404 else ExternalError)(message) from None
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as exc:
-        raise ExternalError(f"cannot reach the control plane at {config.api_url} ({exc})") from exc
-    return body, int(header) if header is not None and header.isdigit() else None
-
-
-def _exists(client: Client, namespace: str, name: str) -> bool:
-    try:
-        client.get("pods", name, namespace)
-    except NotFoundError:
-        return False
-    return True
-
-
 def _follow(client: Client, namespace: str, name: str, tail: int | None) -> None:
     """``logs -f``: the log (its last ``tail`` lines), then what is appended, asked for
-    with ``?offset=`` every ``FOLLOW_POLL_S`` (at once while the API answers full chunks),
-    until the replica is gone (kubectl: until the container ends).
+    with ``?offset=`` (the API's ``X-Log-Offset`` of its last answer) every
+    ``FOLLOW_POLL_S``, at once while the API answers full chunks, until the replica is
+    gone (kubectl: until the container ends; the API answers 404 for it then).
 
-    ``printed`` is the byte offset printed up to; bytes are decoded incrementally, so a
-    character split between two reads prints whole. With an API that predates
-    ``?offset=`` (no ``X-Log-Offset``), each answer is the whole log: what is past
-    ``printed`` is new."""
+    Bytes are decoded incrementally, so a character split between two answers prints
+    whole."""
     decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    printed: int | None = None
+    if tail is not None:
+        body, offset = client.log_bytes(namespace, name, tail=tail)
+    else:
+        body, offset = client.log_bytes(namespace, name, offset=0)
     while True:
-        first = printed is None
-        query = f"tail={tail}" if first and tail is not None else f"offset={printed or 0}"
-        try:
-            body, offset = _log_from(client, namespace, name, query)
-            if offset is None and first and tail is not None:  # old API: how long is it?
-                offset = len(_log_from(client, namespace, name, "offset=0")[0])
-        except NotFoundError:
-            if not _exists(client, namespace, name):
-                if first:
-                    raise NotFoundError(
-                        f'replica "{name}" not found in namespace {namespace}'
-                    ) from None
-                return
-            body, offset = b"", printed or 0  # no log yet (an older API says 404)
-        if offset is None:  # the whole log again: keep what is past what was printed
-            start = printed or 0
-            if len(body) < start:  # the log was cut: start over
-                start = 0
-            body, offset = body[start:], len(body)
         text = decoder.decode(body)
         if text:
             typer.echo(text, nl=False)
-        elif not first and not _exists(client, namespace, name):
-            return
-        printed = offset
         if len(body) < LOG_CHUNK_BYTES:  # a full chunk: more is waiting
             time.sleep(FOLLOW_POLL_S)
+        try:
+            body, offset = client.log_bytes(namespace, name, offset=offset)
+        except NotFoundError:
+            return
