@@ -47,8 +47,11 @@ async def read_body(request: web.Request, max_bytes: int, timeout_s: float) -> b
     content = request.content
     while True:
         try:
-            async with asyncio.timeout(timeout_s):
+            if content.is_eof():  # all of it arrived already: nothing to wait for
                 chunk = await content.readany()
+            else:
+                async with asyncio.timeout(timeout_s):
+                    chunk = await content.readany()
         except TimeoutError:
             return _closing(
                 error_response(408, f"No request body bytes arrived for {timeout_s:g} s.", "body")
