@@ -29,7 +29,7 @@ from tierserve.errors import (
 )
 from tierserve.gateway.config import GatewayConfig
 from tierserve.model import Node, dump_documents
-from tierserve.runtime.local.api import LOG_CHUNK_BYTES
+from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (

@@ -39,7 +39,7 @@ class Candidate:
     """Requests this gateway has sent to the replica that have not finished."""
     ready: bool = True
     ejected: bool = False
-    """Ejected by outlier detection (recent connection failure or 5xx)."""
+    """Ejected by outlier detection (recent replica fault (see policy/retry.py))."""
 
 
 @dataclass(frozen=True, slots=True)

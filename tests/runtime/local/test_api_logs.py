@@ -15,7 +15,6 @@ from aiohttp import web
 from tierserve.errors import NotFoundError, ValidationError
 from tierserve.model import Replica
 from tierserve.runtime.clock import SystemClock
-from tierserve.runtime.local import api as api_module
 from tierserve.runtime.local.api import LOG_OFFSET_HEADER, ApiServer
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.command import replica_dirs
@@ -26,8 +25,16 @@ TOKEN = "t0ken"
 
 
 class Logs:
-    def __init__(self, url: str, state: Path, store: SqliteStore, session: aiohttp.ClientSession):
+    def __init__(
+        self,
+        url: str,
+        state: Path,
+        store: SqliteStore,
+        session: aiohttp.ClientSession,
+        server: ApiServer,
+    ) -> None:
         self.url, self.state, self.store, self.session = url, state, store, session
+        self.server = server
 
     async def get(self, path: str) -> tuple[int, bytes, str | None]:
         """(status, body, X-Log-Offset) of ``GET /api/v1/logs/<path>``."""
@@ -54,7 +61,7 @@ async def logs(tmp_path: Path) -> AsyncIterator[Logs]:
     await runner.setup()
     await web.TCPSite(runner, "127.0.0.1", 0).start()
     async with aiohttp.ClientSession() as session:
-        yield Logs(f"http://127.0.0.1:{runner.addresses[0][1]}", state, store, session)
+        yield Logs(f"http://127.0.0.1:{runner.addresses[0][1]}", state, store, session, server)
     await runner.cleanup()
     store.close()
 
@@ -124,10 +131,8 @@ async def test_bad_tail_and_offset_are_400s(logs: Logs, query: str, field: str) 
     assert status == 400 and message(body).startswith(f"request: {field}: ")
 
 
-async def test_a_chunk_ends_on_a_whole_character(
-    logs: Logs, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(api_module, "LOG_CHUNK_BYTES", 5)
+async def test_a_chunk_ends_on_a_whole_character(logs: Logs) -> None:
+    logs.server.log_chunk_bytes = 5
     logs.replica("r-1").write_bytes("abcdé!".encode())  # é is 2 bytes: 4..5
     assert await logs.get("default/r-1?offset=0") == (200, b"abcd", "4")
     assert await logs.get("default/r-1?offset=4") == (200, "é!".encode(), "7")

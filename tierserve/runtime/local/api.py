@@ -48,8 +48,6 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 
 from tierserve.errors import (
     ConflictError,
@@ -64,7 +62,8 @@ from tierserve.model.dns import label_problem, subdomain_problem
 from tierserve.model.names import PLURALS, resolve_resource
 from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import replica_dirs
-from tierserve.runtime.local.controllers import CLOUD_COST, GPU_SECONDS
+from tierserve.runtime.local.costs import CostCollector, cost_summary
+from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES, read_log
 from tierserve.runtime.local.store import Event, Store
 
 log = logging.getLogger("tierserve.api")
@@ -72,8 +71,6 @@ log = logging.getLogger("tierserve.api")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 MAX_BODY_BYTES = 8 * 2**20
 """Room for 1 MiB of YAML even when JSON escapes every character."""
-LOG_CHUNK_BYTES = 2**20
-"""The most of a log one ``offset`` answer sends."""
 LOG_OFFSET_HEADER = "X-Log-Offset"
 _PARSERS = 2
 """Documents parsed at once (each in a worker thread); more requests wait their turn."""
@@ -131,57 +128,6 @@ def _parse_json(raw: bytes) -> Any:
         raise _bad("body", f"not valid JSON: {cut(str(exc), 120)}") from None
 
 
-def _read_log(path: str, tail: int | None, offset: int | None) -> tuple[bytes, int]:
-    """(bytes to send, offset just past them) of the log at ``path`` ("" if none yet)."""
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; a missing log is empty
-    except FileNotFoundError:
-        return b"", 0
-    with f:
-        size = os.fstat(f.fileno()).st_size
-        if offset is not None:
-            start = offset if offset <= size else 0  # past the end: the log was cut
-            f.seek(start)
-            chunk = f.read(min(size - start, LOG_CHUNK_BYTES))
-            chunk = chunk[: _whole_utf8(chunk)] if len(chunk) == LOG_CHUNK_BYTES else chunk
-            return chunk, start + len(chunk)
-        if tail is None:
-            return f.read(size), size
-        return _last_lines(f, size, tail), size
-
-
-def _whole_utf8(chunk: bytes) -> int:
-    """How much of ``chunk`` ends on a character boundary (a chunk may cut one)."""
-    for back in range(1, min(4, len(chunk)) + 1):
-        byte = chunk[-back]
-        if byte < 0x80:
-            return len(chunk)
-        if byte >= 0xC0:  # a lead byte: is its sequence complete?
-            need = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
-            return len(chunk) if need <= back else len(chunk) - back
-    return len(chunk)
-
-
-def _last_lines(f: Any, size: int, lines: int, block: int = 65536) -> bytes:
-    """The last ``lines`` lines of the file ``f`` of ``size`` bytes, reading from the end."""
-    if lines == 0:
-        return b""
-    data, pos = b"", size
-    # One more newline than lines: the one before the first line sent (a final newline
-    # ends the last line rather than starting an empty one).
-    while pos > 0 and data.count(b"\n", 0, len(data) - 1) < lines:
-        step = min(block, pos)
-        pos -= step
-        f.seek(pos)
-        data = f.read(step) + data
-    cut_at = len(data) - 1
-    for _ in range(lines):
-        cut_at = data.rfind(b"\n", 0, cut_at)
-        if cut_at < 0:
-            return data
-    return data[cut_at + 1 :]
-
-
 def _event_dict(e: Event) -> dict[str, Any]:
     return {
         "kind": e.kind,
@@ -205,79 +151,6 @@ def _spec_of(obj: TypedObject) -> dict[str, Any]:
     return data
 
 
-def _sum_by_service(
-    counters: dict[tuple[tuple[str, str], ...], float], tier: str | None = None
-) -> dict[tuple[str, str], float]:
-    """Counter values summed per (namespace, service); only those of ``tier`` when given."""
-    sums: dict[tuple[str, str], float] = {}
-    for labels, value in counters.items():
-        d = dict(labels)
-        if tier is None or d["tier"] == tier:
-            key = (d["namespace"], d["service"])
-            sums[key] = sums.get(key, 0.0) + value
-    return sums
-
-
-class _CostCollector(Collector):
-    def __init__(
-        self, store: Store, replicas: Callable[[], list[Replica]], tiers: Callable[[Replica], str]
-    ) -> None:
-        self.store, self.replicas, self.tiers = store, replicas, tiers
-
-    def collect(self) -> Any:
-        gpu = CounterMetricFamily(
-            "tierserve_gpu_seconds",
-            "GPU-seconds used by replicas",
-            labels=["namespace", "service", "tier", "node"],
-        )
-        cloud = CounterMetricFamily(
-            "tierserve_cloud_gpu_seconds",
-            "GPU-seconds billed on virtual (cloud) nodes",
-            labels=["namespace", "service"],
-        )
-        cost = CounterMetricFamily(
-            "tierserve_cloud_cost", "Cost of cloud GPU-seconds", labels=["namespace", "service"]
-        )
-        gpu_seconds = self.store.counters(GPU_SECONDS)
-        for labels, value in gpu_seconds.items():
-            d = dict(labels)
-            gpu.add_metric([d["namespace"], d["service"], d["tier"], d["node"]], value)
-        for key, value in _sum_by_service(gpu_seconds, tier="cloud").items():
-            cloud.add_metric(list(key), value)
-        for key, value in _sum_by_service(self.store.counters(CLOUD_COST)).items():
-            cost.add_metric(list(key), value)
-        replicas = GaugeMetricFamily(
-            "tierserve_replicas",
-            "Replicas by phase",
-            labels=["namespace", "service", "node", "tier", "phase"],
-        )
-        counts: dict[tuple[str, str, str, str, str], int] = {}
-        for r in self.replicas():
-            key5 = (r.namespace, r.spec.service, r.node_name or "", self.tiers(r), r.phase.value)
-            counts[key5] = counts.get(key5, 0) + 1
-        for key5, n in counts.items():
-            replicas.add_metric(list(key5), n)
-        return [gpu, cloud, cost, replicas]
-
-
-def cost_summary(store: Store) -> dict[str, Any]:
-    """GPU-seconds per service and tier, and the cloud cost per service."""
-    services: dict[str, dict[str, Any]] = {}
-    for labels, value in store.counters(GPU_SECONDS).items():
-        d = dict(labels)
-        entry = services.setdefault(
-            f"{d['namespace']}/{d['service']}", {"gpuSeconds": {}, "cloudCost": 0.0}
-        )
-        entry["gpuSeconds"][d["tier"]] = entry["gpuSeconds"].get(d["tier"], 0.0) + value
-    for labels, value in store.counters(CLOUD_COST).items():
-        d = dict(labels)
-        entry = services.setdefault(
-            f"{d['namespace']}/{d['service']}", {"gpuSeconds": {}, "cloudCost": 0.0}
-        )
-        entry["cloudCost"] += value
-    return {"services": services}
-
-
 class ApiServer:
     """Builds the aiohttp application; ``on_shutdown`` is how ``tierserve down`` stops us."""
 
@@ -290,7 +163,10 @@ class ApiServer:
         tier_of: Callable[[Replica], str],
         clock: Clock,
         routes: Callable[[], dict[str, Any]] | None = None,
+        log_chunk_bytes: int = LOG_CHUNK_BYTES,
     ) -> None:
+        """``log_chunk_bytes``: the most of a log one ``offset`` answer sends."""
+        self.log_chunk_bytes = log_chunk_bytes
         self.clock = clock
         self.routes = routes
         self.store = store
@@ -298,7 +174,7 @@ class ApiServer:
         self.state_dir = state_dir
         self.on_shutdown = on_shutdown
         self.registry = CollectorRegistry(auto_describe=False)
-        self.registry.register(_CostCollector(store, lambda: store.list(Replica), tier_of))
+        self.registry.register(CostCollector(store, lambda: store.list(Replica), tier_of))
         self._parsers = asyncio.Semaphore(_PARSERS)
 
     def app(self) -> web.Application:
@@ -539,7 +415,7 @@ class ApiServer:
         _, path = replica_dirs(self.state_dir, replica.namespace, replica.name)
         if os.path.commonpath([root, os.path.realpath(path)]) != root:
             raise NotFoundError(f'no log for replica "{namespace}/{name}"')
-        data, end = await asyncio.to_thread(_read_log, path, tail, offset)
+        data, end = await asyncio.to_thread(read_log, path, tail, offset, self.log_chunk_bytes)
         return web.Response(
             body=data,
             content_type="text/plain",
