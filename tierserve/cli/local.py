@@ -29,7 +29,6 @@ from tierserve.errors import (
 )
 from tierserve.gateway.config import GatewayConfig
 from tierserve.model import Node, dump_documents
-from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES
 from tierserve.runtime.local.autoscaler import AutoscalerSettings
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (
@@ -367,9 +366,9 @@ FOLLOW_POLL_S = 0.5
 
 def _follow(client: Client, namespace: str, name: str, tail: int | None) -> None:
     """``logs -f``: the log (its last ``tail`` lines), then what is appended, asked for
-    with ``?offset=`` (the API's ``X-Log-Offset`` of its last answer) every
-    ``FOLLOW_POLL_S``, at once while the API answers full chunks, until the replica is
-    gone (kubectl: until the container ends; the API answers 404 for it then).
+    with ``?offset=`` (the API's ``X-Log-Offset`` of its last answer): at once after an
+    answer with bytes (the API sends a big log in chunks), else after ``FOLLOW_POLL_S``;
+    until the replica is gone (kubectl: until the container ends; the API answers 404).
 
     Bytes are decoded incrementally, so a character split between two answers prints
     whole."""
@@ -382,7 +381,7 @@ def _follow(client: Client, namespace: str, name: str, tail: int | None) -> None
         text = decoder.decode(body)
         if text:
             typer.echo(text, nl=False)
-        if len(body) < LOG_CHUNK_BYTES:  # a full chunk: more is waiting
+        if not body:
             time.sleep(FOLLOW_POLL_S)
         try:
             body, offset = client.log_bytes(namespace, name, offset=offset)
