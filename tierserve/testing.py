@@ -77,15 +77,20 @@ C = TypeVar("C", bound=Cli)
 
 
 @contextlib.contextmanager
-def control_plane(cli: C, *extra: str) -> Iterator[C]:
+def control_plane(cli: C, *extra: str, virtual_cold_start_s: float | None = 1.0) -> Iterator[C]:
     """``tierserve up --detach`` with short delays (1 s virtual cold start, 0.1 s ticks,
     2 s stop grace, no drain grace) plus ``extra``; on exit ``tierserve down``, then an
-    AssertionError if any replica process is left behind."""
+    AssertionError if any replica process is left behind. ``virtual_cold_start_s=None``
+    leaves the cold start as configured (a ``--cluster`` file with no virtual node)."""
+    cold = (
+        ()
+        if virtual_cold_start_s is None
+        else ("--virtual-cold-start-s", f"{virtual_cold_start_s:g}")
+    )
     cli(
         "up",
         "--detach",
-        "--virtual-cold-start-s",
-        "1",
+        *cold,
         "--tick-s",
         "0.1",
         "--stop-grace-s",
