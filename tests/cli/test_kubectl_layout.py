@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tierserve.cli import kubectl
+from tierserve.cli import kubectl_layout
 from tierserve.cli.common import parse_selector, selected
 from tierserve.cli.output import object_name
 from tierserve.cli.tables import age, describe_events, describe_lines, event_age
@@ -45,13 +45,13 @@ def pod(phase: str, **status: Any) -> dict[str, Any]:
     ],
 )
 def test_get_pods_status_is_kubectls(phase: str, status: str, ready: str) -> None:
-    headers, (row,) = kubectl.TABLES["pods"]([pod(phase)], False, NOW)
+    headers, (row,) = kubectl_layout.TABLES["pods"]([pod(phase)], False, NOW)
     assert headers == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
     assert row[1:] == [ready, status, "0", "65s"]
 
 
 def test_wide_keeps_tierserves_phase() -> None:
-    headers, (row,) = kubectl.TABLES["pods"]([pod("Ready", nodeName="idc001")], True, NOW)
+    headers, (row,) = kubectl_layout.TABLES["pods"]([pod("Ready", nodeName="idc001")], True, NOW)
     assert dict(zip(headers, row, strict=True))["PHASE"] == "Ready"
     assert dict(zip(headers, row, strict=True))["STATUS"] == "Running"
 
@@ -125,7 +125,7 @@ def test_human_ages() -> None:
 
 
 def test_get_events_columns() -> None:
-    headers, rows = kubectl.TABLES["events"]([event("Scheduled", 12)], False, NOW)
+    headers, rows = kubectl_layout.TABLES["events"]([event("Scheduled", 12)], False, NOW)
     assert headers == ["LAST SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
     assert rows == [
         ["12s", "Normal", "Scheduled", "pod/deepseek-predictor-abc", "Scheduled message"]
@@ -161,7 +161,7 @@ def test_describe_aligns_keys_and_lists_events_oldest_first() -> None:
 def test_describe_pod_has_no_raw_yaml_or_epoch_seconds() -> None:
     ready = pod("Ready", nodeName="idc001", startedS=NOW - 60, readyS=NOW - 50, port=41000)
     nodes = {"idc001": {"status": {"addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}}}
-    lines = describe_lines(kubectl._describe_pod(ready, nodes))
+    lines = describe_lines(kubectl_layout.describe_pod(ready, nodes))
     text = "\n".join(lines)
     assert lines[0].startswith("Name:") and lines[1].split() == ["Namespace:", "default"]
     for key in ("Node:", "Start Time:", "Labels:", "Annotations:", "Status:", "Requests:"):
