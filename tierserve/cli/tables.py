@@ -1,6 +1,6 @@
 """kubectl-shaped output, pure and kind-agnostic: ``get``'s tables (plain columns three
 spaces apart, headers in capitals), human ages, and ``describe``'s ``Key:  value`` layout
-with its indented tables. The per-kind rows and sections are in ``kubectl.py``."""
+with its indented tables. The per-kind rows and sections are in ``kubectl_layout.py``."""
 
 from __future__ import annotations
 
