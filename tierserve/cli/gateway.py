@@ -7,7 +7,8 @@ from pathlib import Path
 
 import typer
 
-from tierserve.errors import TierserveError
+from tierserve.cli.output import fail
+from tierserve.errors import FieldError, TierserveError, ValidationError
 
 
 def register(app: typer.Typer) -> None:
@@ -43,6 +44,21 @@ def register(app: typer.Typer) -> None:
         max_body_bytes: int = typer.Option(16 * 1024 * 1024, help="Request body limit (413)."),
         request_timeout_s: float = typer.Option(600.0, help="Whole-request timeout (504)."),
         retries: int = typer.Option(1, help="Retries on another replica before the first byte."),
+        client_header_timeout_s: float = typer.Option(
+            10.0, help="A request's head must arrive within this, in seconds (else 408)."
+        ),
+        client_body_timeout_s: float = typer.Option(
+            60.0, help="Longest wait for the next bytes of a body, in seconds (else 408)."
+        ),
+        client_keepalive_s: float = typer.Option(
+            75.0, help="Idle client connections are closed after this, in seconds."
+        ),
+        upstream_keepalive_s: float = typer.Option(
+            4.0, help="Idle connections to a replica are kept this long, in seconds (< 5)."
+        ),
+        upstream_max_idle: int = typer.Option(
+            128, help="Idle connections kept per replica (0: none)."
+        ),
         api_key: list[str] = typer.Option(
             [], "--api-key", help="Accepted client key (Authorization: Bearer); repeatable."
         ),
@@ -64,6 +80,11 @@ def register(app: typer.Typer) -> None:
                 request_timeout_s=request_timeout_s,
                 max_body_bytes=max_body_bytes,
                 api_keys=tuple(api_key),
+                client_header_timeout_s=client_header_timeout_s,
+                client_body_timeout_s=client_body_timeout_s,
+                client_keepalive_s=client_keepalive_s,
+                upstream_keepalive_s=upstream_keepalive_s,
+                upstream_max_idle=upstream_max_idle,
             )
             spec = RouteSourceSpec(
                 routes_file=str(routes) if routes is not None else None,
@@ -72,6 +93,8 @@ def register(app: typer.Typer) -> None:
                 poll_interval_s=routes_interval_s,
             )
             run_gateway(config, spec, host, port, workers, loop)
+        except ValidationError as exc:  # name the flags, as the user typed them
+            flags = [FieldError(f"--{e.path.replace('_', '-')}", e.message) for e in exc.errors]
+            fail(ValidationError("", flags), code=2)
         except TierserveError as exc:
-            typer.echo(f"error: {exc}", err=True)
-            raise typer.Exit(2) from exc
+            fail(exc, code=2)
