@@ -15,7 +15,6 @@ stabilization window (the Kubernetes controller keeps it in memory and forgets i
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass
 
@@ -30,6 +29,7 @@ from tierserve.policy.hpa import (
     decide,
     event_message,
 )
+from tierserve.runtime.local.isolation import each_object
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import Store
 
@@ -154,13 +154,8 @@ class Autoscaler:
         for service in services:
             key = (service.namespace, service.name)
             keys.add(key)
-            try:
+            with each_object(self.store, service, "autoscaler", now, log):
                 self._service_tick(service, replicas, now)
-            except Exception as exc:  # one bad service must not stop the others
-                log.exception("%s/%s: autoscaling failed", service.namespace, service.name)
-                with contextlib.suppress(Exception):
-                    message = f"autoscaler: {type(exc).__name__}: {str(exc)[:300]}"
-                    self.store.record(service, "Warning", "FailedReconcile", message, now)
         for gone in set(self._last_s) - keys:
             del self._last_s[gone]
         live = {_state_key(*key) for key in keys}

@@ -25,10 +25,10 @@ on its own, and a failure becomes a ``FailedReconcile`` Warning event on that ob
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field, replace
 
 from tierserve.errors import TierserveError
@@ -49,6 +49,7 @@ from tierserve.policy.placement import bind, place
 from tierserve.policy.rollout import ROLLING_UPDATE, TEMPLATE_HASH_LABEL, plan
 from tierserve.policy.scalein import virtual_node_names
 from tierserve.policy.snapshot import Snapshot
+from tierserve.runtime.local.isolation import each_object
 from tierserve.runtime.local.naming import replica_name, template_hash
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import Store
@@ -59,8 +60,6 @@ GPU_SECONDS = "gpu_seconds"
 CLOUD_COST = "cloud_cost"
 
 InflightFn = Callable[[Replica], int]
-_MAX_ERROR = 300
-"""Characters of an exception's text kept in a FailedReconcile event."""
 
 
 def _no_inflight(_: Replica) -> int:
@@ -103,19 +102,8 @@ class Reconciler:
         self.inflight = inflight
         self._rng = random.Random(self.settings.seed)
 
-    @contextlib.contextmanager
-    def _each(self, obj: TypedObject, step: str, now: float) -> Iterator[None]:
-        """Run one object's part of ``step``; a failure is that object's alone."""
-        try:
-            yield
-        except Exception as exc:  # one bad object must not stop the others
-            what = f"{obj.KIND} {obj.namespace}/{obj.name}" if obj.NAMESPACED else obj.name
-            log.exception("%s: %s could not be reconciled", step, what)
-            text = f"{type(exc).__name__}: {exc}"
-            if len(text) > _MAX_ERROR:
-                text = text[: _MAX_ERROR - 3] + "..."
-            with contextlib.suppress(Exception):
-                self.store.record(obj, "Warning", "FailedReconcile", f"{step}: {text}", now)
+    def _each(self, obj: TypedObject, step: str, now: float) -> AbstractContextManager[None]:
+        return each_object(self.store, obj, step, now, log)
 
     def _read(self) -> _World:
         return _World(
