@@ -241,8 +241,9 @@ class ControlPlane:
         port = self._runner_web.addresses[0][1]
         return f"http://{self.config.host}:{port}"
 
-    def _gateway_signals(self, key: tuple[str, str]) -> dict[str, float]:
-        """Per-replica signals only the gateway sees, recorded with the scraped metrics.
+    def _extra_signals(self, key: tuple[str, str]) -> dict[str, float]:
+        """Per-replica values a replica's ``/metrics`` does not have, recorded with the
+        scraped ones: what only the gateway sees, and NVML's gauges for real GPUs.
 
         Under ``emulator_time_scale`` the TTFT signal is converted to emulated seconds over
         an emulated 30 s window, like the emulator's own metrics, so the same target works
@@ -340,14 +341,18 @@ class ControlPlane:
                 await asyncio.wait_for(self._stopping.wait(), self.config.tick_s)
 
     def _scrape_targets(self) -> list[tuple[tuple[str, str], int]]:
-        ready = [r for r in self.store.list(Replica, None) if r.ready and r.status.port]
+        targets: list[tuple[tuple[str, str], int]] = []
+        on_real_gpus: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {}
         real = {n.name for n in real_gpu_nodes(self.store.list(Node))}
-        self._on_real_gpus = {
-            (r.namespace, r.name): (r.status.pid, self.runner.gpus_of(r))
-            for r in ready
-            if r.node_name in real and r.status.pid is not None
-        }
-        return [((r.namespace, r.name), r.status.port) for r in ready if r.status.port]
+        for r in self.store.list(Replica, None):
+            if not r.ready or not r.status.port:
+                continue
+            key = (r.namespace, r.name)
+            targets.append((key, r.status.port))
+            if r.node_name in real and r.status.pid is not None:
+                on_real_gpus[key] = (r.status.pid, self.runner.gpus_of(r))
+        self._on_real_gpus = on_real_gpus
+        return targets
 
     async def _scrape_loop(self) -> None:
         while not self._stopping.is_set():
@@ -355,7 +360,7 @@ class ControlPlane:
                 await self.scraper.scrape(
                     self._scrape_targets(),
                     self.clock.now(),
-                    extra=self._gateway_signals,
+                    extra=self._extra_signals,
                 )
             except Exception:
                 log.exception("metrics scrape failed")
