@@ -72,6 +72,11 @@ class Cli:
     def replica_pids(self) -> list[int]:
         return replica_pids(self.root)
 
+    def pods(self) -> list[dict[str, Any]]:
+        """The replicas, as ``tierserve get pods -o json`` lists them."""
+        items: list[dict[str, Any]] = json.loads(self("get", "pods", "-o", "json").stdout)["items"]
+        return items
+
 
 C = TypeVar("C", bound=Cli)
 

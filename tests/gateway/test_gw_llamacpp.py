@@ -6,7 +6,6 @@ and asked through the gateway with the real ``openai`` client (chat and stream).
 from __future__ import annotations
 
 import importlib.util
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,11 +42,6 @@ def cli(tmp_path: Path) -> Iterator[testing.Cli]:
         yield c
 
 
-def _pods(cli: testing.Cli) -> list[dict[str, object]]:
-    items: list[dict[str, object]] = json.loads(cli("get", "pods", "-o", "json").stdout)["items"]
-    return items
-
-
 def test_llama_cpp_service_chats_and_streams_through_the_gateway(
     cli: testing.Cli, gguf: Path
 ) -> None:
@@ -57,7 +51,7 @@ def test_llama_cpp_service_chats_and_streams_through_the_gateway(
     )
     cli("serve", "kserve", "--name=smollm2", "--gpus=0", command)
     wait_until(
-        lambda: [p["status"]["phase"] for p in _pods(cli)] == ["Ready"],  # type: ignore[index]
+        lambda: [p["status"]["phase"] for p in cli.pods()] == ["Ready"],
         timeout_s=120,
         message="the llama.cpp replica is Ready (it has no /health: /v1/models answers)",
     )
@@ -86,5 +80,5 @@ def test_llama_cpp_service_chats_and_streams_through_the_gateway(
     parts = [c.choices[0].delta.content or "" for c in stream if c.choices]
     assert sum(1 for p in parts if p) >= 3  # streamed, not one blob
     assert "".join(parts).strip() == text.strip()  # greedy: the same text
-    [pod] = _pods(cli)
-    assert pod["status"].get("restarts", 0) == 0  # type: ignore[union-attr]
+    [pod] = cli.pods()
+    assert pod["status"].get("restarts", 0) == 0

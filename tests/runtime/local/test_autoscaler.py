@@ -30,15 +30,24 @@ spec:
 
 class World:
     def __init__(self, tmp: Path) -> None:
-        self.store = SqliteStore(tmp / "db")
+        self.db = tmp / "db"
+        self.start()
+        (svc,) = load_documents(SERVICE)
+        self.store.put(svc)
+
+    def start(self) -> None:
+        """A control plane on ``db``: its store, a fresh scraper and a fresh autoscaler."""
+        self.store = SqliteStore(self.db)
         self.scraper = MetricsScraper()
         self.autoscaler = Autoscaler(
             self.store,
             self.scraper,
             AutoscalerSettings(period_s=15, downscale_stabilization_s=300, metric_max_age_s=30),
         )
-        (svc,) = load_documents(SERVICE)
-        self.store.put(svc)
+
+    def restart(self) -> None:
+        self.store.close()
+        self.start()
 
     def replica(self, name: str, phase: Phase) -> None:
         r: Replica = Replica.new(
@@ -126,19 +135,13 @@ def test_stabilization_holds_scale_down_for_the_window(w: World) -> None:
     assert w.rescales()[-1] == "New size: 1; reason: All metrics below target"
 
 
-def test_a_restart_keeps_the_stabilization_window(w: World, tmp_path: Path) -> None:
+def test_a_restart_keeps_the_stabilization_window(w: World) -> None:
     for name in ("a", "b", "c"):
         w.replica(name, Phase.READY)
     w.set_replicas(3)
     w.util(T0, a=100, b=100, c=100)
     w.autoscaler.tick(T0)  # recommendation 3 recorded at T0
-    # The control plane restarts: a new autoscaler on the same store, a new scraper.
-    w.store.close()
-    w.store = SqliteStore(tmp_path / "db")
-    w.scraper = MetricsScraper()
-    w.autoscaler = Autoscaler(
-        w.store, w.scraper, AutoscalerSettings(period_s=15, downscale_stabilization_s=300)
-    )
+    w.restart()  # a new autoscaler and scraper on the same store
     w.util(T0 + 60, a=0, b=0, c=0)
     w.autoscaler.tick(T0 + 60)  # raw recommendation 1; the window still holds 3
     assert w.desired() == 3, "a restart must not scale in inside the stabilization window"

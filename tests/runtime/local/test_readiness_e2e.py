@@ -57,9 +57,8 @@ def cli(tmp_path: Path) -> Iterator[testing.Cli]:
 
 
 def _phase(cli: testing.Cli) -> str:
-    out = cli("get", "pods", "-o", "json").stdout
-    items = json.loads(out).get("items", [])
-    return items[0]["status"]["phase"] if items else ""
+    items = cli.pods()
+    return str(items[0]["status"]["phase"]) if items else ""
 
 
 def test_server_without_health_becomes_ready_and_serves(cli: testing.Cli, tmp_path: Path) -> None:

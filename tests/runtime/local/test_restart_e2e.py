@@ -4,7 +4,6 @@ HPA's stabilization window."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
@@ -73,10 +72,6 @@ spec:
 
 
 class Cli(testing.Cli):
-    def pods(self) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = json.loads(self("get", "pods", "-o", "json").stdout)["items"]
-        return items
-
     def ready(self) -> list[dict[str, Any]]:
         return [p for p in self.pods() if p["status"]["phase"] == "Ready"]
 

@@ -3,12 +3,10 @@ time, with a Ready replica serving throughout (a Deployment's RollingUpdate)."""
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -24,24 +22,19 @@ def cli(tmp_path: Path) -> Iterator[testing.Cli]:
         yield c
 
 
-def pods(cli: testing.Cli) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = json.loads(cli("get", "pods", "-o", "json").stdout)["items"]
-    return items
-
-
 def test_update_command_rolls_replicas_with_one_always_ready(
     cli: testing.Cli, server_script: str
 ) -> None:
     command = f"{sys.executable} {server_script} --port {{port}}"
     cli("serve", "kserve", "--name=svc", "--gpus=0", "--replicas=2", command)
-    wait_until(lambda: [p["status"]["phase"] for p in pods(cli)] == ["Ready"] * 2)
-    old = {p["metadata"]["name"] for p in pods(cli)}
+    wait_until(lambda: [p["status"]["phase"] for p in cli.pods()] == ["Ready"] * 2)
+    old = {p["metadata"]["name"] for p in cli.pods()}
 
     cli("serve", "update", "kserve", "--name=svc", "--command", command + " --delay 0.3")
     deadline = time.monotonic() + 60
     seen_total = 0
     while time.monotonic() < deadline:
-        now = pods(cli)
+        now = cli.pods()
         live = [p for p in now if p["status"]["phase"] != "Terminating"]
         ready = [p for p in now if p["status"]["phase"] == "Ready"]
         assert len(ready) >= 2  # maxUnavailable 0: never fewer Ready than wanted
@@ -53,7 +46,7 @@ def test_update_command_rolls_replicas_with_one_always_ready(
         time.sleep(0.1)
     else:
         raise AssertionError("the replicas were not rolled onto the new command")
-    for pod in pods(cli):
+    for pod in cli.pods():
         argv = Path(f"/proc/{pod['status']['pid']}/cmdline").read_bytes().split(b"\0")
         assert b"--delay" in argv
     assert seen_total == 3  # it surged
