@@ -263,6 +263,12 @@ def test_looped_trace_repeats_with_one_mean_gap(tmp_path: Path) -> None:
     # span 2 s + mean gap 1 s: a loop every 3 s
     assert [a.t_s for a in got] == [0, 1, 2, 3, 4, 5, 6]
     assert [a.prompt_tokens for a in got] == [1, 2, 3, 1, 2, 3, 1]
+    endless = parse_workload({"kind": "trace", "path": "t.csv", "loop": True, "start": 0.5},
+                             base_dir=tmp_path)
+    # a row every second from 0.5 s: 10,000 in [0.5, 10,000.5), counted without replaying them
+    assert expected_count(endless, 0, 10_000) == 10_000
+    assert expected_count(endless, 1, 3.5) == 2  # 1.5 and 2.5 (3.5 is the window's open end)
+    assert expected_count(endless, 0, math.inf) == math.inf
 
 
 def test_azure_layout_times_are_relative_to_the_first_row(tmp_path: Path) -> None:

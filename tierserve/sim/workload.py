@@ -38,6 +38,7 @@ from __future__ import annotations
 import bisect
 import contextlib
 import csv
+import dataclasses
 import difflib
 import heapq
 import itertools
@@ -926,13 +927,18 @@ def _gen_trace(spec: Trace, seed: int, index: int) -> Iterator[Arrival]:
             n, last = n + 1, row.t_s
         if not spec.loop or not n:
             return
-        # one loop lasts the window's span plus one mean gap, so the rows keep their spacing
-        period = (last - skip) + ((last - first) / (n - 1) if n > 1 else 0.0)
-        if period <= 0:
-            raise ValidationError(str(spec.path), [FieldError(
-                "loop", f"{n} row(s) after skip span no time; a looped trace needs rows at "
-                        "two different times")])
-        offset += period
+        offset += _loop_period(spec, n, first, last)
+
+
+def _loop_period(spec: Trace, n: int, first: float, last: float) -> float:
+    """Trace time one pass of a looped trace lasts: from ``skip`` to its last row plus one
+    mean gap, so that the rows keep their spacing across the seam."""
+    period = (last - spec.skip_s) + ((last - first) / (n - 1) if n > 1 else 0.0)
+    if period <= 0:
+        raise ValidationError(str(spec.path), [FieldError(
+            "loop", f"{n} row(s) after skip span no time; a looped trace needs rows at two "
+                    "different times")])
+    return period
 
 
 _GENERATORS: dict[type[Source], Callable[[Any, int, int], Iterator[Arrival]]] = {
@@ -1029,8 +1035,40 @@ def _expected(spec: OpenSource, a: float, b: float) -> float:
             math.sin(w * (hi - spec.peak_at_s)) - math.sin(w * (lo - spec.peak_at_s)))
         covered = 1 - math.exp(-spec.spikes_per_hour / 3600 * spec.spike_duration_s)
         return spec.rate * wave * (1 + (spec.spike_height - 1) * covered)
-    gen = _gen_trace(spec, 0, 0)  # a trace: count its rows in the window (one pass, lazily)
-    return float(sum(1 for x in itertools.takewhile(lambda r: r.t_s < hi, gen) if x.t_s >= lo))
+    return float(_count_trace(spec, lo, hi))
+
+
+def _count_trace(spec: Trace, lo: float, hi: float) -> float:
+    """A trace's rows in [lo, hi) of simulated time. A looped one reads the file at most
+    three times: for the pass length, then the first and last pass the window cuts (the
+    passes in between hold all ``n`` rows each)."""
+    once = dataclasses.replace(spec, loop=False, duration_s=None)
+
+    def count(a: float, b: float) -> int:
+        rows = itertools.takewhile(lambda r: r.t_s < b, _gen_trace(once, 0, 0))
+        return sum(1 for r in rows if r.t_s >= a)
+
+    if not spec.loop:
+        return float(count(lo, hi))
+    n, first, last = 0, 0.0, 0.0
+    for row in read_trace(spec.path, spec.format, tokens_required=False):
+        if row.t_s >= spec.skip_s:
+            first = first if n else row.t_s
+            n, last = n + 1, row.t_s
+    if not n:
+        return 0.0
+    if math.isinf(hi):
+        return math.inf
+    pass_s = _loop_period(spec, n, first, last) / spec.speed
+    total = 0
+    for k in range(int((lo - spec.start_s) // pass_s), int((hi - spec.start_s) // pass_s) + 1):
+        a, b = spec.start_s + k * pass_s, spec.start_s + (k + 1) * pass_s
+        if lo <= a and b <= hi:
+            total += n
+        elif k >= 0:  # in pass-0 times; an uncut end stays open (no rounding at the seam)
+            total += count(lo - k * pass_s if lo > a else -math.inf,
+                           hi - k * pass_s if hi < b else math.inf)
+    return float(total)
 
 
 def expected_count(workload: Workload, start_s: float, end_s: float) -> float:
