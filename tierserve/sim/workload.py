@@ -36,10 +36,10 @@ platform, and changing a source's token mix leaves its arrival times unchanged.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import csv
 import dataclasses
 import difflib
+import functools
 import heapq
 import itertools
 import json
@@ -47,7 +47,7 @@ import math
 import random
 import re
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from operator import itemgetter
@@ -630,6 +630,12 @@ _DATETIME = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _epoch_day(year: str, month: str, day: str) -> int:
+    """Days since 1970-01-01 (cached: a trace's rows share a few dates)."""
+    return date(int(year), int(month), int(day)).toordinal() - 719163
+
+
 def parse_timestamp(text: str) -> tuple[int, float]:
     """``2023-11-16 18:15:46.6805900`` (Azure's layout; ``T``, a ``Z`` or ``+hh:mm`` too; naive
     times are UTC) as (whole seconds since the epoch, fraction): kept apart so that
@@ -637,10 +643,10 @@ def parse_timestamp(text: str) -> tuple[int, float]:
     m = _DATETIME.fullmatch(text.strip())
     if m is None:
         raise ValueError(text)
-    y, mo, d, h, mi, s = (int(g) for g in m.groups()[:6])
+    h, mi, s = int(m.group(4)), int(m.group(5)), int(m.group(6))
     if h > 23 or mi > 59 or s > 60:
         raise ValueError(text)
-    whole = (date(y, mo, d).toordinal() - 719163) * 86400 + h * 3600 + mi * 60 + s
+    whole = _epoch_day(m.group(1), m.group(2), m.group(3)) * 86400 + h * 3600 + mi * 60 + s
     zone = m.group(8)
     if zone and zone != "Z":
         sign = -1 if zone[0] == "-" else 1
@@ -683,30 +689,26 @@ class _RowReader:
         return ValidationError(str(self.path), [FieldError(
             f"line {line}, column {column}", f"{shown(value)} is not valid; expected {expected}")])
 
-    def _tokens(self, row: Mapping[str, Any], column: str | None, line: int) -> int | None:
+    def _tokens(self, value: Any, column: str | None, line: int) -> int | None:
         if column is None:
             return None
-        value = row.get(column)
-        n = -1
-        if isinstance(value, float) and value.is_integer():
-            n = int(value)
-        elif isinstance(value, str | int) and not isinstance(value, bool):
-            with contextlib.suppress(ValueError):
-                n = int(value)
-        if n < 0:
-            raise self.fail(line, column, value, "a token count (an integer >= 0)")
-        return n
+        if type(value) is str:  # CSV: ASCII digits (int() alone also takes '1_0', '+1', '١')
+            digits = value.strip()
+            if digits.isascii() and digits.isdigit():
+                return int(digits)
+        elif type(value) is int and value >= 0:  # JSON
+            return value
+        elif type(value) is float and value.is_integer() and value >= 0:
+            return int(value)
+        raise self.fail(line, column, value, "a token count (an integer >= 0)")
 
     def _time(self, value: Any, line: int) -> float:
         assert self.time is not None
         try:
-            try:
-                seconds = float(value) if not isinstance(value, bool) else math.nan
-            except ValueError:
-                if not self.relative or not isinstance(value, str):
-                    raise
+            if self.relative and isinstance(value, str) and ":" in value:  # a datetime
                 whole, frac = parse_timestamp(value)
             else:
+                seconds = float(value) if not isinstance(value, bool) else math.nan
                 if not math.isfinite(seconds) or (not self.relative and seconds < 0):
                     raise ValueError(value)
                 whole, frac = int(seconds // 1), seconds % 1
@@ -720,17 +722,24 @@ class _RowReader:
             self.base = (whole, frac)
         return (whole - self.base[0]) + (frac - self.base[1])
 
-    def row(self, row: Mapping[str, Any], line: int) -> TraceRow:
+    @property
+    def columns(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """The row's time, prompt, output and service columns (None: not in the file)."""
+        return self.time, self.prompt, self.output, self.service
+
+    def row(self, line: int, values: Sequence[Any]) -> TraceRow:
+        """One row from the raw values of its ``columns``."""
         assert self.time is not None
-        t = self._time(row.get(self.time), line)
+        time, prompt, output, service = values
+        t = self._time(time, line)
         if t < self.prev:
-            raise self.fail(line, self.time, row.get(self.time),
+            raise self.fail(line, self.time, time,
                             f"rows sorted by time: this row ({t:.6g} s) is earlier than line "
                             f"{self.prev_line} ({self.prev:.6g} s)")
         self.prev, self.prev_line = t, line
-        service = row.get(self.service) if self.service else None
-        prompt, output = self._tokens(row, self.prompt, line), self._tokens(row, self.output, line)
-        return TraceRow(t, prompt, output, str(service) if service not in (None, "") else None)
+        return TraceRow(t, self._tokens(prompt, self.prompt, line),
+                        self._tokens(output, self.output, line),
+                        str(service) if service not in (None, "") else None)
 
 
 def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
@@ -743,6 +752,7 @@ def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
             raise ValidationError(str(path), [FieldError(
                 "line 1", f"header {shown(header)} has no {' and no '.join(missing)} column")])
         keys = header or []
+        at = [keys.index(c) if c is not None else None for c in rows.columns]
         for fields in reader:
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
@@ -750,7 +760,7 @@ def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
                 raise ValidationError(str(path), [FieldError(
                     f"line {reader.line_num}", f"{len(fields)} fields, expected {len(keys)} "
                                                f"({', '.join(keys)})")])
-            yield rows.row(dict(zip(keys, fields, strict=True)), reader.line_num)
+            yield rows.row(reader.line_num, [fields[i] if i is not None else None for i in at])
 
 
 def _jsonl_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
@@ -774,7 +784,7 @@ def _jsonl_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
                 raise ValidationError(str(path), [FieldError(
                     f"line {line}", f"{shown(list(record))} has no "
                                     f"{' and no '.join(rows.missing() or missing)} key")])
-            yield rows.row(record, line)
+            yield rows.row(line, [record.get(c) if c else None for c in rows.columns])
 
 
 def read_trace(path: Path | str, format: str | None = None, *,
