@@ -342,6 +342,13 @@ def test_bad_jsonl_rows(tmp_path: Path) -> None:
         list(read_trace(path))
 
 
+def test_a_file_that_is_not_text_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "bin.csv"
+    path.write_bytes(b"arrival_s,prompt_tokens,output_tokens\n0,1,1\n1,\xff,1\n")
+    with pytest.raises(ValidationError, match=r"bin.csv: is not UTF-8 text \(byte 0xff\)"):
+        list(read_trace(path))
+
+
 def test_missing_columns_are_found_when_the_scenario_loads(tmp_path: Path) -> None:
     write(tmp_path, "t.csv", "time,prompt_tokens\n0,1\n")
     said = errors_of({"kind": "trace", "path": "t.csv"}, base_dir=tmp_path)

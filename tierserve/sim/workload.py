@@ -745,7 +745,10 @@ class _RowReader:
 def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
-        header = next(reader, None)
+        try:
+            header = next(reader, None)
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise _unreadable(path, "line 1", exc) from None
         rows = _RowReader(path, header or [], tokens_required)
         missing = rows.missing()
         if missing:
@@ -753,7 +756,13 @@ def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
                 "line 1", f"header {shown(header)} has no {' and no '.join(missing)} column")])
         keys = header or []
         at = [keys.index(c) if c is not None else None for c in rows.columns]
-        for fields in reader:
+        while True:
+            try:
+                fields = next(reader, None)
+            except (csv.Error, UnicodeDecodeError) as exc:
+                raise _unreadable(path, f"after line {reader.line_num}", exc) from None
+            if fields is None:
+                return
             if not fields or (len(fields) == 1 and not fields[0].strip()):
                 continue
             if len(fields) != len(keys):
@@ -763,10 +772,24 @@ def _csv_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
             yield rows.row(reader.line_num, [fields[i] if i is not None else None for i in at])
 
 
+def _unreadable(path: Path, where: str, exc: Exception) -> ValidationError:
+    if isinstance(exc, UnicodeDecodeError):  # decoded by the chunk: no line to name
+        byte = exc.object[exc.start : exc.start + 1].hex()
+        return ValidationError(str(path), [FieldError("", f"is not UTF-8 text (byte 0x{byte})")])
+    return ValidationError(str(path), [FieldError(where, f"cannot be read ({exc})")])
+
+
 def _jsonl_rows(path: Path, tokens_required: bool) -> Iterator[TraceRow]:
     rows: _RowReader | None = None
     with path.open(encoding="utf-8-sig") as f:
-        for line, text in enumerate(f, start=1):
+        lines, line = enumerate(f, start=1), 0
+        while True:
+            try:
+                line, text = next(lines, (0, ""))
+            except UnicodeDecodeError as exc:
+                raise _unreadable(path, f"after line {line}", exc) from None
+            if not line:
+                return
             if not text.strip():
                 continue
             try:
@@ -801,6 +824,13 @@ def read_trace(path: Path | str, format: str | None = None, *,
 
 def trace_missing_columns(path: Path, format: str, *, tokens_required: bool = True) -> list[str]:
     """The required columns a trace's header (or first JSON object) lacks; [] if none."""
+    try:
+        return _missing_columns(path, format, tokens_required)
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise _unreadable(path, "line 1", exc) from None
+
+
+def _missing_columns(path: Path, format: str, tokens_required: bool) -> list[str]:
     with path.open(newline="", encoding="utf-8-sig") as f:
         if format == "csv":
             keys = next(csv.reader(f), [])
