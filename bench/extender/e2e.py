@@ -20,7 +20,7 @@ from pathlib import Path
 
 from tierserve.runtime.kube.apply import install_crd
 from tierserve.runtime.kube.client import KubeClient, load_config
-from tierserve.runtime.kube.testbed import control_plane, free_port, scheduler_config
+from tierserve.testing.kube import control_plane, free_port, scheduler_config
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,8 +6,8 @@ import pytest
 
 from tierserve.gateway.balancer import Balancer
 from tierserve.gateway.metrics import GatewayMetrics
-from tierserve.gateway.outlier import OutlierDetector
 from tierserve.gateway.table import RouteTable
+from tierserve.policy.outlier import OutlierDetector
 from tierserve.policy.routing import routing_policy
 
 

@@ -8,7 +8,7 @@ import pytest
 from tierserve.errors import ValidationError
 from tierserve.model import InferenceService, Replica, load_documents
 from tierserve.model.service import name_limits
-from tierserve.runtime.local.naming import replica_name
+from tierserve.policy.naming import replica_name
 
 
 def service_yaml(name: str, namespace: str = "default", extra: str = "") -> str:

@@ -77,3 +77,27 @@ def test_registry_and_factory() -> None:
     assert routing_policy("round_robin").name == "round_robin"
     with pytest.raises(ValidationError, match="least_outstanding, round_robin"):
         routing_policy("random")
+
+
+def test_outstanding_index_chooses_as_least_outstanding_does() -> None:
+    import random
+
+    from tierserve.policy.routing import LeastOutstanding, OutstandingIndex
+
+    rng = random.Random(5)
+    index = OutstandingIndex()
+    counts: dict[str, tuple[int, int]] = {}
+    policy = LeastOutstanding()
+    for step in range(5000):
+        name = f"r{rng.randrange(12)}"
+        if rng.random() < 0.05 and name in counts:
+            del counts[name]
+            index.remove(name)
+        else:
+            unit = int(name[1:]) % 2
+            flight = max(0, counts.get(name, (0, unit))[0] + rng.choice((-1, 1, 1)))
+            counts[name] = (flight, unit)
+            index.set(name, unit, flight)
+        candidates = [Candidate(n, u, f) for n, (f, u) in counts.items()]
+        expected = policy.choose(candidates, RoutingState()).choice if candidates else None
+        assert index.choose() == expected, step

@@ -25,6 +25,6 @@ def register(app: typer.Typer) -> None:
         [--json] [--no-progress] URL   (--help lists every option.)
         """
         # Imported here so `tierserve --help` stays fast and aiohttp loads only when needed.
-        from tierserve.bench.main import main
+        from tierserve.loadgen.main import main
 
         raise typer.Exit(main(list(ctx.args)))

@@ -29,7 +29,8 @@ from tierserve.errors import (
 )
 from tierserve.gateway.config import GatewayConfig
 from tierserve.model import Node, dump_documents
-from tierserve.runtime.local.autoscaler import AutoscalerSettings
+from tierserve.policy.autoscaling import AutoscalerConfig
+from tierserve.policy.lifecycle import SupervisorConfig
 from tierserve.runtime.local.client import Client
 from tierserve.runtime.local.cluster import (
     DEFAULT_COLD_START_S,
@@ -49,7 +50,6 @@ from tierserve.runtime.local.config import (
 )
 from tierserve.runtime.local.controllers import ControllerSettings
 from tierserve.runtime.local.controlplane import ControlPlane, ControlPlaneConfig
-from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.process import PosixLauncher, sweep_orphans
 
 
@@ -278,7 +278,7 @@ def register(app: typer.Typer) -> None:
             controllers=ControllerSettings(drain_grace_s=drain_grace_s, stop_grace_s=stop_grace_s),
             supervisor=SupervisorConfig(start_timeout_s=start_timeout_s, grace_s=stop_grace_s),
             shutdown_grace_s=stop_grace_s,
-            autoscaler=AutoscalerSettings(
+            autoscaler=AutoscalerConfig(
                 period_s=hpa_period_s, downscale_stabilization_s=hpa_downscale_stabilization_s
             ),
             metrics_interval_s=metrics_interval_s,

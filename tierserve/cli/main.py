@@ -23,6 +23,7 @@ from tierserve.cli import kube as kube_cli
 from tierserve.cli import kubectl as kubectl_cli
 from tierserve.cli import local as local_cli
 from tierserve.cli import serve as serve_cli
+from tierserve.cli import simulate as simulate_cli
 from tierserve.cli.output import fail, print_error, usage_error
 from tierserve.errors import FieldError, ValidationError
 
@@ -44,6 +45,7 @@ demo_cli.register(app)
 kube_cli.register(app)
 bench_cli.register(app)
 gateway_cli.register(app)
+simulate_cli.register(app)
 
 
 @app.command()

@@ -27,9 +27,9 @@ from tierserve.gateway.errors import error_response, model_not_found, response_f
 from tierserve.gateway.held import wait_until_ready
 from tierserve.gateway.limits import check_api_key, parse_payload, read_body
 from tierserve.gateway.metrics import CONTENT_TYPE, GatewayMetrics
-from tierserve.gateway.outlier import OutlierDetector
 from tierserve.gateway.proxy import Forwarder
 from tierserve.gateway.table import RouteTable, ServiceRoute
+from tierserve.policy.outlier import OutlierDetector
 from tierserve.policy.routing import routing_policy
 
 
@@ -44,6 +44,16 @@ class GatewayState:
     now: Callable[[], float]
     started_s: int = field(default_factory=lambda: int(time.time()))
     forwarder: Forwarder | None = None
+
+    # What the autoscaler reads of the gateway (``policy.signals.GatewayView``).
+
+    def in_flight(self, replica: str) -> int:
+        """Requests in flight to ``replica`` now."""
+        return self.balancer.in_flight.get(replica, 0)
+
+    def ttft_quantile(self, replica: str, q: float, window_s: float, now: float) -> float | None:
+        """The ``q`` quantile of ``replica``'s TTFTs in the ``window_s`` before ``now``."""
+        return self.metrics.ttft_quantile(replica, q, window_s, now)
 
 
 GATEWAY_STATE = web.AppKey("tierserve_gateway_state", GatewayState)

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tierserve.gateway.outlier import OutlierDetector
 from tierserve.gateway.table import Backend, ServiceRoute
+from tierserve.policy.outlier import OutlierDetector
 from tierserve.policy.routing import Candidate, RoutingPolicy, RoutingState
 
 

@@ -22,7 +22,6 @@ Families (labels):
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from tierserve.gateway.balancer import Balancer
 from tierserve.gateway.table import RouteTable
+from tierserve.policy.signals import nearest_rank
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECENT_TTFB = 512
@@ -191,13 +191,16 @@ class GatewayMetrics:
     def hold_ended(self, ns: str, svc: str, outcome: str) -> None:
         self._child(self.held_total, ns, svc, outcome).inc()
 
-    def ttft_quantile(self, replica: str, q: float, window_s: float) -> float | None:
-        """The ``q`` quantile (nearest rank) of the replica's TTFTs in the last ``window_s``."""
-        now = self._now()
+    def ttft_quantile(
+        self, replica: str, q: float, window_s: float, now: float | None = None
+    ) -> float | None:
+        """The ``q`` quantile (nearest rank) of the replica's TTFTs in the last ``window_s``
+        before ``now`` (the gateway's clock; default: read it)."""
+        now = self._now() if now is None else now
         recent = sorted(t for at, t in self.recent_ttfb.get(replica, ()) if now - at <= window_s)
         if not recent:
             return None
-        return recent[min(len(recent) - 1, max(0, math.ceil(q * len(recent)) - 1))]
+        return nearest_rank(recent, q)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

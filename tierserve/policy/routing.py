@@ -21,6 +21,7 @@ is the registry and ``routing_policy(name)`` the validating factory.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -152,6 +153,46 @@ class RoundRobin:
         )
 
 
+class OutstandingIndex:
+    """``least_outstanding`` kept incrementally: the same choice as
+    :meth:`LeastOutstanding.choose` over the replicas in the index (all Ready, none
+    ejected), in O(log n) per change instead of O(n) per request — for a caller that
+    routes millions of requests over hundreds of replicas (the simulator).
+
+    A heap of ``(in_flight, unit, name)`` with lazy deletion: a change pushes the new
+    entry; entries that no longer match a replica's current count are dropped when they
+    reach the top, and the heap is rebuilt when stale entries outnumber live ones 4:1.
+    """
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[int, int, str]] = []
+        self._current: dict[str, tuple[int, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._current)
+
+    def set(self, name: str, unit: int, in_flight: int) -> None:
+        """Add the replica, or record its new in-flight count."""
+        self._current[name] = (in_flight, unit)
+        heapq.heappush(self._heap, (in_flight, unit, name))
+        if len(self._heap) > 4 * len(self._current) + 64:
+            self._heap = [(f, u, n) for n, (f, u) in self._current.items()]
+            heapq.heapify(self._heap)
+
+    def remove(self, name: str) -> None:
+        self._current.pop(name, None)
+
+    def choose(self) -> str | None:
+        """The replica with the fewest in flight (ties: earlier unit, then name)."""
+        heap, current = self._heap, self._current
+        while heap:
+            in_flight, unit, name = heap[0]
+            if current.get(name) == (in_flight, unit):
+                return name
+            heapq.heappop(heap)
+        return None
+
+
 ROUTING_POLICIES: dict[str, RoutingPolicy] = {
     "least_outstanding": LeastOutstanding(),
     "round_robin": RoundRobin(),
@@ -176,6 +217,7 @@ __all__ = [
     "Chosen",
     "LeastOutstanding",
     "NoCandidate",
+    "OutstandingIndex",
     "Reason",
     "RoundRobin",
     "RoutingDecision",

@@ -1,1 +1,1 @@
-"""Bodies that run replicas: the embedded local runtime (and, later, Kubernetes adapters)."""
+"""Bodies that run replicas: the embedded local runtime and the Kubernetes adapters."""

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from tierserve.model import InferenceService, Phase, Replica, load_documents
-from tierserve.runtime.local.autoscaler import Autoscaler, AutoscalerSettings
+from tierserve.policy.autoscaling import AutoscalerConfig
+from tierserve.runtime.local.autoscaler import Autoscaler
 from tierserve.runtime.local.scraper import MetricsScraper, parse_metrics
 from tierserve.runtime.local.store import SqliteStore
 
@@ -42,7 +43,7 @@ class World:
         self.autoscaler = Autoscaler(
             self.store,
             self.scraper,
-            AutoscalerSettings(period_s=15, downscale_stabilization_s=300, metric_max_age_s=30),
+            AutoscalerConfig(period_s=15, downscale_stabilization_s=300, metric_max_age_s=30),
         )
 
     def restart(self) -> None:

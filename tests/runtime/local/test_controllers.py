@@ -10,6 +10,7 @@ import pytest
 
 from tierserve.examples import seed_text
 from tierserve.model import InferenceService, Node, Phase, Replica, load_documents
+from tierserve.policy.lifecycle import SupervisorConfig
 from tierserve.runtime.local.cluster import (
     IDC_NODE,
     VIRTUAL_NODE,
@@ -22,12 +23,11 @@ from tierserve.runtime.local.controllers import (
     ControllerSettings,
     Reconciler,
 )
-from tierserve.runtime.local.fakes import FakeLauncher, FakeProcessTable
 from tierserve.runtime.local.health import ProbeTarget
-from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import SqliteStore
 from tierserve.testing import seed_service_yaml
+from tierserve.testing.fakes import FakeLauncher, FakeProcessTable
 
 T0 = 1_800_000_000.0
 COLD_START_S = 45.0
@@ -67,7 +67,6 @@ class Harness:
         self.table = FakeProcessTable()
         self.launcher = FakeLauncher(str(tmp), self.table, self.clock)
         self.runner = ReplicaRunner(
-            self.store,
             self.launcher,
             TableProbe(self.table),
             self.clock,

@@ -12,10 +12,10 @@ from test_runtime_nvml import FakeGpu, FakeNvml
 
 from tierserve.errors import ValidationError
 from tierserve.model import InferenceService, Node, Replica, load_documents
+from tierserve.policy.lifecycle import SupervisorConfig
 from tierserve.runtime.local.config import PID_FILE
 from tierserve.runtime.local.controlplane import ControlPlane, ControlPlaneConfig
 from tierserve.runtime.local.gpumetrics import GpuMetrics
-from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.nvml import NOT_INSTALLED, Nvml
 
 CLUSTER = """\

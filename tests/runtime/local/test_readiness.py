@@ -11,8 +11,7 @@ from aiohttp import web
 
 from tierserve.model import InferenceService
 from tierserve.model.probe import DEFAULT_READINESS_PATHS, LLAMA_CPP_READINESS_PATHS
-from tierserve.runtime.local.health import HttpHealthProbe, ProbeTarget
-from tierserve.runtime.local.lifecycle import (
+from tierserve.policy.lifecycle import (
     Observation,
     Stage,
     SupervisorConfig,
@@ -20,6 +19,7 @@ from tierserve.runtime.local.lifecycle import (
     config_for_service,
     decide,
 )
+from tierserve.runtime.local.health import HttpHealthProbe, ProbeTarget
 from tierserve.runtime.local.ports import LOOPBACK
 
 BASE = SupervisorConfig()

@@ -30,7 +30,8 @@ def test_update_command_rolls_replicas_with_one_always_ready(
     wait_until(lambda: [p["status"]["phase"] for p in cli.pods()] == ["Ready"] * 2)
     old = {p["metadata"]["name"] for p in cli.pods()}
 
-    cli("serve", "update", "kserve", "--name=svc", "--command", command + " --delay 0.3")
+    # Each new replica takes 2 s to start: the polls (a CLI process each) see the surge.
+    cli("serve", "update", "kserve", "--name=svc", "--command", command + " --delay 2")
     deadline = time.monotonic() + 60
     seen_total = 0
     while time.monotonic() < deadline:

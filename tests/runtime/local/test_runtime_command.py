@@ -13,13 +13,13 @@ from tierserve.model.loader import load_documents
 from tierserve.model.node import Node
 from tierserve.model.service import InferenceService
 from tierserve.model.storage import PersistentVolume, PersistentVolumeClaim
+from tierserve.policy.devices import pick_gpus
 from tierserve.runtime.local.command import (
     ReplicaContext,
     build_launch_spec,
     needs_shell,
     replica_dirs,
 )
-from tierserve.runtime.local.gpus import pick_gpus
 from tierserve.runtime.local.volumes import resolve_data_dirs
 
 MOUNT = "llm-model:/model/DeepSeek-R1-Distill-Qwen-7B"

@@ -10,10 +10,7 @@ import pytest
 
 from tierserve.errors import ValidationError
 from tierserve.model.replica import Phase
-from tierserve.runtime.clock import FakeClock
-from tierserve.runtime.local.command import LaunchSpec
-from tierserve.runtime.local.fakes import FakeHealthProbe, FakeLauncher, FakeProcessTable
-from tierserve.runtime.local.lifecycle import (
+from tierserve.policy.lifecycle import (
     Observation,
     Report,
     Stage,
@@ -24,8 +21,11 @@ from tierserve.runtime.local.lifecycle import (
     backoff_s,
     decide,
 )
+from tierserve.runtime.clock import FakeClock
+from tierserve.runtime.local.command import LaunchSpec
 from tierserve.runtime.local.process import ProcessHandle
 from tierserve.runtime.local.supervisor import ReplicaEvent, ReplicaSupervisor
+from tierserve.testing.fakes import FakeHealthProbe, FakeLauncher, FakeProcessTable
 
 CONFIG = SupervisorConfig()  # 1 s doubling to 300 s, 600 s start timeout, reset after 600 s
 

@@ -9,10 +9,10 @@ from collections.abc import Callable
 import pytest
 
 from tierserve.model.replica import Phase
+from tierserve.policy.lifecycle import Stage, SupervisorConfig
 from tierserve.runtime.clock import SystemClock
 from tierserve.runtime.local.command import LaunchSpec
 from tierserve.runtime.local.health import HttpHealthProbe
-from tierserve.runtime.local.lifecycle import Stage, SupervisorConfig
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher
 from tierserve.runtime.local.supervisor import ReplicaEvent, ReplicaSupervisor

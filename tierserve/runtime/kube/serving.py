@@ -28,6 +28,7 @@ from tierserve.model.replica import TIER_LABEL
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.model.resources import CPU, GPU, MEMORY, format_amount, matches
 from tierserve.model.service import InferenceService
+from tierserve.policy.hpa.target import hpa_spec_for
 from tierserve.runtime.kube.apply import apply_all, collection_path, describe, object_path
 from tierserve.runtime.kube.cache import installed_groups
 from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj, load_config
@@ -126,10 +127,13 @@ def _labels(service: InferenceService) -> dict[str, str]:
 
 
 def _bounds(service: InferenceService) -> tuple[int, int]:
-    spec = service.spec
-    low = spec.min_replicas if spec.min_replicas is not None else spec.replicas
-    high = spec.max_replicas if spec.max_replicas is not None else max(low, 1)
-    return max(low, 1), max(high, low, 1)
+    """The predictor's (min, max): the HPA's (``policy.hpa.target``, the same as the
+    local runtime's), else ``spec.replicas`` fixed."""
+    scaler = hpa_spec_for(service)
+    if scaler is not None:
+        return scaler.min_replicas, scaler.max_replicas
+    fixed = max(service.spec.replicas, 1)
+    return fixed, fixed
 
 
 def custom_metric(service: InferenceService) -> bool:
@@ -137,11 +141,13 @@ def custom_metric(service: InferenceService) -> bool:
 
 
 def hpa(service: InferenceService) -> Obj | None:
-    """arena's HPA ``<name>-hpa`` on ``<name>-predictor``; None without a scale metric."""
-    metrics = service.scale_metrics()
-    if not metrics:
+    """arena's HPA ``<name>-hpa`` on ``<name>-predictor``; None when the service does not
+    autoscale (no scale metric or no ``maxReplicas``: ``policy.hpa.target``)."""
+    scaler = hpa_spec_for(service)
+    if scaler is None:
         return None
-    low, high = _bounds(service)
+    metrics = service.scale_metrics()
+    low, high = scaler.min_replicas, scaler.max_replicas
     return {
         "apiVersion": "autoscaling/v2",
         "kind": "HorizontalPodAutoscaler",

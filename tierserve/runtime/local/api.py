@@ -56,7 +56,7 @@ from tierserve.errors import (
     TierserveError,
     ValidationError,
 )
-from tierserve.model import InferenceService, Phase, Replica, TypedObject, load_documents
+from tierserve.model import InferenceService, Replica, TypedObject, load_documents
 from tierserve.model.display import cut, shown
 from tierserve.model.dns import label_problem, subdomain_problem
 from tierserve.model.names import PLURALS, resolve_resource
@@ -64,7 +64,7 @@ from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import replica_dirs
 from tierserve.runtime.local.costs import CostCollector, cost_summary
 from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES, read_log
-from tierserve.runtime.local.store import Event, Store
+from tierserve.runtime.local.store import Event, Store, rfc3339
 
 log = logging.getLogger("tierserve.api")
 
@@ -305,16 +305,13 @@ class ApiServer:
     async def _delete(self, request: web.Request) -> web.Response:
         obj = self._find(request)
         if isinstance(obj, Replica):
-            # Like `kubectl delete pod`: the replica terminates and its service replaces it.
-            if not obj.terminating:
-                self.store.put(
-                    obj.with_status(
-                        phase=Phase.TERMINATING,
-                        terminating_s=self.clock.now(),
-                        reason="Deleted",
-                        message="",
-                    )
+            # Like `kubectl delete pod`: the deletion is asked for (deletionTimestamp); the
+            # controllers terminate the replica and its service replaces it.
+            if not obj.terminating and obj.metadata.deletion_timestamp is None:
+                meta = obj.metadata.model_copy(
+                    update={"deletion_timestamp": rfc3339(self.clock.now())}
                 )
+                self.store.put(obj.model_copy(update={"metadata": meta}))
         else:
             self.store.delete(obj)
         return web.json_response({"results": [self._result(obj, "deleted")]})

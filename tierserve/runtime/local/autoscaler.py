@@ -1,151 +1,80 @@
-"""The autoscaler controller: the pure Kubernetes HPA algorithm on scraped replica metrics.
+"""The autoscaler controller of the local runtime: read, ``policy.autoscaling``, apply.
 
-Every ``period_s`` (Kubernetes' ``--horizontal-pod-autoscaler-sync-period``; 15 s there,
-5 s by default here) each service with a scale metric and ``maxReplicas`` gets a decision
-from ``policy.hpa.decide``; a change is written to ``spec.replicas`` and recorded as a
-``SuccessfulRescale`` event in Kubernetes' words (``New size: 3; reason: pods metric
-DCGM_CUSTOM_PROCESS_SM_UTIL above target``). Replica phases map to pod phases the way the
-HPA sees them: Pending/Provisioning are ``Pending`` (no runaway scale-out during a cold
-start: on scale-up they count as 0, else they are left out), Starting/Ready are
-``Running`` (a Starting one has no metric yet: *missing*), Terminating is deleting.
-HPA state (recommendation history, scale events) is kept per service in the store, in
-the same transaction as the rescale it led to, so a restarted control plane keeps the
-stabilization window (the Kubernetes controller keeps it in memory and forgets it).
+Every tick, each service due for evaluation (every ``period_s``) gets a decision from
+:func:`tierserve.policy.autoscaling.evaluate` over its replicas and their fresh scraped
+metrics; a change is written to ``spec.replicas`` and recorded as a
+``SuccessfulRescale`` event. The autoscaler's state (the HPA's recommendation history
+and scale events) is kept per service in the store, in the same transaction as the
+rescale it led to, so a restarted control plane keeps the stabilization window (the
+Kubernetes controller keeps it in memory and forgets it).
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
-from tierserve.model import InferenceService, Phase, Replica
-from tierserve.policy.hpa import (
-    HPAControllerConfig,
-    HPASpec,
-    HPAState,
-    MetricSpec,
-    PodPhase,
-    PodSample,
-    decide,
-    event_message,
-)
+from tierserve.model import InferenceService, Replica
+from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine
 from tierserve.runtime.local.isolation import each_object
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import Store
 
 log = logging.getLogger("tierserve.autoscaler")
 
-_POD_PHASE = {
-    Phase.PENDING: PodPhase.PENDING,
-    Phase.PROVISIONING: PodPhase.PENDING,
-    Phase.STARTING: PodPhase.RUNNING,
-    Phase.READY: PodPhase.RUNNING,
-    Phase.TERMINATING: PodPhase.RUNNING,
-    Phase.FAILED: PodPhase.FAILED,
-}
-
-
-@dataclass
-class AutoscalerSettings:
-    period_s: float = 5.0
-    """How often each service is evaluated (Kubernetes: 15 s)."""
-    tolerance: float = 0.1
-    downscale_stabilization_s: float = 300.0
-    """Kubernetes' --horizontal-pod-autoscaler-downscale-stabilization (5 min)."""
-    metric_max_age_s: float = 30.0
-    """A sample older than this counts as missing."""
-
-
 STATE_PREFIX = "autoscaler/"
-"""Store keys of the HPA state: ``autoscaler/<namespace>/<service>``."""
+"""Store keys of the autoscaler state: ``autoscaler/<namespace>/<service>``."""
 
 
 def _state_key(namespace: str, name: str) -> str:
     return f"{STATE_PREFIX}{namespace}/{name}"
 
 
-def hpa_spec(service: InferenceService) -> HPASpec | None:
-    """The service's HPA, or None when it does not autoscale (no metric or no max)."""
-    metrics = service.scale_metrics()
-    if not metrics or service.spec.max_replicas is None:
-        return None
-    return HPASpec(
-        min_replicas=service.spec.min_replicas if service.spec.min_replicas is not None else 1,
-        max_replicas=service.spec.max_replicas,
-        metrics=tuple(MetricSpec(name=m.name, target_average_value=m.target) for m in metrics),
-    )
-
-
 class Autoscaler:
     def __init__(
-        self, store: Store, scraper: MetricsScraper, settings: AutoscalerSettings | None = None
+        self, store: Store, scraper: MetricsScraper, settings: AutoscalerConfig | None = None
     ) -> None:
         self.store = store
         self.scraper = scraper
-        self.settings = settings or AutoscalerSettings()
+        self.settings = settings or AutoscalerConfig()
         self._last_s: dict[tuple[str, str], float] = {}
         """When each service was last evaluated (a restart evaluates at once)."""
-        self._config = HPAControllerConfig(
-            tolerance=self.settings.tolerance,
-            downscale_stabilization_window_s=self.settings.downscale_stabilization_s,
-        )
 
-    def _samples(self, replicas: list[Replica], spec: HPASpec, now: float) -> list[PodSample]:
-        out = []
-        for r in replicas:
-            metrics: dict[str, float] = {}
-            if r.ready:
-                for m in spec.metrics:
-                    value = self.scraper.latest(
-                        (r.namespace, r.name), m.name, now, self.settings.metric_max_age_s
-                    )
-                    if value is not None:
-                        metrics[m.name] = value
-            out.append(
-                PodSample(
-                    name=r.name,
-                    phase=_POD_PHASE[r.phase],
-                    ready=r.ready,
-                    deleting=r.terminating,
-                    start_time_s=r.status.started_s,
-                    metrics=metrics,
-                )
-            )
-        return out
+    def _metrics(self, replicas: list[Replica], now: float) -> dict[str, dict[str, float]]:
+        """Fresh scraped values of Ready replicas, by replica name."""
+        max_age = self.settings.metric_max_age_s
+        return {
+            r.name: self.scraper.fresh((r.namespace, r.name), now, max_age)
+            for r in replicas
+            if r.ready
+        }
 
     def _service_tick(self, service: InferenceService, replicas: list[Replica], now: float) -> None:
         key = (service.namespace, service.name)
-        spec = hpa_spec(service)
-        if spec is None:
+        if not due(self._last_s.get(key), now, self.settings):
             return
-        last = self._last_s.get(key)
-        if last is not None and now - last < self.settings.period_s:
+        theirs = mine(service, replicas)
+        state_key = _state_key(*key)
+        evaluation = evaluate(
+            service,
+            theirs,
+            self._metrics(theirs, now),
+            self.store.get_state(state_key),
+            now,
+            self.settings,
+        )
+        if evaluation is None:  # it does not autoscale
             return
         self._last_s[key] = now
-        mine = [
-            r
-            for r in replicas
-            if r.namespace == service.namespace and r.spec.service == service.name
-        ]
-        state_key = _state_key(*key)
-        state = HPAState.from_json(self.store.get_state(state_key))
-        current = service.spec.replicas
-        decision = decide(spec, current, self._samples(mine, spec, now), state, now, self._config)
-        message = event_message(decision)
-        # The recommendations and scale events go with the change they led to: a restart
-        # sees both or neither, and scales in no sooner than the window allows.
+        # The state goes with the change it led to: a restart sees both or neither, and
+        # scales in no sooner than the window allows.
         with self.store.transaction():
-            self.store.put_state(state_key, decision.state.to_json())
-            if message is None:
+            self.store.put_state(state_key, evaluation.state)
+            if evaluation.message is None:
                 return
-            updated = service.model_copy(
-                update={
-                    "spec": service.spec.model_copy(update={"replicas": decision.desired_replicas})
-                }
-            )
-            self.store.put(updated)
-            self.store.record(service, "Normal", "SuccessfulRescale", message, now)
-        log.info("%s/%s: %s", service.namespace, service.name, message)
+            spec = service.spec.model_copy(update={"replicas": evaluation.desired})
+            self.store.put(service.model_copy(update={"spec": spec}))
+            self.store.record(service, "Normal", "SuccessfulRescale", evaluation.message, now)
+        log.info("%s/%s: %s", service.namespace, service.name, evaluation.message)
 
     def tick(self, now: float) -> None:
         services = self.store.list(InferenceService, None)

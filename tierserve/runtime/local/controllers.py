@@ -1,39 +1,43 @@
-"""The local controllers: services → replicas → placement → processes, level-triggered.
+"""The local controllers: read → decide → apply, level-triggered, once per tick.
 
-Every tick reads the whole state once (``now`` read once, at the edge), then:
+Every tick reads the whole state once (``now`` read once, at the edge), asks the pure
+decisions in ``policy/`` what to do and applies their actions, all in one store
+transaction (a crash mid-tick leaves the store as it was before the tick):
 
-1. **service controller** — creates Pending replicas up to ``spec.replicas`` and marks the
-   surplus Terminating in the pure scale-in order (last unit first: cloud before IDC);
-   replaces replicas of an older template one at a time (surge one, wait Ready, then one
-   old goes: ``policy.rollout``); replicas of deleted services or vanished nodes are
-   terminated, Failed ones replaced;
-2. **scheduler** — places Pending replicas with the pure ResourcePolicy placement,
-   applying the unit's ``podLabels``/``podAnnotations``; a replica that cannot be placed
-   stays Pending with the reason (event ``FailedScheduling``) and is retried next tick;
-3. **virtual-node provider** — a replica bound to a virtual node is Provisioning for the
-   node's cold start, then its process starts;
-4. **runtime** — ``ReplicaProcesses`` starts and supervises processes; a Terminating
-   replica leaves routing at once, is drained up to ``drain_grace_s`` and then stopped
-   (SIGTERM, SIGKILL after ``stop_grace_s``) and deleted;
-5. **billing** — GPU-seconds of every replica accrue per tier from the start of
-   provisioning (virtual) or scheduling (IDC) to its end; cloud ones at the node's price.
+1. **billing** (``policy.billing``) — the GPU-seconds of every replica since it was
+   last billed, per tier, cloud ones at the node's price; counters and ``billedUntilS``
+   move together;
+2. **service controller** (``policy.replicaset``) — Pending replicas up to
+   ``spec.replicas``, the surplus Terminating in the scale-in order (cloud before IDC),
+   rolling updates one at a time, Failed replicas replaced, replicas of deleted
+   services or vanished nodes (or deleted by a user) terminated;
+3. **scheduler** (``policy.provisioning`` over ``policy.placement``) — places Pending
+   replicas; one that cannot be placed stays Pending with the reason (event
+   ``FailedScheduling``) and is tried again next tick;
+4. **virtual-node provider** (``policy.provisioning``) — a replica bound to a virtual
+   node is Provisioning for the node's cold start, then Starting;
+5. **runtime** — ``ReplicaRunner`` starts the processes of Starting replicas; a
+   Terminating replica leaves routing at once and its process is stopped once drained
+   or after ``drain_grace_s`` (``policy.drain``), then the replica is deleted;
+6. **status** — each service's desired and available replicas.
 
-One object that cannot be reconciled stops nothing else: each step handles each object
-on its own, and a failure becomes a ``FailedReconcile`` Warning event on that object
-(and a logged traceback) while the others go on.
+Each controller writes only its own fields; what a replica's process reports (Ready,
+restarts, pid, Failed) comes in through :meth:`Reconciler.observe`, the one writer of
+those, with ``policy.lifecycle`` saying what each report changes. One object that
+cannot be reconciled stops nothing else: a failure becomes a ``FailedReconcile``
+Warning event on that object (and a logged traceback) while the others go on.
 """
 
 from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from tierserve.errors import TierserveError
 from tierserve.model import (
-    GPU,
     InferenceService,
     Node,
     PersistentVolume,
@@ -43,23 +47,21 @@ from tierserve.model import (
     ResourcePolicy,
 )
 from tierserve.model.base import TypedObject
-from tierserve.model.replica import TIER_LABEL
-from tierserve.policy.decisions import Placement
-from tierserve.policy.placement import bind, place
-from tierserve.policy.rollout import ROLLING_UPDATE, TEMPLATE_HASH_LABEL, plan
-from tierserve.policy.scalein import virtual_node_names
+from tierserve.policy import billing, drain, lifecycle, provisioning, replicaset
+from tierserve.policy.billing import CLOUD_COST, GPU_SECONDS
+from tierserve.policy.devices import held_gpus
+from tierserve.policy.naming import replica_name
 from tierserve.policy.snapshot import Snapshot
 from tierserve.runtime.local.isolation import each_object
-from tierserve.runtime.local.naming import replica_name, template_hash
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.store import Store
 
 log = logging.getLogger("tierserve.controllers")
 
-GPU_SECONDS = "gpu_seconds"
-CLOUD_COST = "cloud_cost"
+__all__ = ["CLOUD_COST", "GPU_SECONDS", "ControllerSettings", "Reconciler"]
 
 InflightFn = Callable[[Replica], int]
+Key = tuple[str, str]
 
 
 def _no_inflight(_: Replica) -> int:
@@ -76,18 +78,251 @@ class ControllerSettings:
     """Seed of replica-name suffixes (tests); None = random."""
 
 
+def _key(obj: TypedObject) -> Key:
+    return (obj.namespace, obj.name)
+
+
 @dataclass
-class _World:
+class World:
+    """What one tick read; each write goes to the store and here, so the next step sees
+    it without reading the store again."""
+
     nodes: dict[str, Node]
     policies: list[ResourcePolicy]
-    services: dict[tuple[str, str], InferenceService]
-    replicas: list[Replica]
+    services: dict[Key, InferenceService]
+    replicas_by_key: dict[Key, Replica]
     claims: list[PersistentVolumeClaim] = field(default_factory=list)
     volumes: list[PersistentVolume] = field(default_factory=list)
 
+    @property
+    def replicas(self) -> list[Replica]:
+        return list(self.replicas_by_key.values())
+
+    def service_of(self, replica: Replica) -> InferenceService | None:
+        return self.services.get(replicaset.service_key(replica))
+
+    def node_of(self, replica: Replica) -> Node | None:
+        return self.nodes.get(replica.node_name or "")
+
+
+class _Writer:
+    """Applies actions: the store and the tick's world, events with them."""
+
+    def __init__(self, store: Store, world: World, now: float) -> None:
+        self.store = store
+        self.world = world
+        self.now = now
+
+    def put(self, replica: Replica) -> Replica:
+        self.store.put(replica)
+        self.world.replicas_by_key[_key(replica)] = replica
+        return replica
+
+    def delete(self, replica: Replica) -> None:
+        self.store.delete(replica)
+        self.world.replicas_by_key.pop(_key(replica), None)
+
+    def put_service(self, service: InferenceService) -> None:
+        self.store.put(service)
+        self.world.services[_key(service)] = service
+
+    def event(
+        self, obj: TypedObject, kind: str, reason: str, message: str, *, fold: bool = False
+    ) -> None:
+        self.store.record(obj, kind, reason, message, self.now, fold=fold)
+
+    def terminate(self, replica: Replica, reason: str) -> None:
+        if replica.terminating:
+            return
+        self.put(
+            replica.with_status(
+                phase=Phase.TERMINATING, terminating_s=self.now, reason=reason, message=""
+            )
+        )
+        self.event(replica, "Normal", "Killing", f"Stopping replica ({reason})")
+
+
+class _Controller:
+    """One controller: ``tick`` decides over the world and applies through the writer."""
+
+    step = ""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def tick(self, w: _Writer) -> None:
+        raise NotImplementedError
+
+    def each(self, obj: TypedObject, now: float) -> AbstractContextManager[None]:
+        return each_object(self.store, obj, self.step, now, log)
+
+
+class Billing(_Controller):
+    step = "billing"
+
+    def tick(self, w: _Writer) -> None:
+        for replica in w.world.replicas:
+            with self.each(replica, w.now):
+                charge = billing.bill(replica, w.world.node_of(replica), w.now)
+                if charge is None:
+                    continue
+                labels = dict(charge.labels)
+                self.store.add_counter(GPU_SECONDS, labels, charge.gpu_seconds)
+                if charge.cloud:
+                    self.store.add_counter(CLOUD_COST, labels, charge.cloud_cost)
+                w.put(replica.with_status(billed_until_s=charge.until_s))
+
+
+class ServiceController(_Controller):
+    step = "service controller"
+
+    def __init__(self, store: Store, rng: random.Random) -> None:
+        super().__init__(store)
+        self.rng = rng
+
+    def tick(self, w: _Writer) -> None:
+        world = w.world
+        taken = {name for _, name in world.replicas_by_key}
+        for action in replicaset.decide(world.services, world.replicas, world.nodes):
+            subject = action.service if isinstance(action, replicaset.Create) else action.replica
+            with self.each(subject, w.now):
+                self._apply(action, w, taken)
+
+    def _apply(self, action: replicaset.Action, w: _Writer, taken: set[str]) -> None:
+        if isinstance(action, replicaset.Create):
+            name = replica_name(action.service, self.rng, taken)
+            taken.add(name)
+            w.put(replicaset.new_replica(action.service, name, action.template, w.now))
+            w.event(action.service, "Normal", "SuccessfulCreate", f"Created replica: {name}")
+        elif isinstance(action, replicaset.Replace):
+            w.delete(action.replica)
+            w.event(action.service, "Warning", "ReplicaFailed", action.message)
+        else:
+            w.terminate(action.replica, action.reason)
+            service = w.world.service_of(action.replica)
+            if action.service_event is not None and service is not None:
+                w.event(service, "Normal", "SuccessfulDelete", action.service_event)
+
+
+
+
+class Scheduler(_Controller):
+    step = "scheduler"
+
+    def tick(self, w: _Writer) -> None:
+        world = w.world
+        queue = provisioning.pending(world.replicas)
+        if not queue:
+            return
+        snapshot = Snapshot.build(world.nodes.values(), world.replicas)
+        for replica in queue:
+            with self.each(replica, w.now):
+                action, snapshot = provisioning.schedule_one(
+                    replica, snapshot, world.nodes, world.policies, w.now
+                )
+                if isinstance(action, provisioning.Wait):
+                    if replica.status.message != action.message:
+                        w.put(replica.with_status(reason="Unschedulable", message=action.message))
+                    # One event per waiting replica: a TimeoutOrExceedMax countdown changes
+                    # the message every tick; the newest is kept and the count goes up.
+                    w.event(replica, "Warning", "FailedScheduling", action.message, fold=True)
+                    continue
+                w.put(action.replica)
+                w.event(replica, "Normal", "Scheduled", provisioning.bind_message(replica, action))
+
+
+class Runtime(_Controller):
+    """The virtual-node provider and the process runtime."""
+
+    step = "runtime"
+
+    def __init__(
+        self,
+        store: Store,
+        processes: ReplicaRunner,
+        settings: ControllerSettings,
+        inflight: InflightFn,
+        gone: Callable[[Replica], None],
+    ) -> None:
+        super().__init__(store)
+        self.processes = processes
+        self.settings = settings
+        self.inflight = inflight
+        self.gone = gone
+
+    def tick(self, w: _Writer) -> None:
+        for replica in w.world.replicas:
+            if replica.terminating or replica.node_name is None:
+                continue
+            with self.each(replica, w.now):
+                self._provision_and_start(replica, w)
+        for replica in w.world.replicas:
+            if not replica.terminating or self.processes.stopping(replica):
+                continue
+            if not drain.stop_due(
+                replica, self.inflight(replica), w.now, self.settings.drain_grace_s
+            ):
+                continue  # still draining
+            with self.each(replica, w.now):
+                self.processes.stop(replica, self.settings.stop_grace_s, on_gone=self.gone)
+
+    def _provision_and_start(self, replica: Replica, w: _Writer) -> None:
+        node = w.world.node_of(replica)
+        service = w.world.service_of(replica)
+        if node is None or service is None:
+            return
+        if replica.phase == Phase.PROVISIONING:
+            if not provisioning.provisioned(replica, node, w.now):
+                return
+            replica = w.put(replica.with_status(phase=Phase.STARTING, reason="", message=""))
+            w.event(
+                replica,
+                "Normal",
+                "Provisioned",
+                f"Virtual node {node.name} provisioned the replica after "
+                f"{provisioning.cold_start_s(node):g}s cold start",
+            )
+        if replica.phase in (Phase.STARTING, Phase.READY) and not self.processes.has(replica):
+            held = held_gpus(w.world.replicas, node.name, except_replica=_key(replica))
+            try:
+                port, gpus = self.processes.launch(
+                    replica, service, node, w.world.claims, w.world.volumes, held=held
+                )
+            except TierserveError as exc:
+                w.put(replica.with_status(reason="FailedStart", message=str(exc)))
+                w.event(replica, "Warning", "FailedStart", str(exc))
+                return
+            w.put(replica.with_status(port=port, gpus=list(gpus)))
+
+
+class StatusController(_Controller):
+    step = "status"
+
+    def tick(self, w: _Writer) -> None:
+        available: dict[Key, int] = {}
+        for r in w.world.replicas:
+            key = replicaset.service_key(r)
+            available[key] = available.get(key, 0) + (1 if r.ready else 0)
+        for key, service in list(w.world.services.items()):
+            with self.each(service, w.now):
+                status = service.status
+                desired, ready = service.spec.replicas, available.get(key, 0)
+                if status.desired_replicas == desired and status.available_replicas == ready:
+                    continue
+                w.put_service(
+                    service.model_copy(
+                        update={
+                            "status": status.model_copy(
+                                update={"desired_replicas": desired, "available_replicas": ready}
+                            )
+                        }
+                    )
+                )
+
 
 class Reconciler:
-    """Runs one tick of every controller against the store."""
+    """Runs one tick of every controller against the store, and takes the reports of
+    replica processes."""
 
     def __init__(
         self,
@@ -99,271 +334,70 @@ class Reconciler:
         self.store = store
         self.processes = processes
         self.settings = settings or ControllerSettings()
-        self.inflight = inflight
-        self._rng = random.Random(self.settings.seed)
+        self.on_change: Callable[[], None] = lambda: None
+        """Called after a report changed a replica (the control plane refreshes routes)."""
+        processes.on_event = self.observe
+        self.billing = Billing(store)
+        self.services = ServiceController(store, random.Random(self.settings.seed))
+        self.scheduler = Scheduler(store)
+        self.runtime = Runtime(store, processes, self.settings, inflight, self._gone)
+        self.status = StatusController(store)
 
-    def _each(self, obj: TypedObject, step: str, now: float) -> AbstractContextManager[None]:
-        return each_object(self.store, obj, step, now, log)
-
-    def _read(self) -> _World:
-        return _World(
-            nodes={n.name: n for n in self.store.list(Node)},
-            policies=self.store.list(ResourcePolicy),
-            services={(s.namespace, s.name): s for s in self.store.list(InferenceService)},
-            replicas=self.store.list(Replica),
-            claims=self.store.list(PersistentVolumeClaim),
-            volumes=self.store.list(PersistentVolume),
+    def read(self) -> World:
+        store = self.store
+        return World(
+            nodes={n.name: n for n in store.list(Node)},
+            policies=store.list(ResourcePolicy),
+            services={_key(s): s for s in store.list(InferenceService)},
+            replicas_by_key={_key(r): r for r in store.list(Replica)},
+            claims=store.list(PersistentVolumeClaim),
+            volumes=store.list(PersistentVolume),
         )
 
-    def _reread_replicas(self, world: _World) -> _World:
-        return replace(world, replicas=self.store.list(Replica))
+    def controllers(self) -> Iterator[_Controller]:
+        yield from (self.billing, self.services, self.scheduler, self.runtime, self.status)
 
     def tick(self, now: float) -> None:
-        world = self._read()
-        self._bill(world, now)
-        # Each step reads the replicas the previous one wrote: objects are replaced whole, so
-        # writing a copy read before another step's write would undo that write. Replicas
-        # are all the steps write before ``_status``, and the tick never awaits (no API
-        # write can come in between), so the rest of the world is read once.
-        world = self._reread_replicas(world)
-        self._services(world, now)
-        world = self._reread_replicas(world)
-        self._schedule(world, now)
-        world = self._reread_replicas(world)
-        self._provision_and_start(world, now)
-        self._terminate(world, now)
-        self._status(self._reread_replicas(world), now)
+        world = self.read()
+        # The tick never awaits: no API write comes in between, and every write of the
+        # tick commits together.
+        with self.store.transaction():
+            writer = _Writer(self.store, world, now)
+            for controller in self.controllers():
+                controller.tick(writer)
 
-    # -- 1. service controller --------------------------------------------------------------
+    # -- reports of replica processes (the runner's supervisors) ------------------------------
 
-    def _services(self, world: _World, now: float) -> None:
-        by_service: dict[tuple[str, str], list[Replica]] = {}
-        for replica in world.replicas:
-            with self._each(replica, "service controller", now):
-                key = (replica.namespace, replica.spec.service)
-                service = world.services.get(key)
-                if service is None:
-                    self._start_terminating(replica, now, "ServiceDeleted")
-                    continue
-                node = replica.status.node_name
-                if node is not None and node not in world.nodes and not replica.terminating:
-                    self._start_terminating(replica, now, "NodeDeleted")
-                    continue
-                if replica.phase == Phase.FAILED:
-                    self.store.delete(replica)
-                    self.store.record(
-                        service,
-                        "Warning",
-                        "ReplicaFailed",
-                        f"Replica {replica.name} failed: {replica.status.message}; replacing it",
-                        now,
-                    )
-                    continue
-                by_service.setdefault(key, []).append(replica)
-        virtual = virtual_node_names(world.nodes.values())
-        taken = {r.name for r in world.replicas}
-        for key, service in world.services.items():
-            with self._each(service, "service controller", now):
-                self._scale(service, by_service.get(key, []), virtual, taken, now)
+    def observe(self, event: lifecycle.ReplicaEvent) -> None:
+        """Record what a replica's supervisor reported (phase, restarts, pid)."""
+        namespace, _, name = event.replica.partition("/")
+        replica = self.store.get(Replica, namespace, name)
+        if replica is None:
+            return
+        kind, reason, message = lifecycle.event_record(event)
+        with self.store.transaction():
+            self.store.put(replica.with_status(**lifecycle.status_changes(replica, event)))
+            self.store.record(replica, kind, reason, message, event.at_s)
+        self.on_change()
 
-    def _scale(
-        self,
-        service: InferenceService,
-        replicas: list[Replica],
-        virtual: frozenset[str],
-        taken: set[str],
-        now: float,
-    ) -> None:
-        """Create or terminate replicas of ``service``: to ``spec.replicas``, and onto its
-        current template one at a time (the pure :func:`~tierserve.policy.rollout.plan`)."""
-        live = [r for r in replicas if not r.terminating]
-        template = template_hash(service)
-        decision = plan(live, service.spec.replicas, template, virtual)
-        for _ in range(decision.create):
-            name = replica_name(service, self._rng, taken)
-            taken.add(name)
-            self._create(service, name, template, now)
-        for victim in decision.terminate:
-            self._start_terminating(victim, now, decision.reason)
-            self.store.record(
-                service,
-                "Normal",
-                "SuccessfulDelete",
-                f"Deleted replica: {victim.name}"
-                + (" (rolling update)" if decision.reason == ROLLING_UPDATE else ""),
-                now,
-            )
-
-    def _create(self, service: InferenceService, name: str, template: str, now: float) -> None:
-        replica: Replica = Replica.new(
-            name,
-            service.namespace,
-            metadata={
-                "labels": {**service.replica_labels(), TEMPLATE_HASH_LABEL: template},
-                "annotations": dict(service.spec.annotations),
-            },
-            spec={
-                "service": service.name,
-                "requests": {k: f"{v}m" for k, v in service.requests().items()},
-                "tolerations": [t.to_dict() for t in service.spec.tolerations],
-                "nodeSelector": dict(service.spec.node_selector),
-            },
-            status={"phase": "Pending", "createdS": now},
-        )
-        self.store.put(replica)
-        self.store.record(service, "Normal", "SuccessfulCreate", f"Created replica: {name}", now)
-
-    def _start_terminating(self, replica: Replica, now: float, reason: str) -> None:
+    def not_adopted(self, replica: Replica, now: float) -> None:
+        """A replica whose process a restarted control plane could not take over."""
         if replica.terminating:
+            self.store.delete(replica)
             return
-        self.store.put(
-            replica.with_status(
-                phase=Phase.TERMINATING, terminating_s=now, reason=reason, message=""
-            )
-        )
-        self.store.record(replica, "Normal", "Killing", f"Stopping replica ({reason})", now)
+        changes, warning = lifecycle.not_adopted(replica)
+        with self.store.transaction():
+            self.store.put(replica.with_status(**changes))
+            if warning is not None:
+                self.store.record(replica, "Warning", "NotAdopted", warning, now)
 
-    # -- 2. scheduler -----------------------------------------------------------------------
-
-    def _schedule(self, world: _World, now: float) -> None:
-        pending = sorted(
-            (r for r in world.replicas if r.phase == Phase.PENDING and r.node_name is None),
-            key=lambda r: (r.status.created_s, r.name),
-        )
-        if not pending:
-            return
-        snapshot = Snapshot.build(world.nodes.values(), world.replicas)
-        for replica in pending:
-            with self._each(replica, "scheduler", now):
-                snapshot = self._place(replica, snapshot, world, now)
-
-    def _place(self, replica: Replica, snapshot: Snapshot, world: _World, now: float) -> Snapshot:
-        """Bind ``replica`` to a node, or say why not; the snapshot with it placed."""
-        decision = place(replica, snapshot, world.policies, now)
-        if not isinstance(decision, Placement):
-            message = "; ".join(decision.messages()) or "no node fits"
-            if replica.status.message != message:
-                self.store.put(replica.with_status(reason="Unschedulable", message=message))
-            # One event per waiting replica: a TimeoutOrExceedMax countdown changes the
-            # message every tick; the newest is kept and the count goes up.
-            self.store.record(replica, "Warning", "FailedScheduling", message, now, fold=True)
-            return snapshot
-        node = world.nodes[decision.node]
-        bound = bind(replica, decision)
-        labels = {**bound.metadata.labels, TIER_LABEL: node.tier}
-        bound = bound.model_copy(
-            update={"metadata": bound.metadata.model_copy(update={"labels": labels})}
-        )
-        phase = Phase.PROVISIONING if node.virtual else Phase.STARTING
-        bound = bound.with_status(phase=phase, scheduled_s=now, reason="", message="")
-        self.store.put(bound)
-        unit = f" (unit {decision.unit})" if decision.unit is not None else ""
-        self.store.record(
-            replica,
-            "Normal",
-            "Scheduled",
-            f"Successfully assigned {replica.namespace}/{replica.name} to {node.name}{unit}",
-            now,
-        )
-        return snapshot.with_pod(bound)
-
-    # -- 3/4. virtual-node provider and runtime ----------------------------------------------
-
-    def _provision_and_start(self, world: _World, now: float) -> None:
-        for replica in world.replicas:
-            if replica.terminating or replica.node_name is None:
-                continue
-            with self._each(replica, "runtime", now):
-                self._provision_and_start_one(replica, world, now)
-
-    def _provision_and_start_one(self, replica: Replica, world: _World, now: float) -> None:
-        node = world.nodes.get(replica.node_name or "")
-        service = world.services.get((replica.namespace, replica.spec.service))
-        if node is None or service is None:
-            return
-        if replica.phase == Phase.PROVISIONING:
-            cold = node.spec.virtual.cold_start_seconds if node.spec.virtual else 0.0
-            ready_at = (replica.status.scheduled_s or now) + cold
-            if now < ready_at:
-                return
-            replica = replica.with_status(phase=Phase.STARTING, reason="", message="")
-            self.store.put(replica)
-            self.store.record(
-                replica,
-                "Normal",
-                "Provisioned",
-                f"Virtual node {node.name} provisioned the replica after {cold:g}s cold start",
-                now,
-            )
-        if replica.phase in (Phase.STARTING, Phase.READY) and not self.processes.has(replica):
-            try:
-                self.processes.launch(replica, service, node, world.claims, world.volumes)
-            except TierserveError as exc:
-                self.store.put(replica.with_status(reason="FailedStart", message=str(exc)))
-                self.store.record(replica, "Warning", "FailedStart", str(exc), now)
-
-    def _terminate(self, world: _World, now: float) -> None:
-        for replica in world.replicas:
-            if not replica.terminating or self.processes.stopping(replica):
-                continue
-            since = replica.status.terminating_s or now
-            if self.inflight(replica) > 0 and now - since < self.settings.drain_grace_s:
-                continue  # still draining
-            with self._each(replica, "runtime", now):
-                self.processes.stop(replica, self.settings.stop_grace_s, on_gone=self._gone)
+    def processes_stopped(self) -> None:
+        """``tierserve down`` stopped every process: no replica keeps a pid, port or GPU."""
+        with self.store.transaction():
+            for replica in self.store.list(Replica):
+                self.store.put(
+                    replica.with_status(pid=None, pid_start_time=None, port=None, gpus=[])
+                )
 
     def _gone(self, replica: Replica) -> None:
         self.store.delete(replica)
-
-    # -- 5. billing and status ----------------------------------------------------------------
-
-    def _bill(self, world: _World, now: float) -> None:
-        for replica in world.replicas:
-            with self._each(replica, "billing", now):
-                self._bill_one(replica, world, now)
-
-    def _bill_one(self, replica: Replica, world: _World, now: float) -> None:
-        start = replica.status.scheduled_s
-        node = world.nodes.get(replica.node_name or "")
-        if start is None or node is None:
-            return
-        since = replica.status.billed_until_s or start
-        if now <= since:
-            return
-        gpus = replica.spec.requests.get(GPU, 0) / 1000
-        gpu_s = (now - since) * gpus
-        labels = {
-            "namespace": replica.namespace,
-            "service": replica.spec.service,
-            "tier": node.tier,
-            "node": node.name,
-        }
-        self.store.add_counter(GPU_SECONDS, labels, gpu_s)
-        if node.spec.virtual is not None:
-            price = node.spec.virtual.price_per_gpu_hour
-            self.store.add_counter(CLOUD_COST, labels, gpu_s / 3600 * price)
-        self.store.put(replica.with_status(billed_until_s=now))
-
-    def _status(self, world: _World, now: float) -> None:
-        for key, service in world.services.items():
-            with self._each(service, "status", now):
-                self._status_one(key, service, world)
-
-    def _status_one(self, key: tuple[str, str], service: InferenceService, world: _World) -> None:
-        mine = [r for r in world.replicas if (r.namespace, r.spec.service) == key]
-        available = sum(1 for r in mine if r.ready)
-        desired = service.spec.replicas
-        status = service.status
-        if status.desired_replicas != desired or status.available_replicas != available:
-            self.store.put(
-                service.model_copy(
-                    update={
-                        "status": status.model_copy(
-                            update={
-                                "desired_replicas": desired,
-                                "available_replicas": available,
-                            }
-                        )
-                    }
-                )
-            )

@@ -33,9 +33,12 @@ from tierserve.model import (
     Replica,
     load_documents,
 )
+from tierserve.policy.autoscaling import AutoscalerConfig
+from tierserve.policy.lifecycle import SupervisorConfig
+from tierserve.policy.signals import GatewaySource
 from tierserve.runtime.clock import Clock, SystemClock
 from tierserve.runtime.local.api import ApiServer
-from tierserve.runtime.local.autoscaler import Autoscaler, AutoscalerSettings
+from tierserve.runtime.local.autoscaler import Autoscaler
 from tierserve.runtime.local.cluster import (
     VIRTUAL_NODE,
     VirtualNodeSettings,
@@ -49,21 +52,17 @@ from tierserve.runtime.local.config import (
     ensure_token,
 )
 from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
-from tierserve.runtime.local.gpumetrics import GpuMetrics, real_gpu_nodes
+from tierserve.runtime.local.gpumetrics import GpuMetrics, NvmlSource, real_gpu_nodes
 from tierserve.runtime.local.health import HttpHealthProbe
-from tierserve.runtime.local.lifecycle import SupervisorConfig
 from tierserve.runtime.local.nvml import Nvml
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.routing import service_routes
 from tierserve.runtime.local.runner import ReplicaRunner
-from tierserve.runtime.local.scraper import INFLIGHT_METRIC, TTFT_P90_METRIC, MetricsScraper
+from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
 
 log = logging.getLogger("tierserve.controlplane")
-
-TTFT_WINDOW_S = 30.0
-"""The gateway's TTFT p90 signal covers requests of the last 30 s."""
 
 
 @dataclass
@@ -78,7 +77,7 @@ class ControlPlaneConfig:
     virtual: VirtualNodeSettings | None = None
     """Overrides for the default virtual node (flags of ``up``); None keeps what is stored."""
     controllers: ControllerSettings = field(default_factory=ControllerSettings)
-    autoscaler: AutoscalerSettings = field(default_factory=AutoscalerSettings)
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
     gateway: GatewayConfig = field(default_factory=GatewayConfig)
     emulator_time_scale: float | None = None
     """Passed to every emulated replica as ``--time-scale`` (demos, tests); None = real time."""
@@ -108,7 +107,6 @@ class ControlPlane:
         self.probe = HttpHealthProbe()
         self.ports = PortAllocator(config.host)
         self.runner = ReplicaRunner(
-            self.store,
             self.launcher,
             self.probe,
             self.clock,
@@ -122,18 +120,23 @@ class ControlPlane:
             ),
         )
         self.table = RouteTable()
-        self.gateway_app = create_gateway_app(self.table, config.gateway)
-        self._in_flight = self.gateway_app[GATEWAY_STATE].balancer.in_flight
-        self._gateway_metrics = self.gateway_app[GATEWAY_STATE].metrics
+        # One clock for the gateway's signals and the autoscaler that reads them.
+        self.gateway_app = create_gateway_app(self.table, config.gateway, now=self.clock.now)
+        gateway = self.gateway_app[GATEWAY_STATE]
         self._gateway_task: asyncio.Task[None] | None = None
-        self.runner.on_change = self.refresh_routes
         self.reconciler = Reconciler(
-            self.store, self.runner, config.controllers, inflight=self._inflight_of
+            self.store,
+            self.runner,
+            config.controllers,
+            inflight=lambda r: gateway.in_flight(r.name),
         )
+        self.reconciler.on_change = self.refresh_routes
         self.scraper = MetricsScraper()
         self.gpu_metrics = GpuMetrics(nvml if nvml is not None else Nvml.load())
-        self._on_real_gpus: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {}
-        """Replicas on real-GPU nodes this scrape: (namespace, name) -> (pid, GPU indices)."""
+        self.nvml_source = NvmlSource(self.gpu_metrics)
+        # Under ``emulator_time_scale`` the TTFT signal is in emulated seconds, like the
+        # emulator's own metrics, so the same target works at any time scale.
+        self.gateway_source = GatewaySource(gateway, config.emulator_time_scale or 1.0)
         self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler)
         self._scrape_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
@@ -192,34 +195,8 @@ class ControlPlane:
             adopted = False
             if node is not None and service is not None:
                 adopted = self.runner.adopt(replica, service, node, claims, volumes)
-            if not adopted:
-                # Its process is gone: start it again (Terminating ones just finish). A
-                # process that had started died while no control plane watched it: that
-                # is a restart, counted and told, as a crash under supervision is.
-                if replica.terminating:
-                    self.store.delete(replica)
-                    continue
-                died = replica.status.pid is not None
-                message = (
-                    f"process {replica.status.pid} was gone when the control plane started "
-                    "again; starting it again"
-                    if died
-                    else ""
-                )
-                self.store.put(
-                    replica.with_status(
-                        phase=Phase.STARTING,
-                        pid=None,
-                        pid_start_time=None,
-                        port=None,
-                        gpus=[],
-                        reason="NotAdopted",
-                        message=message,
-                        restarts=replica.status.restarts + (1 if died else 0),
-                    )
-                )
-                if died:
-                    self.store.record(replica, "Warning", "NotAdopted", message, self.clock.now())
+            if not adopted:  # its process is gone: start it again (Terminating ones finish)
+                self.reconciler.not_adopted(replica, self.clock.now())
         stray = await self.runner.sweep(self.config.shutdown_grace_s)
         for handle in stray:
             log.warning("stopped orphan process %d (%s)", handle.pid, handle.replica)
@@ -240,28 +217,6 @@ class ControlPlane:
         await self._site.start()
         port = self._runner_web.addresses[0][1]
         return f"http://{self.config.host}:{port}"
-
-    def _extra_signals(self, key: tuple[str, str]) -> dict[str, float]:
-        """Per-replica values a replica's ``/metrics`` does not have, recorded with the
-        scraped ones: what only the gateway sees, and NVML's gauges for real GPUs.
-
-        Under ``emulator_time_scale`` the TTFT signal is converted to emulated seconds over
-        an emulated 30 s window, like the emulator's own metrics, so the same target works
-        at any time scale.
-        """
-        scale = self.config.emulator_time_scale or 1.0
-        signals = {INFLIGHT_METRIC: float(self._in_flight.get(key[1], 0))}
-        p90 = self._gateway_metrics.ttft_quantile(key[1], 0.9, TTFT_WINDOW_S * scale)
-        if p90 is not None:
-            signals[TTFT_P90_METRIC] = p90 / scale
-        on_gpus = self._on_real_gpus.get(key)
-        if on_gpus is not None:  # a real engine on real GPUs: DCGM-style gauges from NVML
-            pid, gpus = on_gpus
-            signals.update(self.gpu_metrics.values(pid, gpus, key[0], key[1]))
-        return signals
-
-    def _inflight_of(self, replica: Replica) -> int:
-        return self._in_flight.get(replica.name, 0)
 
     def refresh_routes(self) -> None:
         """Point the gateway at the Ready replicas of every service."""
@@ -351,7 +306,7 @@ class ControlPlane:
             targets.append((key, r.status.port))
             if r.node_name in real and r.status.pid is not None:
                 on_real_gpus[key] = (r.status.pid, self.runner.gpus_of(r))
-        self._on_real_gpus = on_real_gpus
+        self.nvml_source.on_gpus = on_real_gpus
         return targets
 
     async def _scrape_loop(self) -> None:
@@ -360,7 +315,7 @@ class ControlPlane:
                 await self.scraper.scrape(
                     self._scrape_targets(),
                     self.clock.now(),
-                    extra=self._extra_signals,
+                    sources=(self.gateway_source, self.nvml_source),
                 )
             except Exception:
                 log.exception("metrics scrape failed")
@@ -390,10 +345,7 @@ class ControlPlane:
         await self.runner.shutdown(self._stop_replicas, self.config.shutdown_grace_s)
         if self._stop_replicas:
             await self.runner.sweep(self.config.shutdown_grace_s)
-            for replica in self.store.list(Replica):
-                self.store.put(
-                    replica.with_status(pid=None, pid_start_time=None, port=None, gpus=[])
-                )
+            self.reconciler.processes_stopped()
         if self._runner_web is not None:
             await self._runner_web.cleanup()
         await self.probe.close()

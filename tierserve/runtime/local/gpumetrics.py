@@ -65,3 +65,20 @@ class GpuMetrics:
 
     def close(self) -> None:
         self.nvml.close()
+
+
+class NvmlSource:
+    """NVML's gauges as a ``policy.signals.MetricsSource``, for the replicas of real-GPU
+    nodes the control plane names before each scrape (``on_gpus``)."""
+
+    def __init__(self, metrics: GpuMetrics) -> None:
+        self.metrics = metrics
+        self.on_gpus: dict[tuple[str, str], tuple[int, tuple[int, ...]]] = {}
+        """(namespace, replica) -> (pid, GPU indices) of replicas on real GPUs."""
+
+    def signals(self, key: tuple[str, str], now: float) -> dict[str, float]:
+        on = self.on_gpus.get(key)
+        if on is None:
+            return {}
+        pid, gpus = on
+        return self.metrics.values(pid, gpus, key[0], key[1])

@@ -12,7 +12,7 @@ either re-adopted (``adopt``: pid + start time + port) or stopped (``sweep_orpha
 
 Stopping (``terminate``) sends SIGTERM to the group, waits up to the grace period
 for every member to exit, then SIGKILLs the group; children we started are reaped
-so no zombies remain. The fake lives in ``fakes.py``.
+so no zombies remain. The fake lives in ``tierserve.testing.fakes``.
 """
 
 from __future__ import annotations

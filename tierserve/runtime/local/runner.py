@@ -1,8 +1,9 @@
 """Replica processes of the local runtime: launch, adopt, supervise, stop.
 
-One ``ReplicaSupervisor`` task per running replica. Phase changes the supervisor reports
-(Starting, Ready, Failed, restarts, pid) are written to the replica's status in the store
-and recorded as events; a Terminating replica's phase is never overwritten.
+One ``ReplicaSupervisor`` task per running replica. The runner writes nothing to the
+store: phase changes the supervisors report (Starting, Ready, Failed, restarts, pid) go
+to ``on_event`` (the controllers record them), and ``launch`` returns the port and GPUs
+for the caller to record.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from tierserve.model import (
@@ -22,27 +23,24 @@ from tierserve.model import (
     Node,
     PersistentVolume,
     PersistentVolumeClaim,
-    Phase,
     Replica,
 )
+from tierserve.policy.devices import pick_gpus
+from tierserve.policy.lifecycle import ReplicaEvent, SupervisorConfig, config_for_service
 from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import ReplicaContext, build_launch_spec, replica_dirs
-from tierserve.runtime.local.gpus import pick_gpus
 from tierserve.runtime.local.health import HealthProbe
-from tierserve.runtime.local.lifecycle import SupervisorConfig, config_for_service
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import ProcessHandle, ProcessLauncher, sweep_orphans
-from tierserve.runtime.local.store import Store
-from tierserve.runtime.local.supervisor import ReplicaEvent, ReplicaSupervisor
+from tierserve.runtime.local.supervisor import ReplicaSupervisor
 from tierserve.runtime.local.volumes import resolve_data_dirs
 
 log = logging.getLogger("tierserve.runtime")
 
 Key = tuple[str, str]
-_WARNINGS = frozenset({"Unhealthy", "CrashLoopBackOff", "StartTimeout"})
 
 
-def _nothing() -> None:
+def _ignore(_: ReplicaEvent) -> None:
     pass
 
 
@@ -65,7 +63,6 @@ class ReplicaRunner:
 
     def __init__(
         self,
-        store: Store,
         launcher: ProcessLauncher,
         probe: HealthProbe,
         clock: Clock,
@@ -75,7 +72,6 @@ class ReplicaRunner:
         python: str = sys.executable,
         emulator_args: tuple[str, ...] = (),
     ) -> None:
-        self.store = store
         self.launcher = launcher
         self.probe = probe
         self.clock = clock
@@ -85,8 +81,8 @@ class ReplicaRunner:
         self.python = python
         self.emulator_args = emulator_args
         self._running: dict[Key, _Running] = {}
-        self.on_change: Callable[[], None] = _nothing
-        """Called after a replica's phase changed (the control plane refreshes routes)."""
+        self.on_event: Callable[[ReplicaEvent], None] = _ignore
+        """Where supervisors' reports go (the controllers record them on the replica)."""
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -107,20 +103,16 @@ class ReplicaRunner:
 
     # -- launch / adopt ----------------------------------------------------------------------
 
-    def _gpus(self, replica: Replica, node: Node) -> tuple[int, ...]:
+    def _gpus(self, replica: Replica, node: Node, held: Collection[int]) -> tuple[int, ...]:
         """Free real GPUs of ``node`` for ``replica``: not held by a process this control
-        plane runs, nor recorded on another replica (one a restart has yet to adopt)."""
+        plane runs, nor in ``held`` (recorded on other replicas, e.g. one a restart has yet
+        to adopt)."""
         gpu = node.spec.gpu
         if gpu is None or gpu.emulated:
             return ()
         wanted = replica.spec.requests.get(GPU, 0) // 1000
         in_use = {i for r in self._running.values() if r.node == node.name for i in r.gpus}
-        in_use.update(
-            i
-            for other in self.store.list(Replica, None)
-            if other.node_name == node.name and _key(other) != _key(replica)
-            for i in other.status.gpus
-        )
+        in_use.update(held)
         total = node.status.allocatable.get(GPU, 0) // 1000
         return pick_gpus(range(total), sorted(in_use), wanted)
 
@@ -131,9 +123,11 @@ class ReplicaRunner:
         node: Node,
         claims: Iterable[PersistentVolumeClaim],
         volumes: Iterable[PersistentVolume],
+        held: Collection[int] = (),
         adopted: ProcessHandle | None = None,
-    ) -> None:
-        """Start (or take over, with ``adopted``) the replica's process and supervise it."""
+    ) -> tuple[int, tuple[int, ...]]:
+        """Start (or take over, with ``adopted``) the replica's process and supervise it;
+        its port and real GPU indices, for the caller to record on the replica."""
         data_dirs = resolve_data_dirs(
             service, claims, volumes, default_root=os.path.join(self.state_dir, "volumes")
         )
@@ -144,7 +138,7 @@ class ReplicaRunner:
             port = adopted.port
             self.ports.reserve(port)
         else:
-            gpus = self._gpus(replica, node)
+            gpus = self._gpus(replica, node, held)
             port = self.ports.allocate()
         cwd, log_path = replica_dirs(self.state_dir, replica.namespace, replica.name)
         os.makedirs(cwd, exist_ok=True)
@@ -176,7 +170,7 @@ class ReplicaRunner:
         key = _key(replica)
         self._running[key] = _Running(supervisor, task, port, node.name, gpus)
         task.add_done_callback(functools.partial(self._finished, key))
-        self.store.put(replica.with_status(port=port, gpus=list(gpus)))
+        return port, gpus
 
     def adopt(
         self,
@@ -251,27 +245,4 @@ class ReplicaRunner:
             self._running.pop(key, None)
 
     def _on_event(self, event: ReplicaEvent) -> None:
-        namespace, _, name = event.replica.partition("/")
-        replica = self.store.get(Replica, namespace, name)
-        if replica is None:
-            return
-        changes: dict[str, object] = {
-            "restarts": event.restarts,
-            "pid": event.pid,
-            "pid_start_time": event.start_time,
-        }
-        if event.port is not None:
-            changes["port"] = event.port
-        if not replica.terminating:
-            changes.update(phase=event.phase, reason=event.reason, message=event.message)
-            if event.phase == Phase.READY:
-                changes["ready_s"] = event.at_s
-            elif event.phase == Phase.STARTING and event.reason in ("Started", "Restarted"):
-                changes["started_s"] = event.at_s
-        self.store.put(replica.with_status(**changes))
-        warning = event.phase == Phase.FAILED or event.reason in _WARNINGS
-        kind = "Warning" if warning else "Normal"
-        reason = event.reason or event.phase.value
-        message = event.message or f"Replica is {event.phase.value}"
-        self.store.record(replica, kind, reason, message, event.at_s)
-        self.on_change()
+        self.on_event(event)

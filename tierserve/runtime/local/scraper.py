@@ -4,8 +4,9 @@ Each scrape parses the Prometheus text with ``prometheus_client``'s parser and k
 replica, one number per metric name: the sum of its samples (a replica exports one series
 per gauge, e.g. ``DCGM_CUSTOM_PROCESS_SM_UTIL`` or ``vllm:num_requests_waiting``; several
 label sets of one name add up). Histogram/summary buckets are not scale metrics and are
-skipped. Extra per-replica signals (the gateway's in-flight requests) come from
-``extra`` callables and are recorded the same way.
+skipped. Per-replica signals a replica does not export (the gateway's, NVML's for
+real GPUs) come from ``policy.signals.MetricsSource`` objects and are recorded the same
+way, at the same ``now``.
 """
 
 from __future__ import annotations
@@ -13,22 +14,19 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
+
+from tierserve.policy.signals import MetricsSource
 
 log = logging.getLogger("tierserve.metrics")
 
 Key = tuple[str, str]
 """(namespace, replica name)."""
 
-INFLIGHT_METRIC = "tierserve:inflight_requests"
-"""Gateway-side signal: requests the gateway has in flight to the replica."""
-TTFT_P90_METRIC = "tierserve:ttft_p90_seconds"
-"""Gateway-side signal: p90 time to first token of the replica's recent requests (seconds);
-scaling on it with a target equal to the TTFT SLO keeps p90 under the SLO."""
 
 
 @dataclass(frozen=True)
@@ -77,7 +75,7 @@ class MetricsScraper:
         self,
         targets: Iterable[tuple[Key, int]],
         now_s: float,
-        extra: Callable[[Key], Mapping[str, float]] | None = None,
+        sources: Sequence[MetricsSource] = (),
     ) -> None:
         """One scrape of every (replica, port); replicas no longer listed are forgotten."""
         targets = list(targets)
@@ -91,8 +89,8 @@ class MetricsScraper:
                     values = parse_metrics(text)
                 except ValueError as exc:
                     log.warning("bad /metrics from %s/%s: %s", *key, exc)
-            if extra is not None:
-                values.update(extra(key))
+            for source in sources:
+                values.update(source.signals(key, now_s))
             if values:
                 self.record(key, now_s, values)
         for gone in set(self._samples) - live:
@@ -109,6 +107,14 @@ class MetricsScraper:
         if not samples or now_s - samples[-1].at_s > max_age_s:
             return None
         return samples[-1].values.get(metric)
+
+    def fresh(self, key: Key, now_s: float, max_age_s: float) -> dict[str, float]:
+        """Every value of the replica's newest sample, or nothing when it is older than
+        ``max_age_s``."""
+        samples = self._samples.get(key)
+        if not samples or now_s - samples[-1].at_s > max_age_s:
+            return {}
+        return dict(samples[-1].values)
 
     def series(self, key: Key, metric: str) -> list[tuple[float, float]]:
         """The kept history of one metric of one replica: (time, value) pairs."""

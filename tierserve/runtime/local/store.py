@@ -117,7 +117,7 @@ class Store(Protocol):
     def state_items(self, prefix: str = "") -> dict[str, Any]: ...
 
 
-def _rfc3339(ts: float) -> str:
+def rfc3339(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -243,7 +243,7 @@ class SqliteStore:
                 "SELECT body FROM objects WHERE kind=? AND namespace=? AND name=?", key
             ).fetchone()
             created = json.loads(row[0])["metadata"].get("creationTimestamp") if row else None
-            meta["creationTimestamp"] = created or _rfc3339(self._clock())
+            meta["creationTimestamp"] = created or rfc3339(self._clock())
         db.execute(
             "INSERT OR REPLACE INTO objects (kind, namespace, name, body, version) "
             "VALUES (?, ?, ?, ?, ?)",

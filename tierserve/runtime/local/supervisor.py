@@ -14,16 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from tierserve.errors import TierserveError
-from tierserve.model.replica import Phase
-from tierserve.runtime.clock import Clock
-from tierserve.runtime.local.command import LaunchSpec
-from tierserve.runtime.local.health import HealthProbe, ProbeTarget
-from tierserve.runtime.local.lifecycle import (
+from tierserve.policy.lifecycle import (
     Action,
     Observation,
+    ReplicaEvent,
     Report,
     StartProcess,
     StopProcess,
@@ -31,23 +27,10 @@ from tierserve.runtime.local.lifecycle import (
     SupervisorState,
     decide,
 )
+from tierserve.runtime.clock import Clock
+from tierserve.runtime.local.command import LaunchSpec
+from tierserve.runtime.local.health import HealthProbe, ProbeTarget
 from tierserve.runtime.local.process import ProcessHandle, ProcessLauncher
-
-
-@dataclass(frozen=True)
-class ReplicaEvent:
-    """One phase change of a replica, with what the Replica's status should record."""
-
-    replica: str
-    phase: Phase
-    reason: str
-    message: str
-    restarts: int
-    at_s: float
-    pid: int | None = None
-    start_time: int | None = None
-    port: int | None = None
-
 
 EventSink = Callable[[ReplicaEvent], None]
 

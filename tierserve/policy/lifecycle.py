@@ -30,7 +30,7 @@ from enum import StrEnum
 
 from tierserve.errors import FieldError, ValidationError
 from tierserve.model.probe import DEFAULT_READINESS_PATHS
-from tierserve.model.replica import Phase
+from tierserve.model.replica import Phase, Replica
 from tierserve.model.service import InferenceService
 
 
@@ -303,3 +303,79 @@ def _crashed(state: SupervisorState, seen: Observation, config: SupervisorConfig
         failed_probes=0,
     )
     return Decision(backoff, actions, delay)
+
+
+# -- what a report does to the Replica -------------------------------------------------------
+
+WARNING_REASONS = frozenset({"Unhealthy", "CrashLoopBackOff", "StartTimeout"})
+"""Reports recorded as Warning events (with every ``Failed``)."""
+
+
+@dataclass(frozen=True)
+class ReplicaEvent:
+    """One phase change of a replica's process, as its supervisor reports it."""
+
+    replica: str
+    """``namespace/name``."""
+    phase: Phase
+    reason: str
+    message: str
+    restarts: int
+    at_s: float
+    pid: int | None = None
+    start_time: int | None = None
+    port: int | None = None
+
+
+def status_changes(replica: Replica, event: ReplicaEvent) -> dict[str, object]:
+    """The Replica status fields ``event`` sets. A Terminating replica keeps its phase
+    (the process may report Ready or an exit while it drains): only the process fields
+    (pid, restarts, port) follow."""
+    changes: dict[str, object] = {
+        "restarts": event.restarts,
+        "pid": event.pid,
+        "pid_start_time": event.start_time,
+    }
+    if event.port is not None:
+        changes["port"] = event.port
+    if not replica.terminating:
+        changes.update(phase=event.phase, reason=event.reason, message=event.message)
+        if event.phase == Phase.READY:
+            changes["ready_s"] = event.at_s
+        elif event.phase == Phase.STARTING and event.reason in ("Started", "Restarted"):
+            changes["started_s"] = event.at_s
+    return changes
+
+
+def event_record(event: ReplicaEvent) -> tuple[str, str, str]:
+    """(type, reason, message) of the event recorded on the Replica for ``event``."""
+    warning = event.phase == Phase.FAILED or event.reason in WARNING_REASONS
+    return (
+        "Warning" if warning else "Normal",
+        event.reason or event.phase.value,
+        event.message or f"Replica is {event.phase.value}",
+    )
+
+
+def not_adopted(replica: Replica) -> tuple[dict[str, object], str | None]:
+    """A replica whose process a restarted control plane could not take over: the
+    status that starts it again, and the Warning message when its process had started
+    (it died while nobody watched: a restart, counted as one under supervision is)."""
+    died = replica.status.pid is not None
+    message = (
+        f"process {replica.status.pid} was gone when the control plane started again; "
+        "starting it again"
+        if died
+        else ""
+    )
+    changes: dict[str, object] = {
+        "phase": Phase.STARTING,
+        "pid": None,
+        "pid_start_time": None,
+        "port": None,
+        "gpus": [],
+        "reason": "NotAdopted",
+        "message": message,
+        "restarts": replica.status.restarts + (1 if died else 0),
+    }
+    return changes, message if died else None

@@ -12,11 +12,11 @@ import pytest
 from benchkit import SEED_BODY, EmulatorProcess, bench, chat_body
 from typer.testing import CliRunner
 
-from tierserve.bench.flags import parse_flags
-from tierserve.bench.result import RequestResult
-from tierserve.bench.runner import Runner
-from tierserve.bench.schedule import poisson_schedule
 from tierserve.cli.main import app
+from tierserve.loadgen.flags import parse_flags
+from tierserve.loadgen.result import RequestResult
+from tierserve.loadgen.runner import Runner
+from tierserve.loadgen.schedule import poisson_schedule
 
 JSON = ["-m", "POST", "-H", "Content-Type: application/json"]
 

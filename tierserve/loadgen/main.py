@@ -10,12 +10,12 @@ from typing import TextIO
 
 from rich.console import Console
 
-from tierserve.bench import render
-from tierserve.bench.flags import USAGE, BenchConfig, parse_flags
-from tierserve.bench.progress import LiveProgress
-from tierserve.bench.report import Report, build_report
-from tierserve.bench.runner import Runner
 from tierserve.errors import ValidationError
+from tierserve.loadgen import render
+from tierserve.loadgen.flags import USAGE, BenchConfig, parse_flags
+from tierserve.loadgen.progress import LiveProgress
+from tierserve.loadgen.report import Report, build_report
+from tierserve.loadgen.runner import Runner
 
 USAGE_EXIT_CODE = 2
 """Exit status for bad flags (click's and argparse's usage-error status)."""

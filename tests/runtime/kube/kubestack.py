@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierserve.runtime.kube.testbed import ControlPlane, stop_group
+from tierserve.testing.kube import ControlPlane, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -6,9 +6,9 @@ import math
 
 import pytest
 
-from tierserve.bench import stats
-from tierserve.bench.openai import SseDecoder, chunk_content, usage_of
-from tierserve.bench.stats import Bucket, Percentile, Slo
+from tierserve.loadgen import stats
+from tierserve.loadgen.openai import SseDecoder, chunk_content, usage_of
+from tierserve.loadgen.stats import Bucket, Percentile, Slo
 
 
 @pytest.mark.parametrize(

@@ -19,10 +19,10 @@ from typing import Any
 
 import aiohttp
 
-from tierserve.bench.flags import BenchConfig
-from tierserve.bench.openai import DONE, SseDecoder, chunk_content, parse_json, usage_of
-from tierserve.bench.result import RequestResult
-from tierserve.bench.schedule import MAX_SCHEDULED, poisson_arrivals, worker_interval_s
+from tierserve.loadgen.flags import BenchConfig
+from tierserve.loadgen.openai import DONE, SseDecoder, chunk_content, parse_json, usage_of
+from tierserve.loadgen.result import RequestResult
+from tierserve.loadgen.schedule import MAX_SCHEDULED, poisson_arrivals, worker_interval_s
 
 Clock = Callable[[], float]
 OnResult = Callable[[RequestResult], None]

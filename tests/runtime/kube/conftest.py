@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 from kubestack import Stack
 
-from tierserve.runtime.kube.testbed import (
+from tierserve.testing.kube import (
     ControlPlane,
     control_plane,
     free_port,

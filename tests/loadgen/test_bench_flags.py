@@ -9,9 +9,9 @@ import pytest
 from benchkit import SEED_BODY, bench
 from typer.testing import CliRunner
 
-from tierserve.bench.flags import USER_AGENT, parse_duration_s, parse_flags, parse_slo
-from tierserve.bench.stats import Slo
 from tierserve.cli.main import app
+from tierserve.loadgen.flags import USER_AGENT, parse_duration_s, parse_flags, parse_slo
+from tierserve.loadgen.stats import Slo
 
 URL = "http://127.0.0.1:9/v1/chat/completions"  # never contacted: parsing only
 

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tierserve.bench import stats
-from tierserve.bench.result import RequestResult
-from tierserve.bench.stats import Bucket, Goodput, Percentile, Slo, Summary
+from tierserve.loadgen import stats
+from tierserve.loadgen.result import RequestResult
+from tierserve.loadgen.stats import Bucket, Goodput, Percentile, Slo, Summary
 
 PHASES = (
     ("DNS+dialup", "conn_s"),

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
-from tierserve.bench.flags import BenchConfig
-from tierserve.bench.report import Report
-from tierserve.bench.stats import Summary, hey_bar
+from tierserve.loadgen.flags import BenchConfig
+from tierserve.loadgen.report import Report
+from tierserve.loadgen.stats import Summary, hey_bar
 
 BAR_CHAR = "■"  # hey's
 

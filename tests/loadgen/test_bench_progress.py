@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from tierserve.bench.flags import parse_flags
-from tierserve.bench.progress import LiveProgress
-from tierserve.bench.result import RequestResult
+from tierserve.loadgen.flags import parse_flags
+from tierserve.loadgen.progress import LiveProgress
+from tierserve.loadgen.result import RequestResult
 
 
 def test_progress_counts_done_errors_and_tokens() -> None:

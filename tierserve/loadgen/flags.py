@@ -19,8 +19,8 @@ from typing import NoReturn
 from urllib.parse import urlsplit
 
 from tierserve import __version__
-from tierserve.bench.stats import Slo
 from tierserve.errors import FieldError, ValidationError
+from tierserve.loadgen.stats import Slo
 
 SUBJECT = "tierserve bench"
 USER_AGENT = f"tierserve-bench/{__version__}"

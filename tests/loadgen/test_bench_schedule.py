@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tierserve.bench.schedule import poisson_schedule, worker_interval_s
+from tierserve.loadgen.schedule import poisson_schedule, worker_interval_s
 
 
 def test_same_seed_same_schedule_other_seed_other_schedule() -> None:

@@ -7,7 +7,7 @@ import io
 import subprocess
 from dataclasses import dataclass
 
-from tierserve.bench.main import main
+from tierserve.loadgen.main import main
 
 SEED_BODY = (
     '{"model": "deepseek-r1", "messages": [{"role": "user", "content": "Say this is a test!"}], '

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 
 from tierserve.errors import NeverPossible, RetryLater
+from tierserve.model import Replica
 
 
 def pick_gpus(available: Iterable[int], in_use: Collection[int], wanted: int) -> tuple[int, ...]:
@@ -20,3 +21,16 @@ def pick_gpus(available: Iterable[int], in_use: Collection[int], wanted: int) ->
     if wanted > len(free):
         raise RetryLater(f"replica wants {wanted} GPU(s); {len(free)} of {len(gpus)} are free")
     return tuple(free[:wanted])
+
+
+def held_gpus(
+    replicas: Iterable[Replica], node: str, except_replica: tuple[str, str] | None = None
+) -> set[int]:
+    """GPU indices of ``node`` recorded on its replicas (other than ``except_replica``):
+    held by a running process, or by one a restarted control plane has yet to adopt."""
+    return {
+        i
+        for r in replicas
+        if r.node_name == node and (r.namespace, r.name) != except_replica
+        for i in r.status.gpus
+    }

@@ -15,8 +15,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from tierserve.bench.flags import BenchConfig
-from tierserve.bench.result import RequestResult
+from tierserve.loadgen.flags import BenchConfig
+from tierserve.loadgen.result import RequestResult
 
 
 class LiveProgress:

@@ -1,0 +1,1 @@
+"""The Kubernetes body: scheduler extender, deletion-cost controller, manifests, serving."""

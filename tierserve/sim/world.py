@@ -1,0 +1,759 @@
+"""The simulated world: nodes, services, replicas and requests on virtual time.
+
+One :class:`Simulation` runs the control loop of the local runtime with no processes
+and no sockets, calling the very functions the runtimes call:
+
+- every ``tick_s``: the autoscaler (:func:`policy.autoscaling.evaluate`, due every
+  period), then the controllers — :func:`policy.replicaset.decide` (create, scale in in
+  the ResourcePolicy's reverse-unit order, replace), :func:`policy.provisioning.schedule_one`
+  (ResourcePolicy placement), :func:`policy.provisioning.provisioned` (virtual-node cold
+  start), :func:`policy.drain.stop_due` (drain, then stop);
+- every ``metrics_interval_s``: a scrape of every Ready replica's signals, under the
+  names the emulator exports (``DCGM_CUSTOM_PROCESS_SM_UTIL``, ``vllm:num_requests_*``,
+  ``vllm:gpu_cache_usage_perc``) and the gateway's (``tierserve:inflight_requests``,
+  ``tierserve:ttft_p90_seconds``), which the autoscaler reads as it reads scraped ones;
+- every request: routed as the gateway routes (:mod:`policy.routing`, least outstanding
+  among Ready replicas, IDC before cloud on ties), held while no replica is Ready (up to
+  ``hold_timeout_s``, then failed as the gateway's 503), served by the replica's engine
+  model (:mod:`tierserve.sim.engine`: the emulator's performance model);
+- billing with :func:`policy.billing.bill` (GPU-seconds from scheduling, cloud ones at
+  the node's price).
+
+What differs from the real runtime, on purpose: a replica's process start and readiness
+probe are one delay (``startup_overhead_s`` + the engine's load time, Ready at the first
+tick after); the control loop skips ticks where nothing can change (no pending,
+provisioning, starting or terminating replica and no new size), which changes no
+decision since every decision is level-triggered on the same state.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from array import array
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from tierserve.model import GPU, InferenceService, Node, Phase, Replica, ResourcePolicy
+from tierserve.model.base import TypedObject
+from tierserve.policy import billing, drain, provisioning, replicaset
+from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine
+from tierserve.policy.naming import replica_name
+from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
+from tierserve.policy.signals import (
+    INFLIGHT_METRIC,
+    TTFT_P90_METRIC,
+    TTFT_WINDOW_S,
+)
+from tierserve.policy.snapshot import Snapshot
+from tierserve.sim.engine import (
+    Completion,
+    ReplicaModel,
+    emulator_config_for,
+    make_replica,
+)
+from tierserve.sim.workload import Arrival, ClosedLoop
+
+Key = tuple[str, str]
+TIERS = ("idc", "cloud")
+
+
+@dataclass(frozen=True)
+class SimSettings:
+    """The controller periods and delays (the local runtime's flags, in seconds)."""
+
+    tick_s: float = 0.5
+    """The control loop period (``up --tick-s``)."""
+    metrics_interval_s: float = 1.0
+    """How often every Ready replica is scraped (``up --metrics-interval-s``)."""
+    drain_grace_s: float = 30.0
+    hold_timeout_s: float = 60.0
+    """The gateway holds a request this long for a Ready replica, then answers 503."""
+    startup_overhead_s: float = 0.0
+    """Process start before the engine loads (python start-up, image pull on a node)."""
+    autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    autoscaler_policy: str = "hpa"
+    """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs."""
+    routing: str = "least_outstanding"
+    engine_model: str = "fast"
+    """``fast`` (closed form between events) or ``step`` (the step-level reference)."""
+    timeline_step_s: float | None = None
+    """Sampling period of the timeline (None: duration / 1000, at least ``tick_s``)."""
+    warm_start: bool = False
+    """The services' initial replicas are placed and Ready when the workload starts (a
+    benchmark that waits for them first); their warm-up runs at negative times."""
+    drain_limit_s: float = 600.0
+    """After the workload ends, run this long at most for in-flight requests to finish."""
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class Slo:
+    ttft_s: float = 2.0
+    tpot_s: float = 0.1
+
+
+@dataclass
+class Decision:
+    """One decision the simulated control plane made, as its event would read."""
+
+    t_s: float
+    kind: str
+    """``SuccessfulRescale``, ``Scheduled``, ``FailedScheduling``, ``Provisioned``,
+    ``Killing``, ``Ready``, ..."""
+    subject: str
+    message: str
+    count: int = 1
+
+
+@dataclass
+class TimelinePoint:
+    t_s: float
+    desired: int
+    allocated: dict[str, int]
+    """Replicas bound to a node of each tier (not yet Terminating)."""
+    ready: dict[str, int]
+    arrivals: int
+    """Requests that arrived since the previous point."""
+    in_flight: int
+    held: int
+    cloud_cost: float
+    """Cumulative cloud cost at this point."""
+    gpu_seconds: dict[str, float]
+    """Cumulative GPU-seconds per tier."""
+
+
+@dataclass
+class Requests:
+    """Every finished request (parallel compact arrays) and the failed ones."""
+
+    arrival_s: array[float] = field(default_factory=lambda: array("d"))
+    ttft_s: array[float] = field(default_factory=lambda: array("f"))
+    tpot_s: array[float] = field(default_factory=lambda: array("f"))
+    e2e_s: array[float] = field(default_factory=lambda: array("f"))
+    output_tokens: array[int] = field(default_factory=lambda: array("l"))
+    tier: array[int] = field(default_factory=lambda: array("b"))
+    """0 = idc, 1 = cloud."""
+    failed_arrival_s: array[float] = field(default_factory=lambda: array("d"))
+    """Requests that got no answer: held past the hold timeout, or cut by a stop."""
+
+    def __len__(self) -> int:
+        return len(self.ttft_s)
+
+
+@dataclass
+class SimResult:
+    name: str
+    settings: SimSettings
+    slo: Slo
+    duration_s: float
+    end_s: float
+    requests: Requests
+    timeline: list[TimelinePoint]
+    decisions: list[Decision]
+    gpu_seconds: dict[str, float]
+    cloud_cost: float
+    cold_starts: int
+    first_scale_out_s: float | None
+    """When a service's size first rose above its size at the start."""
+    peak_replicas: dict[str, int]
+    wall_s: float = 0.0
+
+
+@dataclass
+class _Live:
+    """A replica in the simulation: its object and what the body keeps beside it."""
+
+    obj: Replica
+    engine: ReplicaModel | None = None
+    ready_at: float | None = None
+    in_flight: int = 0
+    tier: int = 0
+    first_tokens: deque[tuple[float, float]] = field(default_factory=deque)
+    """(first token time, TTFT) of recent requests, for the gateway's TTFT signal."""
+    scraped: dict[str, float] | None = None
+    scraped_at: float = -1e18
+    next_t: float | None = None
+    """When its engine next changes (its entry in the event heap); None: idle."""
+    gone: bool = False
+
+
+@dataclass
+class _Pending:
+    arrival: Arrival
+    service: Key
+    request_id: int
+    loop: ClosedLoop | None = None
+    """The closed-loop client that sent it (it sends the next when this one ends)."""
+
+
+class Simulation:
+    def __init__(
+        self,
+        objects: Iterable[TypedObject],
+        arrivals: Iterator[Arrival],
+        duration_s: float,
+        settings: SimSettings | None = None,
+        slo: Slo | None = None,
+        name: str = "scenario",
+        closed_loops: Iterable[ClosedLoop] = (),
+        progress: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings = settings or SimSettings()
+        self.slo = slo or Slo()
+        self.name = name
+        self.duration_s = duration_s
+        self.nodes: dict[str, Node] = {}
+        self.policies: list[ResourcePolicy] = []
+        self.services: dict[Key, InferenceService] = {}
+        for obj in objects:
+            if isinstance(obj, Node):
+                self.nodes[obj.name] = obj
+            elif isinstance(obj, ResourcePolicy):
+                self.policies.append(obj)
+            elif isinstance(obj, InferenceService):
+                self.services[(obj.namespace, obj.name)] = obj
+        self.replicas: dict[Key, _Live] = {}
+        self.arrivals = arrivals
+        self.closed_loops = list(closed_loops)
+        self.progress = progress
+        self._rng = random.Random(self.settings.seed)
+        self._routing = routing_policy(self.settings.routing)
+        self._routing_state = RoutingState()
+        self._indexed = self.settings.routing == "least_outstanding"
+        """least_outstanding keeps an incremental index (``policy.routing.OutstandingIndex``)."""
+        self._index: dict[Key, OutstandingIndex] = {k: OutstandingIndex() for k in self.services}
+        self._events: list[tuple[float, int, _Live]] = []
+        self._event_seq = 0
+        self._autoscaler_state: dict[Key, Any] = {}
+        self._last_evaluated: dict[Key, float] = {}
+        self._initial_size = {k: s.spec.replicas for k, s in self.services.items()}
+        self._ready_by_service: dict[Key, list[_Live]] = {k: [] for k in self.services}
+        self._held: dict[Key, deque[tuple[_Pending, float]]] = {k: deque() for k in self.services}
+        self._requests: dict[int, tuple[_Live, ClosedLoop | None]] = {}
+        """Request id -> (replica serving it, the closed loop that sent it)."""
+        self._closed: list[tuple[float, int, Arrival, ClosedLoop]] = []
+        self._held_since: dict[int, float] = {}
+        """Arrival times of requests the gateway held (they reached a replica later)."""
+        self._next_id = 0
+        self._dirty = True
+        self._out = Requests()
+        self._decisions: list[Decision] = []
+        self._last_decision: dict[tuple[str, str], Decision] = {}
+        self._gpu_s = dict.fromkeys(TIERS, 0.0)
+        self._cloud_cost = 0.0
+        self._cold_starts = 0
+        self._first_scale_out: float | None = None
+        self._peak = dict.fromkeys(TIERS, 0)
+        self._arrived_since = 0
+        self._engine_cache: dict[tuple[str, str], tuple[Any, float]] = {}
+        self._only_service = next(iter(self.services)) if len(self.services) == 1 else None
+
+    # -- decisions log -----------------------------------------------------------------------
+
+    def _record(
+        self, now: float, kind: str, subject: str, message: str, fold: bool = False
+    ) -> None:
+        key = (kind, subject)
+        last = self._last_decision.get(key) if fold else None
+        if last is not None:
+            last.count += 1
+            last.message = message
+            return
+        decision = Decision(now, kind, subject, message)
+        self._decisions.append(decision)
+        if fold:
+            self._last_decision[key] = decision
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _service_of(self, arrival: Arrival) -> Key | None:
+        if arrival.service is None:
+            return self._only_service
+        name = arrival.service
+        namespace, _, short = name.rpartition("/")
+        key = (namespace or "default", short)
+        if key in self.services:
+            return key
+        for k, svc in self.services.items():  # a Host: <name>-<namespace>.example.com
+            if svc.host == name:
+                return k
+        return None
+
+    def _arrive(self, arrival: Arrival, loop: ClosedLoop | None = None) -> None:
+        self._arrived_since += 1
+        key = self._service_of(arrival)
+        request_id = self._next_id
+        self._next_id += 1
+        if key is None:
+            self._failed(arrival.t_s, arrival.t_s, loop)
+            return
+        pending = _Pending(arrival, key, request_id, loop)
+        if not self._ready_by_service[key]:
+            self._held[key].append((pending, arrival.t_s + self.settings.hold_timeout_s))
+            return
+        self._dispatch(pending, arrival.t_s)
+
+    def _choose(self, key: Key) -> _Live:
+        ready = self._ready_by_service[key]
+        if self._indexed:
+            name = self._index[key].choose()
+        else:
+            candidates = [Candidate(r.obj.name, r.tier, r.in_flight) for r in ready]
+            decision = self._routing.choose(candidates, self._routing_state)
+            self._routing_state = decision.state
+            name = decision.choice
+        return self.replicas[(key[0], name or "")]
+
+    def _in_flight(self, live: _Live, delta: int) -> None:
+        live.in_flight += delta
+        if self._indexed and live.obj.phase == Phase.READY:
+            key = replicaset.service_key(live.obj)
+            self._index[key].set(live.obj.name, live.tier, live.in_flight)
+
+    def _schedule_event(self, live: _Live) -> None:
+        nxt = live.engine.next_event_s() if live.engine is not None else None
+        if nxt != live.next_t:
+            live.next_t = nxt
+            if nxt is not None:
+                self._event_seq += 1
+                heapq.heappush(self._events, (nxt, self._event_seq, live))
+
+    def _advance_due(self, until: float) -> None:
+        """Advance every engine with something happening at or before ``until``."""
+        events = self._events
+        while events and events[0][0] <= until:
+            t, _, live = heapq.heappop(events)
+            if live.gone or live.next_t != t:
+                continue  # stale: the replica was advanced or removed since
+            live.next_t = None
+            self._advance(live, until)
+
+    def _dispatch(self, pending: _Pending, now: float) -> None:
+        self._advance_due(now)
+        live = self._choose(pending.service)
+        assert live.engine is not None
+        a = pending.arrival
+        if a.t_s < now:  # it was held: it reaches the replica now, its latency counts from then
+            self._held_since[pending.request_id] = a.t_s
+        live.engine.submit(pending.request_id, max(a.t_s, now), a.prompt_tokens, a.output_tokens)
+        self._in_flight(live, 1)
+        self._requests[pending.request_id] = (live, pending.loop)
+        self._schedule_event(live)
+
+    def _advance(self, live: _Live, until: float) -> None:
+        engine = live.engine
+        if engine is None:
+            return
+        nxt = engine.next_event_s()
+        if nxt is None or nxt > until:
+            self._schedule_event(live)
+            return
+        for c in engine.advance(until):
+            self._completed(live, c)
+        for ft in engine.take_first_tokens():
+            live.first_tokens.append((ft.first_token_s, ft.first_token_s - ft.arrival_s))
+        self._schedule_event(live)
+
+    def _failed(self, arrival_s: float, now: float, loop: ClosedLoop | None) -> None:
+        self._out.failed_arrival_s.append(arrival_s)
+        self._next_from(loop, now)
+
+    def _next_from(self, loop: ClosedLoop | None, now: float) -> None:
+        if loop is None:
+            return
+        nxt = loop.next_after(now)
+        if nxt is not None:
+            heapq.heappush(self._closed, (nxt.t_s, self._next_id, nxt, loop))
+            self._next_id += 1
+
+    def _completed(self, live: _Live, c: Completion) -> None:
+        _, loop = self._requests.pop(c.request_id, (live, None))
+        self._in_flight(live, -1)
+        out = self._out
+        arrived = self._held_since.pop(c.request_id, c.arrival_s)
+        out.arrival_s.append(arrived)
+        out.ttft_s.append(c.first_token_s - arrived)
+        out.tpot_s.append(c.tpot_s)
+        out.e2e_s.append(c.end_s - arrived)
+        out.output_tokens.append(c.output_tokens)
+        out.tier.append(live.tier)
+        self._next_from(loop, c.end_s)
+
+    def _next_engine_event(self) -> tuple[float | None, _Live | None]:
+        events = self._events
+        while events:
+            t, _, live = events[0]
+            if not live.gone and live.next_t == t:
+                return t, live
+            heapq.heappop(events)
+        return None, None
+
+    def _advance_all(self, until: float) -> None:
+        for live in self.replicas.values():
+            self._advance(live, until)
+
+    def _expire_held(self, now: float) -> None:
+        for queue in self._held.values():
+            while queue and queue[0][1] <= now:
+                pending, deadline = queue.popleft()
+                self._failed(pending.arrival.t_s, deadline, pending.loop)
+
+    def _release_held(self, key: Key, now: float) -> None:
+        queue = self._held[key]
+        while queue and self._ready_by_service[key]:
+            pending, _ = queue.popleft()
+            self._dispatch(pending, now)
+
+    # -- metrics -------------------------------------------------------------------------------
+
+    def _scrape(self, now: float) -> None:
+        window = TTFT_WINDOW_S
+        for live in self.replicas.values():
+            if live.obj.phase != Phase.READY or live.engine is None:
+                continue
+            engine = live.engine
+            recent = live.first_tokens
+            while recent and recent[0][0] < now - window:
+                recent.popleft()
+            values = {
+                "DCGM_CUSTOM_PROCESS_SM_UTIL": engine.sm_util_pct(now),
+                "DCGM_FI_DEV_GPU_UTIL": engine.sm_util_pct(now),
+                "vllm:num_requests_running": float(engine.running),
+                "vllm:num_requests_waiting": float(engine.waiting),
+                "vllm:gpu_cache_usage_perc": engine.kv_usage,
+                "vllm:kv_cache_usage_perc": engine.kv_usage,
+                INFLIGHT_METRIC: float(live.in_flight),
+            }
+            if recent:
+                ttfts = sorted(t for _, t in recent)
+                values[TTFT_P90_METRIC] = ttfts[
+                    min(len(ttfts) - 1, max(0, -(-9 * len(ttfts) // 10) - 1))
+                ]
+            live.scraped = values
+            live.scraped_at = now
+
+    def _fresh(self, replicas: list[Replica], now: float) -> dict[str, dict[str, float]]:
+        max_age = self.settings.autoscaler.metric_max_age_s
+        out = {}
+        for r in replicas:
+            live = self.replicas.get((r.namespace, r.name))
+            if live is None or live.scraped is None or now - live.scraped_at > max_age:
+                continue
+            out[r.name] = live.scraped
+        return out
+
+    # -- the autoscaler ------------------------------------------------------------------------
+
+    def _autoscale(self, now: float) -> None:
+        config = self.settings.autoscaler
+        replicas = [live.obj for live in self.replicas.values()]
+        for key, service in list(self.services.items()):
+            if not due(self._last_evaluated.get(key), now, config):
+                continue
+            theirs = mine(service, replicas)
+            evaluation = evaluate(
+                service,
+                theirs,
+                self._fresh(theirs, now),
+                self._autoscaler_state.get(key),
+                now,
+                config,
+                self.settings.autoscaler_policy,
+            )
+            if evaluation is None:
+                continue
+            self._last_evaluated[key] = now
+            self._autoscaler_state[key] = evaluation.state
+            if evaluation.message is None:
+                continue
+            spec = service.spec.model_copy(update={"replicas": evaluation.desired})
+            self.services[key] = service.model_copy(update={"spec": spec})
+            self._record(now, "SuccessfulRescale", f"{key[0]}/{key[1]}", evaluation.message)
+            if self._first_scale_out is None and evaluation.desired > self._initial_size[key]:
+                self._first_scale_out = now
+            self._dirty = True
+
+    # -- the controllers -------------------------------------------------------------------------
+
+    def _put(self, replica: Replica) -> _Live:
+        key = (replica.namespace, replica.name)
+        live = self.replicas.get(key)
+        if live is None:
+            live = self.replicas[key] = _Live(replica)
+        live.obj = replica
+        return live
+
+    def _node_of(self, replica: Replica) -> Node | None:
+        return self.nodes.get(replica.node_name or "")
+
+    def _terminate(self, live: _Live, reason: str, now: float) -> None:
+        if live.obj.terminating:
+            return
+        was_ready = live.obj.phase == Phase.READY
+        live.obj = live.obj.with_status(
+            phase=Phase.TERMINATING, terminating_s=now, reason=reason, message=""
+        )
+        if was_ready:
+            key = replicaset.service_key(live.obj)
+            self._ready_by_service[key].remove(live)
+            self._index[key].remove(live.obj.name)
+        self._record(now, "Killing", live.obj.name, f"Stopping replica ({reason})")
+
+    def _bill(self, live: _Live, now: float) -> None:
+        charge = billing.bill(live.obj, self._node_of(live.obj), now)
+        if charge is None:
+            return
+        self._gpu_s[charge.labels["tier"]] += charge.gpu_seconds
+        if charge.cloud:
+            self._cloud_cost += charge.cloud_cost
+        live.obj = live.obj.with_status(billed_until_s=charge.until_s)
+
+    def _remove(self, live: _Live, now: float) -> None:
+        self._advance(live, now)
+        self._bill(live, now)
+        if live.engine is not None:
+            for request_id in live.engine.abort_all():
+                entry = self._requests.pop(request_id, None)
+                if entry is not None:
+                    live.in_flight -= 1
+                    self._failed(now, now, entry[1])
+        live.gone = True
+        del self.replicas[(live.obj.namespace, live.obj.name)]
+
+    def _reconcile(self, now: float) -> None:
+        replicas = [live.obj for live in self.replicas.values()]
+        taken = {name for _, name in self.replicas}
+        for action in replicaset.decide(self.services, replicas, self.nodes):
+            if isinstance(action, replicaset.Create):
+                name = replica_name(action.service, self._rng, taken)
+                taken.add(name)
+                self._put(replicaset.new_replica(action.service, name, action.template, now))
+            elif isinstance(action, replicaset.Replace):
+                self._remove(self.replicas[(action.replica.namespace, action.replica.name)], now)
+            else:
+                live = self.replicas[(action.replica.namespace, action.replica.name)]
+                self._terminate(live, action.reason, now)
+        self._schedule(now)
+        self._start(now)
+        self._stop(now)
+
+    def _schedule(self, now: float) -> None:
+        queue = provisioning.pending(live.obj for live in self.replicas.values())
+        if not queue:
+            return
+        snapshot = Snapshot.build(
+            self.nodes.values(), [live.obj for live in self.replicas.values()]
+        )
+        for replica in queue:
+            action, snapshot = provisioning.schedule_one(
+                replica, snapshot, self.nodes, self.policies, now
+            )
+            if isinstance(action, provisioning.Wait):
+                if replica.status.message != action.message:
+                    self._put(replica.with_status(reason="Unschedulable", message=action.message))
+                self._record(now, "FailedScheduling", replica.name, action.message, fold=True)
+                continue
+            live = self._put(action.replica)
+            live.tier = 1 if action.node.virtual else 0
+            self._record(now, "Scheduled", replica.name, provisioning.bind_message(replica, action))
+
+    def _start(self, now: float) -> None:
+        for live in list(self.replicas.values()):
+            replica = live.obj
+            node = self._node_of(replica)
+            service = self.services.get(replicaset.service_key(replica))
+            if node is None or service is None or replica.terminating:
+                continue
+            if replica.phase == Phase.PROVISIONING:
+                if not provisioning.provisioned(replica, node, now):
+                    continue
+                self._cold_starts += 1
+                replica = live.obj = replica.with_status(phase=Phase.STARTING, started_s=now)
+                self._record(
+                    now,
+                    "Provisioned",
+                    replica.name,
+                    f"Virtual node {node.name} provisioned the replica after "
+                    f"{provisioning.cold_start_s(node):g}s cold start",
+                )
+            if replica.phase == Phase.STARTING and live.engine is None:
+                shape, load_s = self._engine_for(service, node)
+                live.engine = make_replica(shape, self.settings.engine_model)
+                live.ready_at = now + self.settings.startup_overhead_s + load_s
+                live.obj = replica.with_status(started_s=now)
+            elif (
+                replica.phase == Phase.STARTING
+                and live.ready_at is not None
+                and now >= live.ready_at
+            ):
+                live.obj = replica.with_status(phase=Phase.READY, ready_s=now)
+                key = replicaset.service_key(replica)
+                self._ready_by_service[key].append(live)
+                self._ready_by_service[key].sort(key=lambda r: (r.tier, r.obj.name))
+                self._index[key].set(replica.name, live.tier, live.in_flight)
+                self._record(now, "Ready", replica.name, "Replica is Ready")
+                self._release_held(key, now)
+
+    def _engine_for(self, service: InferenceService, node: Node) -> tuple[Any, float]:
+        gpu = node.spec.gpu.model if node.spec.gpu is not None else "V100-32G"
+        cache_key = (service.spec.command, gpu)
+        cached = self._engine_cache.get(cache_key)
+        if cached is None:
+            config = emulator_config_for(service.spec.command, gpu)
+            cached = self._engine_cache[cache_key] = (config.shape, config.load_time_s)
+        return cached
+
+    def _stop(self, now: float) -> None:
+        for live in list(self.replicas.values()):
+            if not live.obj.terminating:
+                continue
+            self._advance(live, now)
+            if drain.stop_due(live.obj, live.in_flight, now, self.settings.drain_grace_s):
+                self._remove(live, now)
+
+    def _busy(self) -> bool:
+        """Whether a controller tick can change anything (see the module doc)."""
+        if self._dirty:
+            return True
+        return any(live.obj.phase != Phase.READY for live in self.replicas.values())
+
+    # -- the timeline ----------------------------------------------------------------------------
+
+    def _sample(self, now: float) -> TimelinePoint:
+        for live in self.replicas.values():
+            self._bill(live, now)
+        allocated = dict.fromkeys(TIERS, 0)
+        ready = dict.fromkeys(TIERS, 0)
+        for live in self.replicas.values():
+            if live.obj.node_name is None or live.obj.terminating:
+                continue
+            tier = TIERS[live.tier]
+            allocated[tier] += 1
+            if live.obj.phase == Phase.READY:
+                ready[tier] += 1
+        for tier in TIERS:
+            self._peak[tier] = max(self._peak[tier], allocated[tier])
+        point = TimelinePoint(
+            t_s=now,
+            desired=sum(s.spec.replicas for s in self.services.values()),
+            allocated=allocated,
+            ready=ready,
+            arrivals=self._arrived_since,
+            in_flight=len(self._requests),
+            held=sum(len(q) for q in self._held.values()),
+            cloud_cost=self._cloud_cost,
+            gpu_seconds=dict(self._gpu_s),
+        )
+        self._arrived_since = 0
+        return point
+
+    # -- the loop ----------------------------------------------------------------------------------
+
+    def _warm_up_s(self) -> float:
+        """Long enough for every initial replica to be placed, provisioned and loaded."""
+        cold = max((provisioning.cold_start_s(n) for n in self.nodes.values()), default=0.0)
+        load = 0.0
+        for service in self.services.values():
+            for node in self.nodes.values():
+                load = max(load, self._engine_for(service, node)[1])
+        warm = cold + self.settings.startup_overhead_s + load + 2 * self.settings.tick_s
+        ticks = -(-warm // self.settings.tick_s)
+        return float(ticks * self.settings.tick_s)
+
+    def _next_arrival(self) -> Arrival | None:
+        return next(self.arrivals, None)
+
+    def run(self) -> SimResult:
+        s = self.settings
+        step = s.timeline_step_s or max(s.tick_s, self.duration_s / 1000)
+        timeline: list[TimelinePoint] = []
+        for loop in self.closed_loops:
+            for first in loop.first_arrivals(0.0):
+                heapq.heappush(self._closed, (first.t_s, self._next_id, first, loop))
+                self._next_id += 1
+        arrival = self._next_arrival()
+        tick = scrape = -self._warm_up_s() if s.warm_start else 0.0
+        sample = 0.0
+        end = self.duration_s
+        hard_end = end + s.drain_limit_s
+        while True:
+            t = min(tick, scrape, sample)
+            if t > end and ((not self._requests and not any(self._held.values())) or t > hard_end):
+                break
+            while True:  # requests before t, open and closed loop, in time order
+                # With closed loops a completion sends the next request: engines advance
+                # event by event, so that request reaches its replica at the right time.
+                engine_t, engine = self._next_engine_event() if self.closed_loops else (None, None)
+                closed_t = self._closed[0][0] if self._closed else None
+                open_t = arrival.t_s if arrival is not None and arrival.t_s < end else None
+                times = [x for x in (open_t, closed_t, engine_t) if x is not None]
+                soonest = min(times) if times else None
+                if soonest is None or soonest >= t:
+                    break
+                if soonest == engine_t and engine is not None:
+                    self._advance(engine, soonest)
+                elif soonest == open_t and arrival is not None:
+                    self._arrive(arrival)
+                    arrival = self._next_arrival()
+                elif closed_t is not None and closed_t < end:
+                    _, _, nxt, loop = heapq.heappop(self._closed)
+                    self._arrive(nxt, loop)
+                else:
+                    heapq.heappop(self._closed)  # after the end: not sent
+            self._advance_due(t)
+            if t == scrape:
+                self._scrape(t)
+                scrape += s.metrics_interval_s
+            if t == tick:
+                self._autoscale(t)
+                if self._busy():
+                    self._dirty = False
+                    self._reconcile(t)
+                self._expire_held(t)
+                tick += s.tick_s
+            if t == sample:
+                timeline.append(self._sample(t))
+                sample += step
+                if self.progress is not None:
+                    self.progress(t)
+        final = min(t, hard_end)
+        for live in list(self.replicas.values()):
+            self._advance(live, final)
+        for queue in self._held.values():
+            for pending, _ in queue:
+                self._out.failed_arrival_s.append(pending.arrival.t_s)
+            queue.clear()
+        for request_id in list(self._requests):
+            live, _ = self._requests.pop(request_id)
+            self._out.failed_arrival_s.append(final)
+        timeline.append(self._sample(final))
+        return SimResult(
+            name=self.name,
+            settings=s,
+            slo=self.slo,
+            duration_s=self.duration_s,
+            end_s=final,
+            requests=self._out,
+            timeline=timeline,
+            decisions=self._decisions,
+            gpu_seconds=dict(self._gpu_s),
+            cloud_cost=self._cloud_cost,
+            cold_starts=self._cold_starts,
+            first_scale_out_s=self._first_scale_out,
+            peak_replicas=dict(self._peak),
+        )
+
+
+__all__ = [
+    "GPU",
+    "Decision",
+    "Requests",
+    "SimResult",
+    "SimSettings",
+    "Simulation",
+    "Slo",
+    "TimelinePoint",
+]
