@@ -96,8 +96,11 @@ def scenario(hours: float, idc: int, gpus: int, rate: float, max_replicas: int) 
             "duration": hours * 3600,
             "seed": 1,
             "warmStart": True,
-            "controllers": {"tickSeconds": 1, "metricsIntervalSeconds": 5,
-                            "autoscaler": {"periodSeconds": 15}},
+            "controllers": {
+                "tickSeconds": 1,
+                "metricsIntervalSeconds": 5,
+                "autoscaler": {"periodSeconds": 15},
+            },
             "objects": [*nodes(idc, gpus), policy, service],
             "workload": {
                 "kind": "diurnal",
@@ -136,8 +139,10 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--skip-scale", action="store_true")
     args = ap.parse_args()
-    run(f"{args.hours:g} h at {args.rate:g} req/s, 8 IDC x 8 GPUs + virtual",
-        scenario(args.hours, 8, 8, args.rate, 120))
+    run(
+        f"{args.hours:g} h at {args.rate:g} req/s, 8 IDC x 8 GPUs + virtual",
+        scenario(args.hours, 8, 8, args.rate, 120),
+    )
     if args.skip_scale:
         return
     for idc in (10, 100, 1000):

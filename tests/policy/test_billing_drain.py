@@ -46,3 +46,9 @@ def test_stop_due_when_drained_or_grace_over() -> None:
     assert not stop_due(going, 2, 129.9, 30.0)
     assert stop_due(going, 2, 130.0, 30.0)
     assert not stop_due(pod("b").on("idc001").build(), 0, 100.0, 30.0)  # not terminating
+
+
+def test_billing_from_time_zero() -> None:
+    r = pod("a").on("idc001").build().with_status(scheduled_s=0.0, billed_until_s=0.0)
+    charge = bill(r, IDC, 10.0)
+    assert charge is not None and charge.gpu_seconds == pytest.approx(10.0)

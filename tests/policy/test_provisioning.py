@@ -59,3 +59,11 @@ def test_provisioned_after_the_cold_start() -> None:
     assert not provisioning.provisioned(r, VIRT, 10.0 + cold - 0.1)
     assert provisioning.provisioned(r, VIRT, 10.0 + cold)
     assert not provisioning.provisioned(r.with_status(phase=Phase.STARTING), VIRT, 1e9)
+
+
+def test_a_cold_start_from_time_zero_ends() -> None:
+    # virtual time starts at 0 (the simulator): 0 is a time, not "unset"
+    cold = provisioning.cold_start_s(VIRT)
+    r = pod("a").on(VK, 1, "Provisioning").build().with_status(scheduled_s=0.0)
+    assert provisioning.provisioned(r, VIRT, cold)
+    assert not provisioning.provisioned(r.with_status(scheduled_s=None), VIRT, 1e9)

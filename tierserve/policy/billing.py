@@ -38,7 +38,8 @@ def bill(replica: Replica, node: Node | None, now: float) -> Charge | None:
     start = replica.status.scheduled_s
     if start is None or node is None:
         return None
-    since = replica.status.billed_until_s or start
+    billed = replica.status.billed_until_s
+    since = billed if billed is not None else start
     if now <= since:
         return None
     gpus = replica.spec.requests.get(GPU, 0) / 1000

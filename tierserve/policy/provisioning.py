@@ -87,7 +87,8 @@ def provisioned(replica: Replica, node: Node, now: float) -> bool:
     """Whether a Provisioning replica's cold start on ``node`` is over."""
     if replica.phase != Phase.PROVISIONING:
         return False
-    return now >= (replica.status.scheduled_s or now) + cold_start_s(node)
+    scheduled = replica.status.scheduled_s
+    return scheduled is not None and now >= scheduled + cold_start_s(node)
 
 
 def bind_message(replica: Replica, action: Bind) -> str:

@@ -157,7 +157,8 @@ class SimResult:
     cloud_cost: float
     cold_starts: int
     first_scale_out_s: float | None
-    """When a service's size first rose above its size at the start."""
+    """When a service's size first rose above its size at the start (or its
+    ``minReplicas``, if more), from the start of the load."""
     peak_replicas: dict[str, int]
     wall_s: float = 0.0
 
@@ -229,7 +230,10 @@ class Simulation:
         self._event_seq = 0
         self._autoscaler_state: dict[Key, Any] = {}
         self._last_evaluated: dict[Key, float] = {}
-        self._initial_size = {k: s.spec.replicas for k, s in self.services.items()}
+        self._initial_size = {
+            k: max(s.spec.replicas, s.spec.min_replicas or 0) for k, s in self.services.items()
+        }
+        """A scale-out is a size above this: the initial size, or ``minReplicas`` if more."""
         self._ready_by_service: dict[Key, list[_Live]] = {k: [] for k in self.services}
         self._held: dict[Key, deque[tuple[_Pending, float]]] = {k: deque() for k in self.services}
         self._requests: dict[int, tuple[_Live, ClosedLoop | None]] = {}
@@ -652,32 +656,61 @@ class Simulation:
 
     # -- the loop ----------------------------------------------------------------------------------
 
-    def _warm_up_s(self) -> float:
-        """Long enough for every initial replica to be placed, provisioned and loaded."""
-        cold = max((provisioning.cold_start_s(n) for n in self.nodes.values()), default=0.0)
-        load = 0.0
-        for service in self.services.values():
-            for node in self.nodes.values():
-                load = max(load, self._engine_for(service, node)[1])
-        warm = cold + self.settings.startup_overhead_s + load + 2 * self.settings.tick_s
-        ticks = -(-warm // self.settings.tick_s)
-        return float(ticks * self.settings.tick_s)
+    def _control(self, t: float, tick: float, scrape: float) -> tuple[float, float]:
+        """The scrape and the controllers due at ``t``; the next tick and scrape times."""
+        s = self.settings
+        self._advance_due(t)
+        if t == scrape:
+            self._scrape(t)
+            scrape += s.metrics_interval_s
+        if t == tick:
+            self._autoscale(t)
+            if self._busy():
+                self._dirty = False
+                self._reconcile(t)
+            self._expire_held(t)
+            tick += s.tick_s
+        return tick, scrape
 
-    def _next_arrival(self) -> Arrival | None:
-        return next(self.arrivals, None)
+    def _initial_ready(self) -> bool:
+        return all(
+            len(self._ready_by_service[key]) >= service.spec.replicas
+            for key, service in self.services.items()
+        )
+
+    def _warm_up(self) -> tuple[float, float, float]:
+        """Run the controllers without load until every service's initial replicas are
+        Ready (as a benchmark waits for them): when the load starts, and the next tick
+        and scrape times."""
+        tick = scrape = 0.0
+        limit = self.settings.drain_limit_s + 3600.0
+        while True:
+            t = min(tick, scrape)
+            ticked = t == tick
+            tick, scrape = self._control(t, tick, scrape)
+            if (ticked and self._initial_ready()) or t > limit:
+                return t, tick, scrape
 
     def run(self) -> SimResult:
         s = self.settings
         step = s.timeline_step_s or max(s.tick_s, self.duration_s / 1000)
         timeline: list[TimelinePoint] = []
+        start, tick, scrape = self._warm_up() if s.warm_start else (0.0, 0.0, 0.0)
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
+                first = first._replace(t_s=first.t_s + start)
                 heapq.heappush(self._closed, (first.t_s, self._next_id, first, loop))
                 self._next_id += 1
-        arrival = self._next_arrival()
-        tick = scrape = -self._warm_up_s() if s.warm_start else 0.0
-        sample = 0.0
-        end = self.duration_s
+        shifted: Iterator[Arrival] = (
+            (a._replace(t_s=a.t_s + start) for a in self.arrivals) if start else self.arrivals
+        )
+
+        def next_arrival() -> Arrival | None:
+            return next(shifted, None)
+
+        arrival = next_arrival()
+        sample = start
+        end = start + self.duration_s
         hard_end = end + s.drain_limit_s
         while True:
             t = min(tick, scrape, sample)
@@ -697,28 +730,18 @@ class Simulation:
                     self._advance(engine, soonest)
                 elif soonest == open_t and arrival is not None:
                     self._arrive(arrival)
-                    arrival = self._next_arrival()
+                    arrival = next_arrival()
                 elif closed_t is not None and closed_t < end:
                     _, _, nxt, loop = heapq.heappop(self._closed)
                     self._arrive(nxt, loop)
                 else:
                     heapq.heappop(self._closed)  # after the end: not sent
-            self._advance_due(t)
-            if t == scrape:
-                self._scrape(t)
-                scrape += s.metrics_interval_s
-            if t == tick:
-                self._autoscale(t)
-                if self._busy():
-                    self._dirty = False
-                    self._reconcile(t)
-                self._expire_held(t)
-                tick += s.tick_s
+            tick, scrape = self._control(t, tick, scrape)
             if t == sample:
                 timeline.append(self._sample(t))
                 sample += step
                 if self.progress is not None:
-                    self.progress(t)
+                    self.progress(t - start)
         final = min(t, hard_end)
         for live in list(self.replicas.values()):
             self._advance(live, final)
@@ -730,21 +753,34 @@ class Simulation:
             live, _ = self._requests.pop(request_id)
             self._out.failed_arrival_s.append(final)
         timeline.append(self._sample(final))
+        if start:  # times from the start of the load, as the benchmark reports them
+            self._unshift(start, timeline)
         return SimResult(
             name=self.name,
             settings=s,
             slo=self.slo,
             duration_s=self.duration_s,
-            end_s=final,
+            end_s=final - start,
             requests=self._out,
             timeline=timeline,
             decisions=self._decisions,
             gpu_seconds=dict(self._gpu_s),
             cloud_cost=self._cloud_cost,
             cold_starts=self._cold_starts,
-            first_scale_out_s=self._first_scale_out,
+            first_scale_out_s=(
+                self._first_scale_out - start if self._first_scale_out is not None else None
+            ),
             peak_replicas=dict(self._peak),
         )
+
+    def _unshift(self, start: float, timeline: list[TimelinePoint]) -> None:
+        out = self._out
+        out.arrival_s = array("d", (t - start for t in out.arrival_s))
+        out.failed_arrival_s = array("d", (t - start for t in out.failed_arrival_s))
+        for point in timeline:
+            point.t_s -= start
+        for decision in self._decisions:
+            decision.t_s -= start
 
 
 __all__ = [
