@@ -154,8 +154,8 @@ WORKLOADS: dict[str, tuple[EngineShape, Arrivals, tuple[int, int, int, int] | No
         poisson(3.0, 100, (500, 3000), (50, 500), seed=8),
         None,
     ),
-    # More sequences than tokens a step: the budget leaves some decoders out each step.
-    "budget < batch": (
+    # A token budget of 40: prompts are chunked and it caps the batch.
+    "token budget 40": (
         engine_shape_for("A10", max_num_seqs=64, max_num_batched_tokens=40),
         poisson(20.0, 150, (10, 60), (20, 200), seed=7),
         None,
@@ -185,6 +185,24 @@ def test_the_workloads_reach_the_regimes_they_are_named_for() -> None:
         return step_time_s(H100_LLAMA, n, ctx + 1000, 0, 0) - step_time_s(H100_LLAMA, n, ctx, 0, 0)
 
     assert slope(n * 20) < slope(n * 320) / 2
+
+
+@pytest.mark.parametrize("dt", [0.0137, 0.731])
+def test_advancing_to_arbitrary_times_lands_on_the_same_boundaries(dt: float) -> None:
+    # Advance to arbitrary times inside kinked decode stretches (compute-bound for the
+    # first ~40 steps, memory-bound after): the number of steps started before each time
+    # (the inversion of the closed-form sum) matches.
+    ref, fast = StepReplica(H100_LLAMA), FastReplica(H100_LLAMA)
+    for i in range(250):
+        ref.submit(i, 0.0, 20, 300)
+        fast.submit(i, 0.0, 20, 300)
+    now = 0.0
+    while not ref.is_idle:
+        now += dt
+        a, b = ref.advance(now), fast.advance(now)
+        assert ref.steps == fast.steps
+        assert [c.request_id for c in a] == [c.request_id for c in b]
+    assert fast.is_idle
 
 
 @pytest.mark.parametrize("model", MODELS)
@@ -311,11 +329,18 @@ def test_sm_util_is_the_emulators_busy_share_of_its_dcgm_window(model: Model) ->
     assert r.busy_fraction(now, 10.0) == pytest.approx((done.end_s - (now - 10.0)) / 10.0)
     with pytest.raises(ValueError, match="busy_history_s"):
         r.busy_fraction(now, 60.0)
-    # Under a closed loop of 5 clients the GPU never idles: 100 %.
+    # A long request keeps the GPU busy: 100 % once it has run a whole window.
     busy = model(V100)
     busy.submit(0, 0.0, 11, 10_000)
     busy.advance(40.0)
     assert busy.sm_util_pct(40.0) == 100.0
+    # Busy up to now even before the replica is advanced there (the emulator's
+    # "active"): 0.5 s of idle then 59.5 s of steps.
+    late = model(V100)
+    late.submit(0, 0.5, 11, 10_000)
+    late.advance(1.0)
+    assert late.sm_util_pct(15.0) == round(100.0 * 14.5 / 30.0, 1)
+    assert late.sm_util_pct(60.0) == 100.0
 
 
 @pytest.mark.parametrize("model", MODELS)

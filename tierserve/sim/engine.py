@@ -77,10 +77,13 @@ optionally ``abort_waiting()`` to re-route its queue, and advance it until
 ``next_event_s()`` is None (running requests finish); ``abort_all()`` is a crash.
 
 Gauges: ``running``, ``waiting`` and ``kv_usage`` are the state at the next step boundary,
-as the emulator's gauges show it after planning a step. ``sm_util_pct(now_s)`` is the
+as the emulator's gauges show it after planning a step; running and waiting change only
+at events, while KV use grows inside a decode stretch, so advance a replica to ``now``
+for an exact ``kv_usage`` (cheap: the jump is cut there). ``sm_util_pct(now_s)`` is the
 emulator's ``DCGM_CUSTOM_PROCESS_SM_UTIL``: the share of the last ``DCGM_WINDOW_S``
-seconds spent executing steps (steps run back to back while there is work), in percent,
-rounded to 0.1 (``engine.core.BusyTracker`` and ``engine.dcgm.DcgmGauges.set_busy``).
+seconds spent executing steps, busy up to ``now_s`` while there is work, in percent
+rounded to 0.1 (``engine.core.BusyTracker.fraction(active=...)`` and
+``engine.dcgm.DcgmGauges.set_busy``); it needs no advance.
 """
 
 from __future__ import annotations
@@ -387,10 +390,10 @@ class _Replica:
     # Gauges.
     @property
     def waiting(self) -> int:
-        """Queued requests, counting those submitted at the last ``until_s``."""
-        arrived = 0
+        """Queued requests, counting those submitted for times up to the boundary."""
+        arrived, now = 0, max(self._t, self._until)
         for item in self._pending:
-            if item[1] > self._until:
+            if item[1] > now:
                 break
             arrived += 1
         return self._queued() + arrived
@@ -418,7 +421,9 @@ class _Replica:
         spans.append(self._last_span)
 
     def busy_fraction(self, now_s: float, window_s: float = DCGM_WINDOW_S) -> float:
-        """Share of ``[now_s - window_s, now_s]`` spent executing steps (0-1)."""
+        """Share of ``[now_s - window_s, now_s]`` spent executing steps (0-1). With work in
+        hand the engine counts as busy up to ``now_s`` (the emulator's ``active``): steps
+        run back to back, so a replica need not be advanced to ``now_s`` first."""
         if window_s > self._busy_history_s:
             raise ValueError(
                 f"busy_fraction: window_s={window_s} exceeds the replica's "
@@ -430,6 +435,8 @@ class _Replica:
         busy = 0.0
         for start, end in self._spans:
             busy += max(0.0, min(end, now_s) - max(start, lo))
+        if self._has_work():
+            busy += max(0.0, now_s - max(self._last_span[1], lo))
         return min(1.0, busy / window_s)
 
     def sm_util_pct(self, now_s: float, window_s: float = DCGM_WINDOW_S) -> float:
