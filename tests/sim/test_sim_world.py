@@ -86,7 +86,7 @@ def test_requests_before_any_replica_is_ready_are_held_then_served_or_failed() -
 def test_any_autoscaler_policy_offers_runs_by_name(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[float] = []
 
-    def always_two(service, replicas, metrics, state, now, config) -> Evaluation:  # type: ignore[no-untyped-def]
+    def always_two(service, replicas, metrics, state, now, config, context) -> Evaluation:  # type: ignore[no-untyped-def]
         calls.append(now)
         message = None if service.spec.replicas == 2 else "New size: 2; reason: test"
         return Evaluation(service, "two", 2, state, message)

@@ -44,6 +44,8 @@ class GatewayState:
     now: Callable[[], float]
     started_s: int = field(default_factory=lambda: int(time.time()))
     forwarder: Forwarder | None = None
+    arrivals: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Requests routed to each (namespace, service) since the gateway started."""
 
     # What the autoscaler reads of the gateway (``policy.signals.GatewayView``).
 
@@ -54,6 +56,16 @@ class GatewayState:
     def ttft_quantile(self, replica: str, q: float, window_s: float, now: float) -> float | None:
         """The ``q`` quantile of ``replica``'s TTFTs in the ``window_s`` before ``now``."""
         return self.metrics.ttft_quantile(replica, q, window_s, now)
+
+    def arrived(self, namespace: str, service: str) -> int:
+        """Requests routed to the service so far (a counter: the load is its rate)."""
+        return self.arrivals.get((namespace, service), 0)
+
+    def service_ttft_quantile(
+        self, namespace: str, service: str, q: float, window_s: float, now: float
+    ) -> float | None:
+        """The ``q`` quantile of the service's TTFTs in the ``window_s`` before ``now``."""
+        return self.metrics.service_ttft_quantile(namespace, service, q, window_s, now)
 
 
 GATEWAY_STATE = web.AppKey("tierserve_gateway_state", GatewayState)
@@ -141,6 +153,8 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     route = _route_for(state.table, _host(request), payload)
     if isinstance(route, web.Response):
         return route
+    key = (route.namespace, route.name)
+    state.arrivals[key] = state.arrivals.get(key, 0) + 1
     if not route.has_ready():
         try:
             held = await _hold(state, route)

@@ -118,6 +118,7 @@ class GatewayMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._now = now
         self.recent_ttfb: dict[str, deque[tuple[float, float]]] = {}
+        self.recent_service_ttfb: dict[tuple[str, str], deque[tuple[float, float]]] = {}
         """Recent (time, time-to-first-byte) of successful requests per replica: the
         gateway-side TTFT signal the autoscaler can scale on (``ttft_quantile``)."""
         self.held: dict[str, int] = {}
@@ -170,12 +171,23 @@ class GatewayMetrics:
         ttfb_s: float | None,
         total_s: float,
         replica: str = "",
+        streamed: bool = False,
     ) -> None:
+        """One finished request. ``streamed``: ``ttfb_s`` is a streamed response's first
+        byte (a time to first token); a whole answer's is not, and the service's TTFT
+        window (the tier planner's SLO check) keeps only streamed ones."""
         if replica and ttfb_s is not None and code < 400:
             window = self.recent_ttfb.get(replica)
             if window is None:
                 window = self.recent_ttfb[replica] = deque(maxlen=RECENT_TTFB)
-            window.append((self._now(), ttfb_s))
+            at = self._now()
+            window.append((at, ttfb_s))
+            if streamed:
+                per_service = self.recent_service_ttfb.get((ns, svc))
+                if per_service is None:
+                    per_service = deque(maxlen=RECENT_TTFB)
+                    self.recent_service_ttfb[(ns, svc)] = per_service
+                per_service.append((at, ttfb_s))
         self._child(self.requests, ns, svc, tier, str(code)).inc()
         if tier != "none":
             if ttfb_s is not None:
@@ -201,6 +213,15 @@ class GatewayMetrics:
         if not recent:
             return None
         return nearest_rank(recent, q)
+
+    def service_ttft_quantile(
+        self, ns: str, svc: str, q: float, window_s: float, now: float | None = None
+    ) -> float | None:
+        """The ``q`` quantile of the service's TTFTs in the last ``window_s``."""
+        now = self._now() if now is None else now
+        recent = self.recent_service_ttfb.get((ns, svc), ())
+        values = sorted(t for at, t in recent if now - at <= window_s)
+        return nearest_rank(values, q) if values else None
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -196,11 +196,19 @@ class Forwarder:
         ttfb_s: float | None,
         t0: float,
         replica: str = "",
+        streamed: bool = False,
     ) -> None:
         tier = backend.tier if backend is not None else "none"
         elapsed = asyncio.get_running_loop().time() - t0
         self.metrics.finished(
-            route.namespace, route.name, tier, code, ttfb_s, elapsed, replica=replica
+            route.namespace,
+            route.name,
+            tier,
+            code,
+            ttfb_s,
+            elapsed,
+            replica=replica,
+            streamed=streamed,
         )
 
     def _url(self, backend: Backend, target: str) -> URL:
@@ -327,5 +335,5 @@ class Forwarder:
         t0: float,
     ) -> web.StreamResponse:
         self.balancer.outliers.succeeded(backend.replica)  # an answer (decided before relaying)
-        self._finished(route, backend, status, ttfb, t0, backend.replica)
+        self._finished(route, backend, status, ttfb, t0, backend.replica, streamed=True)
         return resp

@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from tierserve.model.autoscaling import Autoscaling
 from tierserve.model.base import FieldProblem, Strict, TypedObject, check_labels, new_input
 from tierserve.model.display import shown
 from tierserve.model.dns import (
@@ -114,6 +115,9 @@ class InferenceServiceSpec(Strict):
     node_selector: dict[str, str] = Field(default_factory=dict)
     port: int = Field(default=8080, ge=1, le=65535)
     readiness_probe: ReadinessProbe | None = None
+    autoscaling: Autoscaling | None = None
+    """Which autoscaler sizes the service (``policy: slo``: the tier planner); None:
+    the HPA on ``scaleMetric``/``metrics``."""
     """When a replica takes traffic; None: the engine's default paths, every second."""
     model_name: str | None = None
     shell: str = "sh"

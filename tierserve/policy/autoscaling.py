@@ -4,8 +4,10 @@
 autoscaler, the simulator and tierserve's Kubernetes autoscaler call for a service
 every ``period_s`` (Kubernetes' ``--horizontal-pod-autoscaler-sync-period``; 15 s
 there, 5 s by default here). It picks the service's autoscaler by name from
-:data:`AUTOSCALERS` — today ``hpa``, the Kubernetes HPA algorithm on per-replica
-metrics (``policy.hpa``) — and returns an :class:`Evaluation`: the size it wants, its
+:data:`AUTOSCALERS` — ``hpa``, the Kubernetes HPA algorithm on per-replica metrics
+(``policy.hpa``, the default), or ``slo``, the tier planner (``policy.planner``: SLO,
+tier capacity, cold starts, prices, budget; it needs a :class:`PlannerContext` from
+the body) — and returns an :class:`Evaluation`: the size it wants, its
 state to keep (plain JSON, kept with the rescale in one transaction so a restart keeps
 the stabilization window) and, when the size changes, the event message in
 Kubernetes' words (``New size: 3; reason: pods metric DCGM_CUSTOM_PROCESS_SM_UTIL above
@@ -19,10 +21,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from tierserve.model import InferenceService, Replica
+from tierserve.model.autoscaling import SLO
 from tierserve.policy.hpa import HPAControllerConfig, HPAState, decide, event_message
 from tierserve.policy.hpa.target import hpa_spec_for, pod_samples
+from tierserve.policy.planner import Load, Plan, PlannerConfig, PlannerState, Tier, plan
 
 HPA = "hpa"
+PLANNER_MAX_REPLICAS = 10
+"""The tier planner's ``maxReplicas`` when the service sets none."""
+
+
+@dataclass(frozen=True)
+class PlannerContext:
+    """What the tier planner reads beside the replicas: the load the gateway saw, the
+    tiers (``policy.tiers.tiers_for``) and one replica's capacity at the SLO for the
+    load's token mix (the engine's performance model, before online correction)."""
+
+    load: Load
+    tiers: tuple[Tier, ...]
+    capacity: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,8 @@ class Evaluation:
     desired: int
     state: Any
     message: str | None
+    plan: Plan | None = None
+    """The tier planner's plan (inputs, forecast, per-tier target, cost, reason)."""
 
 
 Autoscaler = Callable[
@@ -58,6 +77,7 @@ Autoscaler = Callable[
         Any,
         float,
         AutoscalerConfig,
+        "PlannerContext | None",
     ],
     Evaluation | None,
 ]
@@ -81,6 +101,7 @@ def hpa(
     state: Any,
     now: float,
     config: AutoscalerConfig,
+    context: PlannerContext | None = None,
 ) -> Evaluation | None:
     """The Kubernetes HPA on the service's scale metrics (None: it does not autoscale).
     ``metrics``: fresh values by replica name; ``state``: what the last evaluation kept."""
@@ -100,7 +121,47 @@ def hpa(
     )
 
 
-AUTOSCALERS: Mapping[str, Autoscaler] = {HPA: hpa}
+def slo(
+    service: InferenceService,
+    replicas: Sequence[Replica],
+    metrics: Mapping[str, Mapping[str, float]],
+    state: Any,
+    now: float,
+    config: AutoscalerConfig,
+    context: PlannerContext | None = None,
+) -> Evaluation | None:
+    """The tier planner (None: the service has no ``autoscaling.slo``); without a
+    context (nothing measured yet) it keeps the size."""
+    spec = service.spec.autoscaling
+    if spec is None or spec.slo is None:
+        return None
+    current = service.spec.replicas
+    if context is None:
+        return Evaluation(service, SLO, current, state, None)
+    low = max(service.spec.min_replicas if service.spec.min_replicas is not None else 1, 0)
+    high = service.spec.max_replicas or max(PLANNER_MAX_REPLICAS, low)
+    planner = PlannerConfig(
+        slo=spec.slo,
+        min_replicas=low,
+        max_replicas=max(high, low),
+        headroom=spec.headroom,
+        cloud_cost_per_hour=spec.budget.cloud_cost_per_hour if spec.budget else None,
+    )
+    decided = plan(
+        planner,
+        context.load,
+        context.tiers,
+        context.capacity,
+        current,
+        PlannerState.from_json(state),
+        now,
+    )
+    return Evaluation(
+        service, SLO, decided.desired, decided.state.to_json(), decided.message(current), decided
+    )
+
+
+AUTOSCALERS: Mapping[str, Autoscaler] = {HPA: hpa, SLO: slo}
 """Every autoscaler ``policy/`` offers, by the name a service or a simulation selects."""
 
 
@@ -111,7 +172,16 @@ def evaluate(
     state: Any,
     now: float,
     config: AutoscalerConfig,
-    policy: str = HPA,
+    policy: str | None = None,
+    context: PlannerContext | None = None,
 ) -> Evaluation | None:
-    """The named autoscaler's decision for ``service`` (None: it does not autoscale)."""
-    return AUTOSCALERS[policy](service, replicas, metrics, state, now, config)
+    """The named autoscaler's decision for ``service`` (None: it does not autoscale);
+    ``policy`` None: the service's own (``spec.autoscaling.policy``, default ``hpa``)."""
+    name = policy if policy is not None else policy_of(service)
+    return AUTOSCALERS[name](service, replicas, metrics, state, now, config, context)
+
+
+def policy_of(service: InferenceService) -> str:
+    """The autoscaler the service asks for."""
+    spec = service.spec.autoscaling
+    return spec.policy if spec is not None else HPA

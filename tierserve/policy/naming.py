@@ -12,7 +12,14 @@ from tierserve.model import InferenceService
 _ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 
-_NOT_TEMPLATE = {"replicas", "min_replicas", "max_replicas", "scale_metric", "scale_target"}
+_NOT_TEMPLATE = {
+    "replicas",
+    "min_replicas",
+    "max_replicas",
+    "scale_metric",
+    "scale_target",
+    "autoscaling",
+}
 """Fields that size the service rather than shape a replica: changing them rolls nothing."""
 
 

@@ -114,7 +114,7 @@ def plot(result: SimResult, path: str | Path, windows: list[dict[str, Any]] | No
         ax.grid(True, alpha=0.3)
         ax.set_ylim(bottom=0)
 
-    fig.suptitle(f"{result.name} — autoscaler {result.settings.autoscaler_policy}")
+    fig.suptitle(f"{result.name} — autoscaler {result.autoscaler}")
     fig.savefig(Path(path), dpi=DPI, format="png")
     plt.close(fig)
 

@@ -123,7 +123,7 @@ def summarize(result: SimResult) -> dict[str, Any]:
     shown = [d for d in result.decisions if d.kind in SHOWN_KINDS]
     return {
         "name": result.name,
-        "autoscaler": result.settings.autoscaler_policy,
+        "autoscaler": result.autoscaler,
         "duration_s": duration,
         "end_s": result.end_s,
         "wall_s": round(result.wall_s, 3),

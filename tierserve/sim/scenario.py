@@ -10,7 +10,8 @@ periods and the workload.
       duration: 9m              # simulated time of the workload (then in-flight requests end)
       warmStart: true           # initial replicas are Ready when the workload starts
       seed: 1
-      autoscaler: hpa           # any of policy.autoscaling.AUTOSCALERS
+      autoscaler: hpa           # optional: run this one of policy.autoscaling.AUTOSCALERS for
+                                # every service (default: each service's spec.autoscaling)
       slo: {ttftSeconds: 2, tpotSeconds: 0.1}
       controllers:              # the local runtime's flags, in seconds
         tickSeconds: 1
@@ -84,7 +85,14 @@ _AUTOSCALER_KEYS = {
     "downscaleStabilizationSeconds": "downscale_stabilization_s",
     "metricMaxAgeSeconds": "metric_max_age_s",
 }
-AUTOSCALING_FIELDS = ("scaleMetric", "scaleTarget", "metrics", "minReplicas", "maxReplicas")
+AUTOSCALING_FIELDS = (
+    "scaleMetric",
+    "scaleTarget",
+    "metrics",
+    "minReplicas",
+    "maxReplicas",
+    "autoscaling",
+)
 
 
 @dataclass(frozen=True)
@@ -195,8 +203,8 @@ def parse(document: Any, source: str = "<scenario>", base_dir: Path | None = Non
     if not isinstance(seed, int) or isinstance(seed, bool):
         errors.add("spec.seed", f"{shown(seed)} is not valid; expected an integer")
         seed = 0
-    autoscaler = spec.get("autoscaler", "hpa")
-    if autoscaler not in AUTOSCALERS:
+    autoscaler = spec.get("autoscaler")
+    if autoscaler is not None and autoscaler not in AUTOSCALERS:
         errors.add(
             "spec.autoscaler",
             f"{shown(autoscaler)} is not valid; expected one of {', '.join(AUTOSCALERS)}",
@@ -257,7 +265,7 @@ def parse(document: Any, source: str = "<scenario>", base_dir: Path | None = Non
     settings = SimSettings(
         **{k: v for k, v in fields.items() if v is not None},
         autoscaler=AutoscalerConfig(**{k: v for k, v in hpa_fields.items() if v is not None}),
-        autoscaler_policy=str(autoscaler),
+        autoscaler_policy=None if autoscaler is None else str(autoscaler),
         engine_model=str(engine_model),
         seed=seed,
         warm_start=bool(warm),

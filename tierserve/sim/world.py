@@ -36,25 +36,43 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from tierserve.engine.perf.capacity import CapacityModel
 from tierserve.model import GPU, InferenceService, Node, Phase, Replica, ResourcePolicy
+from tierserve.model.autoscaling import SLO
 from tierserve.model.base import TypedObject
 from tierserve.policy import billing, drain, provisioning, replicaset
-from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine
+from tierserve.policy.autoscaling import (
+    PLANNER_MAX_REPLICAS,
+    AutoscalerConfig,
+    PlannerContext,
+    due,
+    evaluate,
+    mine,
+    policy_of,
+)
 from tierserve.policy.naming import replica_name
+from tierserve.policy.planner import Load
 from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
     TTFT_P90_METRIC,
     TTFT_WINDOW_S,
+    nearest_rank,
 )
 from tierserve.policy.snapshot import Snapshot
+from tierserve.policy.tiers import tiers_for
 from tierserve.sim.engine import (
     Completion,
     ReplicaModel,
     emulator_config_for,
     make_replica,
 )
-from tierserve.sim.workload import Arrival, ClosedLoop
+from tierserve.sim.workload import (
+    DEFAULT_OUTPUT_TOKENS,
+    DEFAULT_PROMPT_TOKENS,
+    Arrival,
+    ClosedLoop,
+)
 
 Key = tuple[str, str]
 TIERS = ("idc", "cloud")
@@ -74,8 +92,9 @@ class SimSettings:
     startup_overhead_s: float = 0.0
     """Process start before the engine loads (python start-up, image pull on a node)."""
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
-    autoscaler_policy: str = "hpa"
-    """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs."""
+    autoscaler_policy: str | None = None
+    """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs for every service;
+    None: each service's own (``spec.autoscaling.policy``, default ``hpa``)."""
     routing: str = "least_outstanding"
     engine_model: str = "fast"
     """``fast`` (closed form between events) or ``step`` (the step-level reference)."""
@@ -161,6 +180,10 @@ class SimResult:
     ``minReplicas``, if more), from the start of the load."""
     peak_replicas: dict[str, int]
     wall_s: float = 0.0
+    autoscaler: str = "hpa"
+    """The autoscaler(s) that ran (``hpa``, ``slo``)."""
+    budget_blocked: int = 0
+    """Scale-outs the tier planner's budget held back."""
 
 
 @dataclass
@@ -179,6 +202,20 @@ class _Live:
     next_t: float | None = None
     """When its engine next changes (its entry in the event heap); None: idle."""
     gone: bool = False
+
+
+@dataclass
+class _Window:
+    """What the gateway saw of one service since the tier planner last looked."""
+
+    since: float
+    arrivals: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    ttft: list[float] = field(default_factory=list)
+    tpot: list[float] = field(default_factory=list)
+    mix: tuple[float, float] = (DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS)
+    """The last token mix seen (kept through quiet windows)."""
 
 
 @dataclass
@@ -249,11 +286,21 @@ class Simulation:
         self._gpu_s = dict.fromkeys(TIERS, 0.0)
         self._cloud_cost = 0.0
         self._cold_starts = 0
+        self._budget_blocked = 0
         self._first_scale_out: float | None = None
         self._peak = dict.fromkeys(TIERS, 0)
         self._arrived_since = 0
         self._engine_cache: dict[tuple[str, str], tuple[Any, float]] = {}
         self._only_service = next(iter(self.services)) if len(self.services) == 1 else None
+        self._windows: dict[Key, _Window] = {
+            k: _Window(0.0)
+            for k, svc in self.services.items()
+            if (self.settings.autoscaler_policy or policy_of(svc)) == SLO
+        }
+        """Per-service load windows, kept only for services the tier planner sizes."""
+        self._capacity = CapacityModel()
+        self._cold: dict[str, float] = {}
+        """Learned cold start per tier (scheduled -> Ready), an EWMA of what happened."""
 
     # -- decisions log -----------------------------------------------------------------------
 
@@ -295,6 +342,11 @@ class Simulation:
             self._failed(arrival.t_s, arrival.t_s, loop)
             return
         pending = _Pending(arrival, key, request_id, loop)
+        window = self._windows.get(key)
+        if window is not None:
+            window.arrivals += 1
+            window.prompt_tokens += arrival.prompt_tokens
+            window.output_tokens += arrival.output_tokens
         if not self._ready_by_service[key]:
             self._held[key].append((pending, arrival.t_s + self.settings.hold_timeout_s))
             return
@@ -347,18 +399,24 @@ class Simulation:
         self._requests[pending.request_id] = (live, pending.loop)
         self._schedule_event(live)
 
-    def _advance(self, live: _Live, until: float) -> None:
+    def _advance(self, live: _Live, until: float, force: bool = False) -> None:
+        """Run ``live``'s engine up to ``until`` (only when something happens by then,
+        unless ``force``: gauges are read as of ``until``)."""
         engine = live.engine
         if engine is None:
             return
         nxt = engine.next_event_s()
-        if nxt is None or nxt > until:
+        if not force and (nxt is None or nxt > until):
             self._schedule_event(live)
             return
         for c in engine.advance(until):
             self._completed(live, c)
+        window = self._windows.get(replicaset.service_key(live.obj)) if self._windows else None
         for ft in engine.take_first_tokens():
-            live.first_tokens.append((ft.first_token_s, ft.first_token_s - ft.arrival_s))
+            ttft = ft.first_token_s - self._held_since.get(ft.request_id, ft.arrival_s)
+            live.first_tokens.append((ft.first_token_s, ttft))
+            if window is not None:
+                window.ttft.append(ttft)
         self._schedule_event(live)
 
     def _failed(self, arrival_s: float, now: float, loop: ClosedLoop | None) -> None:
@@ -384,6 +442,10 @@ class Simulation:
         out.e2e_s.append(c.end_s - arrived)
         out.output_tokens.append(c.output_tokens)
         out.tier.append(live.tier)
+        if self._windows:
+            window = self._windows.get(replicaset.service_key(live.obj))
+            if window is not None:
+                window.tpot.append(c.tpot_s)
         self._next_from(loop, c.end_s)
 
     def _next_engine_event(self) -> tuple[float | None, _Live | None]:
@@ -419,6 +481,9 @@ class Simulation:
             if live.obj.phase != Phase.READY or live.engine is None:
                 continue
             engine = live.engine
+            # The gauges as of now: run the engine up to now first (a step boundary may
+            # have admitted what was waiting since its last event).
+            self._advance(live, now, force=True)
             recent = live.first_tokens
             while recent and recent[0][0] < now - window:
                 recent.popleft()
@@ -432,10 +497,7 @@ class Simulation:
                 INFLIGHT_METRIC: float(live.in_flight),
             }
             if recent:
-                ttfts = sorted(t for _, t in recent)
-                values[TTFT_P90_METRIC] = ttfts[
-                    min(len(ttfts) - 1, max(0, -(-9 * len(ttfts) // 10) - 1))
-                ]
+                values[TTFT_P90_METRIC] = nearest_rank(sorted(t for _, t in recent), 0.9)
             live.scraped = values
             live.scraped_at = now
 
@@ -458,6 +520,9 @@ class Simulation:
             if not due(self._last_evaluated.get(key), now, config):
                 continue
             theirs = mine(service, replicas)
+            context = (
+                self._planner_context(key, service, replicas, now) if key in self._windows else None
+            )
             evaluation = evaluate(
                 service,
                 theirs,
@@ -466,6 +531,7 @@ class Simulation:
                 now,
                 config,
                 self.settings.autoscaler_policy,
+                context,
             )
             if evaluation is None:
                 continue
@@ -476,9 +542,59 @@ class Simulation:
             spec = service.spec.model_copy(update={"replicas": evaluation.desired})
             self.services[key] = service.model_copy(update={"spec": spec})
             self._record(now, "SuccessfulRescale", f"{key[0]}/{key[1]}", evaluation.message)
+            if evaluation.plan is not None and evaluation.plan.budget_blocked:
+                self._budget_blocked += 1
+                self._record(now, "BudgetBlocked", f"{key[0]}/{key[1]}", evaluation.plan.reason)
             if self._first_scale_out is None and evaluation.desired > self._initial_size[key]:
                 self._first_scale_out = now
             self._dirty = True
+
+    def _planner_context(
+        self, key: Key, service: InferenceService, replicas: list[Replica], now: float
+    ) -> PlannerContext | None:
+        """What the tier planner reads: the load of the window since it last looked (as
+        the gateway records it), the tiers and one replica's capacity at the SLO."""
+        spec = service.spec.autoscaling
+        if spec is None or spec.slo is None:
+            return None
+        slo = spec.slo
+        window = self._windows[key]
+        span = now - window.since
+        if span <= 0:
+            return None
+        if window.arrivals:
+            window.mix = (
+                window.prompt_tokens / window.arrivals,
+                window.output_tokens / window.arrivals,
+            )
+        prompt, output = window.mix
+        q = slo.attainment
+        ttft = nearest_rank(sorted(window.ttft), q) if window.ttft else None
+        tpot = nearest_rank(sorted(window.tpot), q) if window.tpot else None
+        node = next(
+            (n for n in self.nodes.values() if not n.virtual), next(iter(self.nodes.values()))
+        )
+        shape, load_s = self._engine_for(service, node)
+        capacity = self._capacity.rate(shape, prompt, output, slo.ttft_seconds, slo.tpot_seconds, q)
+        rate = window.arrivals / span
+        ready = len(self._ready_by_service[key])
+        predicted = None
+        if ttft is not None and ready and rate > 0:
+            predicted = self._capacity.latency(shape, prompt, output, rate / ready, q)[0]
+        load = Load(rate, prompt, output, span, ttft, tpot, predicted)
+        self._windows[key] = _Window(now, mix=window.mix)
+        limit = service.spec.max_replicas or PLANNER_MAX_REPLICAS
+        tiers = tiers_for(
+            service,
+            replicas,
+            self.nodes,
+            self.policies,
+            now,
+            self.settings.startup_overhead_s + load_s,
+            limit,
+            self._cold,
+        )
+        return PlannerContext(load, tuple(tiers), capacity)
 
     # -- the controllers -------------------------------------------------------------------------
 
@@ -594,6 +710,11 @@ class Simulation:
                 and now >= live.ready_at
             ):
                 live.obj = replica.with_status(phase=Phase.READY, ready_s=now)
+                if replica.status.scheduled_s is not None:  # learn the tier's cold start
+                    took = now - replica.status.scheduled_s
+                    tier = TIERS[live.tier]
+                    before = self._cold.get(tier)
+                    self._cold[tier] = took if before is None else 0.5 * before + 0.5 * took
                 key = replicaset.service_key(replica)
                 self._ready_by_service[key].append(live)
                 self._ready_by_service[key].sort(key=lambda r: (r.tier, r.obj.name))
@@ -682,7 +803,7 @@ class Simulation:
         """Run the controllers without load until every service's initial replicas are
         Ready (as a benchmark waits for them): when the load starts, and the next tick
         and scrape times."""
-        tick = scrape = 0.0
+        tick, scrape = 0.0, self.settings.metrics_interval_s / 2
         limit = self.settings.drain_limit_s + 3600.0
         while True:
             t = min(tick, scrape)
@@ -695,7 +816,9 @@ class Simulation:
         s = self.settings
         step = s.timeline_step_s or max(s.tick_s, self.duration_s / 1000)
         timeline: list[TimelinePoint] = []
-        start, tick, scrape = self._warm_up() if s.warm_start else (0.0, 0.0, 0.0)
+        start, tick, scrape = (
+            self._warm_up() if s.warm_start else (0.0, 0.0, s.metrics_interval_s / 2)
+        )
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
                 first = first._replace(t_s=first.t_s + start)
@@ -771,6 +894,9 @@ class Simulation:
                 self._first_scale_out - start if self._first_scale_out is not None else None
             ),
             peak_replicas=dict(self._peak),
+            autoscaler=self.settings.autoscaler_policy
+            or ", ".join(sorted({policy_of(svc) for svc in self.services.values()})),
+            budget_blocked=self._budget_blocked,
         )
 
     def _unshift(self, start: float, timeline: list[TimelinePoint]) -> None:
