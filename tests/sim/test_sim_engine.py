@@ -11,10 +11,18 @@ import math
 import random
 from collections import deque
 from collections.abc import Iterable
+from dataclasses import replace
 
 import pytest
 
-from tierserve.engine.perf.cost import EngineShape, kv_cache_tokens, load_time_s, step_time_s
+from tierserve.engine.perf.cost import (
+    NON_TORCH_RESERVE_BYTES,
+    EngineShape,
+    activation_bytes,
+    kv_cache_tokens,
+    load_time_s,
+    step_time_s,
+)
 from tierserve.engine.perf.profiles import PROFILES
 from tierserve.errors import NeverPossible, ValidationError
 from tierserve.examples import SEED_COMMAND
@@ -171,6 +179,37 @@ def test_fast_agrees_with_the_step_model(name: str) -> None:
     _, _, ref, _ = both(shape, arrivals, closed)
     expected = len(arrivals) if closed is None else closed[0] * closed[1]
     assert len(ref) == expected
+
+
+def _random_case(seed: int) -> tuple[EngineShape, Arrivals]:
+    """A small random engine (the ``tiny`` profile, a cache of 300 to 10,000 tokens, odd
+    block sizes, budgets and batch limits) under a random Poisson load."""
+    rng = random.Random(seed)
+    base = engine_shape_for(
+        rng.choice(["A10", "V100", "H100"]),
+        "tiny",
+        block_size=rng.choice([1, 2, 8, 16, 32]),
+        max_num_batched_tokens=rng.choice([16, 64, 256, 2048]),
+        max_num_seqs=rng.choice([1, 2, 8, 64, 256]),
+    )
+    tokens = rng.choice([300, 1000, 3000, 10_000])
+    # Solve kv_cache_bytes = total * util - weights - activations - non-torch for util.
+    util = (
+        tokens * base.kv_bytes_per_token
+        + base.weight_bytes
+        + activation_bytes(base)
+        + NON_TORCH_RESERVE_BYTES
+    ) / base.gpu.memory_bytes
+    shape = replace(base, gpu_memory_utilization=util)
+    cap = kv_cache_tokens(shape)
+    load = poisson(rng.uniform(0.5, 80), rng.randint(5, 60), (1, cap // 3), (1, cap // 3), seed)
+    return shape, load
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_fast_agrees_on_random_small_engines(seed: int) -> None:
+    shape, arrivals = _random_case(seed)
+    both(shape, arrivals)
 
 
 def test_the_workloads_reach_the_regimes_they_are_named_for() -> None:

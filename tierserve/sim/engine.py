@@ -337,7 +337,11 @@ class _Replica:
             if t >= until_s:
                 break
             self._run(min(until_s, pending[0][1]) if pending else until_s)
-        return self._release(until_s)
+        if self._done or self._firsts:
+            return self._release(until_s)
+        if self._first_ready:
+            self._first_ready = []
+        return []
 
     def _release(self, until_s: float) -> list[Completion]:
         firsts = self._firsts
@@ -377,14 +381,15 @@ class _Replica:
         if held < _INF:
             return held
         pending = self._pending
-        if self._has_work():
+        if pending:
+            # The step at max(t, arrival) must be planned with it: wake just after.
+            e = math.nextafter(max(self._t, pending[0][1]), _INF)
+            if pending[0][1] > self._t and self._has_work():
+                e = min(e, self._next_visible())
+        elif self._has_work():
             e = self._next_visible()
-        elif pending:
-            e = _INF
         else:
             return None
-        if pending:
-            e = min(e, math.nextafter(max(self._t, pending[0][1]), _INF))
         return max(e, math.nextafter(self._until, _INF))
 
     # Gauges.
@@ -769,15 +774,24 @@ class FastReplica(_Replica):
         self._waiting.appendleft(v)
 
     def _finish_decoders(self, end: float) -> None:
-        heap, G, bs = self._heap, self._G, self._bs
+        heap, G, bs, cnt = self._heap, self._G, self._bs, self._cnt
+        done, running = self._done, self._running
         while heap and heap[0][0] <= G:
             _, serial, s = heapq.heappop(heap)
             if s.serial != serial:
                 continue
-            self._stop_decoding(s)
-            self._free += -(-(s.prompt + s.output - 1) // bs)
-            self._running.remove(s)
-            self._complete(s, end)
+            # _stop_decoding, with generated == output.
+            cnt[(s.g + 1 - s.prompt - s.gen) % bs] -= 1
+            self._C -= s.prompt + s.output
+            self._n_dec -= 1
+            s.serial = -1
+            self._free += (s.prompt + s.output + bs - 2) // bs
+            running.remove(s)
+            done.append(
+                Completion(
+                    s.rid, s.arrival_s, s.first_token_s, end, s.prompt, s.output, s.preemptions
+                )
+            )
 
     def _complete(self, s: _Seq, end: float) -> None:
         self._done.append(
@@ -844,6 +858,14 @@ class FastReplica(_Replica):
                 out += sum(cnt[a:]) + sum(cnt[: a + part - bs])
         return out
 
+    def _decode_step_s(self, j: int) -> float:
+        """Duration of the ``j``-th pure-decode step from now (s), ``f(j)``."""
+        n = self._n_dec
+        x = self._C + j * n
+        mem = self._mem0 + self._mem_tok * (x + n)
+        cmp = self._cmp_tok * n + self._cmp_ctx * x
+        return self._slow * (self._oh + (mem if mem >= cmp else cmp))
+
     def _stretch_s(self, k: int) -> float:
         """Duration of the next ``k`` pure-decode steps (s): the module docstring's sum."""
         n, x = self._n_dec, self._C
@@ -873,9 +895,10 @@ class FastReplica(_Replica):
             return kk, S(kk)
         lo, hi = 1, kk - 1  # S(kk - 1) >= d
         k = min(k, hi)
-        dur = S(k)
+        before = S(k - 1)
+        dur = before + self._decode_step_s(k - 1)  # S(k) = S(k - 1) + f(k - 1)
         if dur >= d:
-            if S(k - 1) < d:
+            if before < d:
                 return k, dur
             hi = k - 1
         else:
@@ -909,7 +932,8 @@ class FastReplica(_Replica):
         else:
             self._new_span(t, end)
         self._t = end
-        self._finish_decoders(end)
+        if self._heap[0][0] <= self._G:
+            self._finish_decoders(end)
 
     def _step(self) -> None:
         """One step planned and committed as ``BatchScheduler`` does it."""
@@ -990,7 +1014,9 @@ class FastReplica(_Replica):
             self._stop_decoding(s)
             s.gen -= 1
             self._start_decoding(s)
-        self._finish_decoders(end)
+        heap = self._heap
+        if heap and heap[0][0] <= G + 1:
+            self._finish_decoders(end)
         if chunks:
             self._commit_chunks(chunks, end)
         self.steps += 1
@@ -1017,12 +1043,14 @@ class FastReplica(_Replica):
 
     def _commit_chunks(self, chunks: list[tuple[_Seq, int]], end: float) -> None:
         running = self._running
+        prefilled = 0
         for s, m in chunks:
             if s.blocks == 0:  # preempted after its chunk was planned
                 continue
             s.computed += m
             if s.computed < s.prompt + s.gen:
                 continue
+            prefilled += 1
             s.gen += 1
             self.generated_tokens += 1
             if s.gen == 1:
@@ -1036,10 +1064,14 @@ class FastReplica(_Replica):
                 self._complete(s, end)
             else:
                 self._start_decoding(s)
+        if prefilled == len(self._prefill):  # every prompt in hand is done
+            self._prefill = []
+            self._mixed = False
+            return
         prefill = self._prefill = [s for s in self._prefill if s.prefilling]
         # Running is "decoding, then prefilling" unless a later chunk finished first.
         k = len(prefill)
-        self._mixed = k > 0 and any(a is not b for a, b in zip(prefill, running[-k:], strict=True))
+        self._mixed = any(a is not b for a, b in zip(prefill, running[-k:], strict=True))
 
     def _next_visible(self) -> float:
         t = self._t
