@@ -54,12 +54,13 @@ While the queue head cannot be admitted (no budget, ``max_num_seqs`` reached, or
 blocks below the 1 % watermark) it stays so for the whole stretch: free blocks only
 shrink while nobody finishes. Steps with prefill work (admissions, chunked prompts) are
 planned one at a time with the scheduler's own rules, but the decoding sequences enter
-them only through the counters above. Only a step that must preempt, or that has more
-decoding sequences than ``max_num_batched_tokens``, walks the running list. vLLM's order
-invariant makes the counters sufficient: running sequences are the decoding ones, in
-admission order, followed by at most the prefilling ones (a chunk cut short by the token
-budget leaves no budget to admit anyone after it; one cut short by free blocks leaves no
-free block).
+them only through the counters above. vLLM's order makes the counters sufficient:
+running sequences are the decoding ones, in admission order, then the prefilling ones (a
+chunk cut short by the token budget leaves no budget to admit anyone after it; one cut
+short by free blocks leaves no free block). Only a step that must preempt, that has more
+decoding sequences than ``max_num_batched_tokens``, or that follows the rare case of a
+later prompt finishing before an earlier one, walks the running list as
+``BatchScheduler.plan`` does.
 
 Approximations: none in the scheduling (admission, chunking, watermark, preemption and
 its victim order are BatchScheduler's); FastReplica is its arithmetic regrouped. Step
@@ -196,20 +197,32 @@ class ReplicaModel(Protocol):
 
     def abort_all(self) -> list[int]: ...
 
+    # Counters since the replica was built (difference two readings for a rate). They
+    # include the step in flight at the last until_s, which is already applied.
     @property
-    def steps(self) -> int: ...
+    def steps(self) -> int:
+        """Engine steps executed."""
+        ...
 
     @property
-    def generated_tokens(self) -> int: ...
+    def generated_tokens(self) -> int:
+        """Output tokens emitted (vLLM's ``generation_tokens_total``)."""
+        ...
 
     @property
-    def prefill_tokens(self) -> int: ...
+    def prefill_tokens(self) -> int:
+        """Prompt tokens computed, recomputation after preemption included."""
+        ...
 
     @property
-    def preemptions(self) -> int: ...
+    def preemptions(self) -> int:
+        """Sequences preempted (vLLM's ``num_preemptions_total``)."""
+        ...
 
     @property
-    def busy_s(self) -> float: ...
+    def busy_s(self) -> float:
+        """Seconds spent executing steps."""
+        ...
 
 
 # --- what both models share --------------------------------------------------------------
