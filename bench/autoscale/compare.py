@@ -76,6 +76,8 @@ class Config:
     metrics: list[tuple[str, float]]
     """[(metric, target), ...]: the first is scaleMetric/scaleTarget, the rest `metrics:`."""
     min_replicas: int = 1
+    autoscaling: dict[str, Any] | None = None
+    """``spec.autoscaling`` (the tier planner: ``{policy: slo, ...}``) instead of metrics."""
 
 
 CONFIGS: dict[str, Config] = {
@@ -85,6 +87,14 @@ CONFIGS: dict[str, Config] = {
     "running-10": Config([("vllm:num_requests_running", 10)]),
     "waiting-1": Config([("vllm:num_requests_waiting", 1)]),
 }
+_SLO = {"ttftSeconds": 2, "tpotSeconds": 0.1, "attainment": 0.95}
+PLANNER_CONFIGS: dict[str, Config] = {
+    "slo": Config([], autoscaling={"policy": "slo", "slo": _SLO}),
+    "slo-headroom-50": Config([], autoscaling={"policy": "slo", "slo": _SLO, "headroom": 0.5}),
+    "slo-min2": Config([], min_replicas=2, autoscaling={"policy": "slo", "slo": _SLO}),
+}
+"""The tier planner at three settings (``--configs slo,slo-headroom-50,slo-min2``)."""
+CONFIGS.update(PLANNER_CONFIGS)
 
 
 @dataclass(frozen=True)
@@ -136,7 +146,6 @@ def _go_duration(seconds: float) -> str:
 
 
 def service_yaml(config: Config, s: Settings) -> str:
-    (first_name, first_target), rest = config.metrics[0], config.metrics[1:]
     lines = [
         "apiVersion: serving.tierserve.io/v1alpha1",
         "kind: InferenceService",
@@ -148,10 +157,13 @@ def service_yaml(config: Config, s: Settings) -> str:
         f"  replicas: {config.min_replicas}",
         f"  minReplicas: {config.min_replicas}",
         f"  maxReplicas: {s.max_replicas}",
-        f'  scaleMetric: "{first_name}"',
-        f"  scaleTarget: {first_target:g}",
     ]
-    if rest:
+    if config.autoscaling is not None:
+        lines.append(f"  autoscaling: {json.dumps(config.autoscaling)}")
+    else:
+        (first_name, first_target), rest = config.metrics[0], config.metrics[1:]
+        lines += [f'  scaleMetric: "{first_name}"', f"  scaleTarget: {first_target:g}"]
+    if config.autoscaling is None and rest:
         lines.append("  metrics:")
         lines += [f'    - {{name: "{n}", target: {t:g}}}' for n, t in rest]
     lines += [
@@ -360,6 +372,7 @@ def summarize(run: Run, s: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {
         "config": run.name,
         "metrics": run.config.metrics,
+        "autoscaling": run.config.autoscaling,
         "min_replicas": run.config.min_replicas,
         "error": run.error,
     }
@@ -451,6 +464,11 @@ def table(rows: list[dict[str, Any]]) -> str:
     lines = [head, "| " + " | ".join(["---"] * 13) + " |"]
     for r in rows:
         metric = ", ".join(f"`{n}` ({t:g})" for n, t in r["metrics"])
+        if r.get("autoscaling"):
+            extra = {k: v for k, v in r["autoscaling"].items() if k not in ("policy", "slo")}
+            metric = "tier planner (SLO TTFT 2 s, TPOT 100 ms, p95)" + (
+                f", {', '.join(f'{k} {v}' for k, v in extra.items())}" if extra else ""
+            )
         if r.get("min_replicas", 1) != 1:
             metric += f", minReplicas {r['min_replicas']}"
         if r.get("error"):

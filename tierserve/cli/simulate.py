@@ -113,7 +113,7 @@ def _output(
     if as_json:
         out: list[dict[str, Any]] = []
         for (label, summary), (_, r) in zip(summaries, results, strict=True):
-            item = {"name": label, **summary, "decisions": report.decisions_json(r)}
+            item = {**summary, "name": label, "decisions": report.decisions_json(r)}
             if timeline:
                 item["timeline"] = report.windows(r)
             out.append(item)

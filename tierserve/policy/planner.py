@@ -70,6 +70,10 @@ class Load:
     predicted_ttft_s: float | None = None
     """What the capacity model predicts for the same quantile at the per-replica load
     the replicas had (None: no correction this period)."""
+    recent_rate: float | None = None
+    """Arrivals per second over the last few seconds only: a step in the load shows
+    here a whole period before the period's mean catches up (scale-out reacts to it;
+    scale-in never does)."""
 
 
 @dataclass(frozen=True)
@@ -180,9 +184,13 @@ def rate_at(state: PlannerState, horizon_s: float) -> float:
     return max(0.0, state.level + state.trend_per_s * horizon_s)
 
 
-def corrected(state: PlannerState, load: Load) -> PlannerState:
-    """Fold the newest measured/predicted latency ratio into the correction."""
+def corrected(state: PlannerState, load: Load, slo: SloTarget) -> PlannerState:
+    """Fold the newest measured/predicted latency ratio into the correction — only while
+    the replicas run within the SLO's range (measured under twice the objective): an
+    overloaded replica's latency is its queue, which says nothing about its speed."""
     if load.ttft_s is None or not load.predicted_ttft_s or load.predicted_ttft_s <= 0:
+        return state
+    if load.ttft_s > 2 * slo.ttft_seconds:
         return state
     ratio = load.ttft_s / load.predicted_ttft_s
     value = (1 - CORRECTION_WEIGHT) * state.correction + CORRECTION_WEIGHT * ratio
@@ -235,14 +243,16 @@ def plan(
     """One period's plan (see the module doc). ``capacity``: the model's requests/s per
     replica at the SLO for ``load``'s mix, before the online correction."""
     slo = config.slo
-    state = corrected(forecast(state, load.rate, now), load)
+    state = corrected(forecast(state, load.rate, now), load, slo)
     cap = capacity / state.correction
     # The horizon: how long a new replica takes to be useful on the tier it would land on
     # (the first one with room; the last tier when none has any).
     landing = next((t for t in tiers if t.room > 0), tiers[-1] if tiers else None)
     horizon = landing.cold_start_s if landing is not None else 0.0
     ahead = rate_at(state, horizon)
-    now_n = needed(load.rate, cap, config.headroom)
+    # Scale-out follows a step at once (the recent rate); the period's mean drives the rest.
+    rate_now = max(load.rate, load.recent_rate or 0.0)
+    now_n = needed(rate_now, cap, config.headroom)
     ahead_n = needed(ahead, cap, config.headroom)
     target = max(now_n, ahead_n)
     breach = (load.ttft_s is not None and load.ttft_s > slo.ttft_seconds) or (
@@ -269,7 +279,7 @@ def plan(
         )
     else:
         reason = (
-            f"load {load.rate:.2f} req/s needs {now_n}: "
+            f"load {rate_now:.2f} req/s needs {now_n}: "
             f"one replica carries {cap:.2f} req/s at TTFT {q} {slo.ttft_seconds:g} s"
         )
     if blocked:

@@ -359,7 +359,7 @@ _COMPARED = (
 def render_comparison(summaries: list[tuple[str, dict[str, Any]]], console: Console) -> None:
     """One row per configuration; the best value of each column in bold (ties all bold)."""
     table = Table(title="Comparison", title_justify="left")
-    table.add_column("configuration")
+    table.add_column("configuration", no_wrap=True, min_width=12)
     for column in _COMPARED:
         table.add_column(column.header, justify="right")
     values = [[column.read(s) for column in _COMPARED] for _, s in summaries]

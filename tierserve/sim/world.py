@@ -76,6 +76,8 @@ from tierserve.sim.workload import (
 
 Key = tuple[str, str]
 TIERS = ("idc", "cloud")
+RECENT_S = 5.0
+"""The tier planner's recent rate covers the last 5 s of arrivals."""
 
 
 @dataclass(frozen=True)
@@ -216,6 +218,8 @@ class _Window:
     tpot: list[float] = field(default_factory=list)
     mix: tuple[float, float] = (DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS)
     """The last token mix seen (kept through quiet windows)."""
+    recent: deque[float] = field(default_factory=deque)
+    """Arrival times of the last ``RECENT_S`` (the planner's recent rate)."""
 
 
 @dataclass
@@ -344,6 +348,7 @@ class Simulation:
         pending = _Pending(arrival, key, request_id, loop)
         window = self._windows.get(key)
         if window is not None:
+            window.recent.append(arrival.t_s)
             window.arrivals += 1
             window.prompt_tokens += arrival.prompt_tokens
             window.output_tokens += arrival.output_tokens
@@ -581,8 +586,12 @@ class Simulation:
         predicted = None
         if ttft is not None and ready and rate > 0:
             predicted = self._capacity.latency(shape, prompt, output, rate / ready, q)[0]
-        load = Load(rate, prompt, output, span, ttft, tpot, predicted)
-        self._windows[key] = _Window(now, mix=window.mix)
+        recent = window.recent
+        while recent and recent[0] <= now - RECENT_S:
+            recent.popleft()
+        recent_rate = len(recent) / min(RECENT_S, span)
+        load = Load(rate, prompt, output, span, ttft, tpot, predicted, recent_rate)
+        self._windows[key] = _Window(now, mix=window.mix, recent=recent)
         limit = service.spec.max_replicas or PLANNER_MAX_REPLICAS
         tiers = tiers_for(
             service,

@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import logging
 
-from tierserve.model import InferenceService, Replica
-from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine
+from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
+from tierserve.model.autoscaling import SLO
+from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine, policy_of
+from tierserve.runtime.local.costs import BUDGET_BLOCKED
 from tierserve.runtime.local.isolation import each_object
+from tierserve.runtime.local.planner import PlannerInputs
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import Store
 
@@ -31,11 +34,19 @@ def _state_key(namespace: str, name: str) -> str:
 
 class Autoscaler:
     def __init__(
-        self, store: Store, scraper: MetricsScraper, settings: AutoscalerConfig | None = None
+        self,
+        store: Store,
+        scraper: MetricsScraper,
+        settings: AutoscalerConfig | None = None,
+        planner: PlannerInputs | None = None,
     ) -> None:
         self.store = store
         self.scraper = scraper
         self.settings = settings or AutoscalerConfig()
+        self.planner = planner
+        """The tier planner's inputs (``policy: slo`` services); None: they keep their size."""
+        self._learned: set[tuple[str, str]] = set()
+        self._world: tuple[dict[str, Node], list[ResourcePolicy]] = ({}, [])
         self._last_s: dict[tuple[str, str], float] = {}
         """When each service was last evaluated (a restart evaluates at once)."""
 
@@ -54,6 +65,10 @@ class Autoscaler:
             return
         theirs = mine(service, replicas)
         state_key = _state_key(*key)
+        context = None
+        if self.planner is not None and policy_of(service) == SLO:
+            nodes, policies = self._world
+            context = self.planner.context(service, replicas, nodes, policies, now)
         evaluation = evaluate(
             service,
             theirs,
@@ -61,14 +76,20 @@ class Autoscaler:
             self.store.get_state(state_key),
             now,
             self.settings,
+            context=context,
         )
         if evaluation is None:  # it does not autoscale
             return
         self._last_s[key] = now
         # The state goes with the change it led to: a restart sees both or neither, and
         # scales in no sooner than the window allows.
+        plan = evaluation.plan
         with self.store.transaction():
             self.store.put_state(state_key, evaluation.state)
+            if plan is not None and plan.budget_blocked:
+                labels = {"namespace": service.namespace, "service": service.name}
+                self.store.add_counter(BUDGET_BLOCKED, labels, 1.0)
+                self.store.record(service, "Warning", "BudgetBlocked", plan.reason, now, fold=True)
             if evaluation.message is None:
                 return
             spec = service.spec.model_copy(update={"replicas": evaluation.desired})
@@ -76,13 +97,35 @@ class Autoscaler:
             self.store.record(service, "Normal", "SuccessfulRescale", evaluation.message, now)
         log.info("%s/%s: %s", service.namespace, service.name, evaluation.message)
 
+    def _learn(self, replicas: list[Replica], nodes: dict[str, Node]) -> None:
+        """Tell the planner how long each new replica took from scheduled to Ready."""
+        if self.planner is None:
+            return
+        live = set()
+        for r in replicas:
+            key = (r.namespace, r.name)
+            live.add(key)
+            node = nodes.get(r.node_name or "")
+            s, ready = r.status.scheduled_s, r.status.ready_s
+            if key in self._learned or node is None or s is None or ready is None:
+                continue
+            self._learned.add(key)
+            self.planner.learn_cold_start(node.tier, ready - s)
+        self._learned &= live
+
     def tick(self, now: float) -> None:
         services = self.store.list(InferenceService, None)
         replicas = self.store.list(Replica, None)
+        if self.planner is not None and any(policy_of(s) == SLO for s in services):
+            nodes = {n.name: n for n in self.store.list(Node)}
+            self._world = (nodes, self.store.list(ResourcePolicy))
+            self._learn(replicas, nodes)
         keys = set()
         for service in services:
             key = (service.namespace, service.name)
             keys.add(key)
+            if self.planner is not None and policy_of(service) == SLO:
+                self.planner.sample(service, now)
             with each_object(self.store, service, "autoscaler", now, log):
                 self._service_tick(service, replicas, now)
         for gone in set(self._last_s) - keys:

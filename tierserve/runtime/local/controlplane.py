@@ -55,6 +55,7 @@ from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
 from tierserve.runtime.local.gpumetrics import GpuMetrics, NvmlSource, real_gpu_nodes
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.nvml import Nvml
+from tierserve.runtime.local.planner import PlannerInputs
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.routing import service_routes
@@ -63,6 +64,10 @@ from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
 
 log = logging.getLogger("tierserve.controlplane")
+
+STARTUP_OVERHEAD_S = 1.0
+"""Wall seconds a replica process takes to start before its engine loads (the tier
+planner's prior for a cold start, with the engine's load time)."""
 
 
 @dataclass
@@ -137,7 +142,14 @@ class ControlPlane:
         # Under ``emulator_time_scale`` the TTFT signal is in emulated seconds, like the
         # emulator's own metrics, so the same target works at any time scale.
         self.gateway_source = GatewaySource(gateway, config.emulator_time_scale or 1.0)
-        self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler)
+        max_age = config.autoscaler.metric_max_age_s
+        self.planner = PlannerInputs(
+            gateway,
+            lambda key, now: self.scraper.fresh(key, now, max_age),
+            time_scale=config.emulator_time_scale or 1.0,
+            startup_overhead_s=STARTUP_OVERHEAD_S,
+        )
+        self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler, self.planner)
         self._scrape_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stop_replicas = True

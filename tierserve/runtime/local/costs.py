@@ -27,8 +27,13 @@ def _sum_by_service(
     return sums
 
 
+BUDGET_BLOCKED = "budget_blocked"
+"""Store counter of the tier planner's budget-blocked scale-outs, per service."""
+
+
 class CostCollector(Collector):
-    """``tierserve_gpu_seconds``, ``tierserve_cloud_*`` and ``tierserve_replicas``."""
+    """``tierserve_gpu_seconds``, ``tierserve_cloud_*``, ``tierserve_replicas`` and
+    ``tierserve_budget_blocked_total``."""
 
     def __init__(
         self, store: Store, replicas: Callable[[], list[Replica]], tiers: Callable[[Replica], str]
@@ -68,7 +73,15 @@ class CostCollector(Collector):
             counts[key5] = counts.get(key5, 0) + 1
         for key5, n in counts.items():
             replicas.add_metric(list(key5), n)
-        return [gpu, cloud, cost, replicas]
+        blocked = CounterMetricFamily(
+            "tierserve_budget_blocked",
+            "Scale-outs the tier planner's cloud budget held back",
+            labels=["namespace", "service"],
+        )
+        for labels, value in self.store.counters(BUDGET_BLOCKED).items():
+            d = dict(labels)
+            blocked.add_metric([d["namespace"], d["service"]], value)
+        return [gpu, cloud, cost, replicas, blocked]
 
 
 def cost_summary(store: Store) -> dict[str, Any]:

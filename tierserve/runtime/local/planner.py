@@ -1,0 +1,267 @@
+"""What the tier planner reads on the local runtime: the gateway's load, the engines'
+token counts, the tiers and one replica's capacity — the *read* of read → decide → apply.
+
+- **Load**: the arrival rate is the change of the gateway's per-service arrival counter
+  since the last evaluation; the token mix is the change of the service's replicas'
+  ``vllm:prompt_tokens_total`` / ``vllm:generation_tokens_total`` over
+  ``vllm:request_success_total`` (the engines' own usage; the last mix seen is kept
+  through quiet periods); the measured TTFT is the gateway's streamed first tokens of
+  the period at the SLO's quantile.
+- **Tiers**: ``policy.tiers.tiers_for`` (placement over the store's nodes and
+  policies); a tier's cold start is learned from what happened (scheduled → Ready of
+  the service's replicas on it), the node's ``coldStartSeconds`` + the engine's load
+  time being the prior.
+- **Capacity**: the engine performance model for the replica's GPU and its command
+  line (``engine.perf.capacity``), computed on a worker thread so the control plane's
+  event loop (which also runs the gateway) never waits for it; until it is known the
+  planner keeps the size. A command the emulator cannot read (an unknown engine) has
+  no model: its capacity is measured (the per-replica rate it carried, scaled by how
+  far its measured TTFT is from the SLO).
+
+Under ``--emulator-time-scale`` every figure is converted to emulated seconds (rates x
+scale, durations / scale), like the emulator's own metrics, so the same SLO works at any
+time scale.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import dataclasses
+import logging
+import shlex
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from tierserve.engine.args import parse_args
+from tierserve.engine.perf.capacity import CapacityModel, bucket_mix
+from tierserve.engine.perf.cost import EngineShape
+from tierserve.errors import TierserveError
+from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
+from tierserve.policy.autoscaling import PLANNER_MAX_REPLICAS, PlannerContext
+from tierserve.policy.planner import Load
+from tierserve.policy.replicaset import service_key
+from tierserve.policy.signals import ReplicaKey
+from tierserve.policy.tiers import tiers_for
+
+log = logging.getLogger("tierserve.planner")
+
+PROMPT = "vllm:prompt_tokens_total"
+GENERATED = "vllm:generation_tokens_total"
+SUCCESS = "vllm:request_success_total"
+DEFAULT_MIX = (1000.0, 256.0)
+"""The token mix assumed until the engines have finished a request."""
+UNKNOWN_STARTUP_S = 60.0
+"""Engine load time assumed for an engine the performance model does not know."""
+
+
+class GatewayLoad(Protocol):
+    """What the planner asks the gateway (``GatewayState`` has it)."""
+
+    def arrived(self, namespace: str, service: str) -> int: ...
+
+    def service_ttft_quantile(
+        self, namespace: str, service: str, q: float, window_s: float, now: float
+    ) -> float | None: ...
+
+
+Latest = Callable[[ReplicaKey, float], Mapping[str, float]]
+"""The scraper's newest values of a replica at ``now`` (``MetricsScraper.fresh``)."""
+
+Pending = asyncio.Future[float] | concurrent.futures.Future[float]
+
+
+RECENT_S = 5.0
+"""The recent rate covers the gateway's arrivals of the last 5 emulated seconds."""
+
+
+@dataclass
+class _Seen:
+    at_s: float
+    arrived: int
+    samples: deque[tuple[float, int]] = field(default_factory=deque)
+    """(time, arrivals so far), every tick: the recent rate."""
+    counters: dict[ReplicaKey, tuple[float, float, float]] = field(default_factory=dict)
+    mix: tuple[float, float] = DEFAULT_MIX
+
+
+class PlannerInputs:
+    def __init__(
+        self,
+        gateway: GatewayLoad,
+        latest: Latest,
+        time_scale: float = 1.0,
+        startup_overhead_s: float = 0.0,
+    ) -> None:
+        self.gateway = gateway
+        self.latest = latest
+        self.scale = time_scale
+        self.startup_overhead_s = startup_overhead_s
+        self.model = CapacityModel()
+        self._seen: dict[tuple[str, str], _Seen] = {}
+        self._capacity: dict[tuple[object, ...], Pending] = {}
+        self._cold: dict[str, float] = {}
+
+    # -- the parts --------------------------------------------------------------------------
+
+    def _engine(
+        self, service: InferenceService, nodes: Mapping[str, Node]
+    ) -> tuple[EngineShape, float] | None:
+        node = next((n for n in nodes.values() if not n.virtual), next(iter(nodes.values()), None))
+        gpu = node.spec.gpu.model if node is not None and node.spec.gpu is not None else "V100-32G"
+        try:
+            config = parse_args([*shlex.split(service.spec.command), "--gpu", gpu])
+        except (TierserveError, ValueError, SystemExit):
+            return None
+        return config.shape, config.load_time_s
+
+    def _mix(self, seen: _Seen, replicas: Sequence[Replica], now: float) -> tuple[float, float]:
+        prompt = generated = done = 0.0
+        counters: dict[ReplicaKey, tuple[float, float, float]] = {}
+        for r in replicas:
+            key = (r.namespace, r.name)
+            values = self.latest(key, now)
+            if SUCCESS not in values:
+                continue
+            now_values = (values.get(PROMPT, 0.0), values.get(GENERATED, 0.0), values[SUCCESS])
+            counters[key] = now_values
+            before = seen.counters.get(key)
+            if before is not None and now_values[2] >= before[2]:  # no restart in between
+                prompt += now_values[0] - before[0]
+                generated += now_values[1] - before[1]
+                done += now_values[2] - before[2]
+        seen.counters = counters
+        if done > 0:
+            seen.mix = (prompt / done, generated / done)
+        return seen.mix
+
+    def _capacity_of(
+        self, shape: EngineShape, mix: tuple[float, float], service: InferenceService
+    ) -> float | None:
+        """The model's capacity, computed once per (shape, mix bucket, SLO) on a thread."""
+        spec = service.spec.autoscaling
+        assert spec is not None and spec.slo is not None
+        slo = spec.slo
+        key = (shape, bucket_mix(*mix), slo.ttft_seconds, slo.tpot_seconds, slo.attainment)
+        future = self._capacity.get(key)
+        if future is None:
+            future = self._capacity[key] = _submit(
+                self.model.rate,
+                shape,
+                mix[0],
+                mix[1],
+                slo.ttft_seconds,
+                slo.tpot_seconds,
+                slo.attainment,
+            )
+        if not future.done():
+            return None
+        try:
+            return future.result()
+        except Exception:  # a bug in the model: say so once, plan without it
+            log.exception("capacity model failed for %s/%s", service.namespace, service.name)
+            self._capacity[key] = _done(0.0)
+            return 0.0
+
+    def sample(self, service: InferenceService, now: float) -> None:
+        """Read the gateway's arrival counter (every tick): the recent rate's samples."""
+        seen = self._seen.get((service.namespace, service.name))
+        if seen is None:
+            return
+        samples = seen.samples
+        samples.append((now, self.gateway.arrived(service.namespace, service.name)))
+        keep = 2 * RECENT_S * self.scale
+        while len(samples) > 2 and samples[1][0] <= now - keep:
+            samples.popleft()
+
+    def _recent_rate(self, seen: _Seen, now: float, arrived: int) -> float | None:
+        """Emulated arrivals/s over about the last ``RECENT_S`` (None: too few samples)."""
+        since = now - RECENT_S * self.scale
+        older = [s for s in seen.samples if s[0] <= since]
+        base = older[-1] if older else (seen.samples[0] if seen.samples else None)
+        if base is None or now - base[0] <= 0:
+            return None
+        return (arrived - base[1]) / (now - base[0]) / self.scale
+
+    def learn_cold_start(self, tier: str, seconds: float) -> None:
+        before = self._cold.get(tier)
+        self._cold[tier] = seconds if before is None else 0.5 * before + 0.5 * seconds
+
+    # -- the context ------------------------------------------------------------------------
+
+    def context(
+        self,
+        service: InferenceService,
+        replicas: Sequence[Replica],
+        nodes: Mapping[str, Node],
+        policies: Sequence[ResourcePolicy],
+        now: float,
+    ) -> PlannerContext | None:
+        spec = service.spec.autoscaling
+        if spec is None or spec.slo is None:
+            return None
+        key = (service.namespace, service.name)
+        theirs = [r for r in replicas if service_key(r) == key]
+        arrived = self.gateway.arrived(*key)
+        seen = self._seen.get(key)
+        if seen is None:  # the first look only starts the window
+            self._seen[key] = _Seen(now, arrived)
+            self._mix(self._seen[key], theirs, now)
+            return None
+        span = now - seen.at_s
+        if span <= 0:
+            return None
+        scale = self.scale
+        mix = self._mix(seen, theirs, now)
+        rate = (arrived - seen.arrived) / span / scale  # emulated req/s
+        recent_rate = self._recent_rate(seen, now, arrived)
+        seen.at_s, seen.arrived = now, arrived
+        slo = spec.slo
+        q = slo.attainment
+        ttft_w = self.gateway.service_ttft_quantile(*key, q, span, now)
+        ttft = ttft_w / scale if ttft_w is not None else None
+        ready = sum(1 for r in theirs if r.ready)
+        engine = self._engine(service, nodes)
+        predicted = None
+        if engine is not None:
+            shape, load_s = engine
+            capacity = self._capacity_of(shape, mix, service)
+            if capacity is None:
+                return None  # not known yet: keep the size this period
+        else:  # an unknown engine: what its replicas carried, scaled to the SLO
+            load_s = UNKNOWN_STARTUP_S
+            if ttft is None or ready == 0 or rate <= 0:
+                return None
+            capacity = rate / ready * min(2.0, slo.ttft_seconds / max(ttft, 1e-3))
+        limit = service.spec.max_replicas or PLANNER_MAX_REPLICAS
+        tiers = tiers_for(
+            service,
+            replicas,
+            nodes,
+            policies,
+            now,
+            self.startup_overhead_s + load_s * scale,
+            limit,
+            self._cold,
+        )
+        # Cold starts in emulated seconds, like the rest.
+        tiers = [dataclasses.replace(t, cold_start_s=t.cold_start_s / scale) for t in tiers]
+        load = Load(rate, mix[0], mix[1], span / scale, ttft, None, predicted, recent_rate)
+        return PlannerContext(load, tuple(tiers), capacity)
+
+
+def _submit(fn: Callable[..., float], *args: object) -> Pending:
+    """``fn(*args)`` on the running loop's default executor (inline without a loop)."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return _done(fn(*args))
+    return loop.run_in_executor(None, fn, *args)
+
+
+def _done(value: float) -> Pending:
+    future: concurrent.futures.Future[float] = concurrent.futures.Future()
+    future.set_result(value)
+    return future
