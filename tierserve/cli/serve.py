@@ -4,15 +4,26 @@
 ``serve get|list|delete|update kserve|logs`` print arena's layouts. The translation of
 flags to objects and the layouts are pure (``tierserve.cli.arena``); this module reads
 the clock, talks to the control plane and prints.
+
+The tier planner's flags (``--autoscaler slo --slo ttft=2s,tpot=100ms
+--cloud-budget-per-hour 12 --headroom 0.1 --rebalance``) are tierserve's own; they build
+``spec.autoscaling`` (:mod:`tierserve.model.autoscaling`) with the pure functions below
+(:func:`parse_slo`, :func:`autoscaling_for_submit`, :func:`autoscaling_for_update`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import json
+import re
 import time
+from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import typer
 import yaml
 
@@ -26,7 +37,10 @@ from tierserve.errors import (
     TierserveError,
     ValidationError,
 )
-from tierserve.model.loader import dump_documents
+from tierserve.model import InferenceService
+from tierserve.model.autoscaling import HPA, SLO, Autoscaling
+from tierserve.model.display import shown
+from tierserve.model.loader import dump_documents, field_errors
 from tierserve.runtime.kube import serving as kube_serving
 from tierserve.runtime.local.client import Client
 
@@ -42,6 +56,38 @@ KubeconfigOption = typer.Option(
     None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig for --backend kubernetes."
 )
 ContextOption = typer.Option(None, "--context", help="kubeconfig context.")
+AutoscalerOption = typer.Option(
+    None,
+    "--autoscaler",
+    help="hpa (default: --scale-metric/--scale-target) or slo (the tier planner sizes "
+    "replicas and tiers on --slo).",
+    show_default=False,
+)
+SloOption = typer.Option(
+    None,
+    "--slo",
+    help="--autoscaler slo: the objective, ttft=DURATION[,tpot=DURATION][,attainment=SHARE], "
+    "e.g. ttft=2s,tpot=100ms,attainment=95%.",
+    show_default=False,
+)
+CloudBudgetOption = typer.Option(
+    None,
+    "--cloud-budget-per-hour",
+    help="--autoscaler slo: the most the cloud replicas may cost per hour (node price units).",
+    show_default=False,
+)
+HeadroomOption = typer.Option(
+    None,
+    "--headroom",
+    help="--autoscaler slo: plan for (1 + HEADROOM) times the forecast load (default 0).",
+    show_default=False,
+)
+RebalanceOption = typer.Option(
+    None,
+    "--rebalance/--no-rebalance",
+    help="--autoscaler slo: move replicas back from the cloud when the IDC frees up (default: on).",
+    show_default=False,
+)
 
 
 def _kube(backend: str) -> bool:
@@ -105,9 +151,341 @@ def _skipped(name: str, elapsed_s: float) -> str:
 
 NOTHING_TO_UPDATE = (
     "nothing to update: give at least one of --replicas, --min-replicas, --max-replicas, "
-    "--scale-metric, --scale-target, --image, --gpus, --cpu, --memory, --env, --annotation, "
-    "--label, --selector, --toleration, --command"
+    "--scale-metric, --scale-target, --autoscaler, --slo, --cloud-budget-per-hour, "
+    "--headroom, --rebalance/--no-rebalance, --image, --gpus, --cpu, --memory, --env, "
+    "--annotation, --label, --selector, --toleration, --command"
 )
+
+
+# -- the tier planner's flags -> spec.autoscaling (pure) ------------------------------------
+
+Obj = dict[str, Any]
+
+AUTOSCALERS = (HPA, SLO)
+SLO_EXAMPLE = "ttft=2s,tpot=100ms"
+SLO_SYNTAX = f"ttft=DURATION[,tpot=DURATION][,attainment=SHARE], e.g. {SLO_EXAMPLE}"
+_SLO_KEYS = {"ttft": "ttftSeconds", "tpot": "tpotSeconds", "attainment": "attainment"}
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|s)")
+_SHARE = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(%?)")
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+# Autoscaling's fields (as pydantic names them) -> the flag that sets them.
+_PLANNER_FLAGS = {"budget": "--cloud-budget-per-hour", "headroom": "--headroom", "slo": "--slo"}
+
+
+@dataclass(frozen=True)
+class AutoscalerFlags:
+    """The tier planner's flags as given; None: not given."""
+
+    autoscaler: str | None = None
+    slo: str | None = None
+    cloud_budget_per_hour: float | None = None
+    headroom: float | None = None
+    rebalance: bool | None = None
+
+    def planner_settings(self) -> list[tuple[str, str]]:
+        """(flag as written, value as shown) of each tier planner setting given."""
+        given = [
+            ("--slo", None if self.slo is None else shown(self.slo)),
+            ("--cloud-budget-per-hour", _number(self.cloud_budget_per_hour)),
+            ("--headroom", _number(self.headroom)),
+        ]
+        out = [(flag, value) for flag, value in given if value is not None]
+        if self.rebalance is not None:
+            out.append(("--rebalance" if self.rebalance else "--no-rebalance", ""))
+        return out
+
+    def given(self) -> bool:
+        return self.autoscaler is not None or bool(self.planner_settings())
+
+
+def _number(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _duration_s(text: str) -> Decimal | None:
+    """``2s``, ``1500ms``, ``0.1s`` in seconds; None: not a duration."""
+    found = _DURATION.fullmatch(text.strip())
+    if found is None:
+        return None
+    number, unit = Decimal(found[1]), found[2]
+    return number / 1000 if unit == "ms" else number
+
+
+def _share(text: str) -> Decimal | None:
+    """``95%`` or ``0.95`` as a fraction; None: not a number."""
+    found = _SHARE.fullmatch(text.strip())
+    if found is None:
+        return None
+    number = Decimal(found[1])
+    return number / 100 if found[2] else number
+
+
+def parse_slo(value: str) -> tuple[Obj, list[FieldError]]:
+    """``--slo ttft=2s,tpot=100ms[,attainment=95%]`` as ``spec.autoscaling.slo`` (camelCase
+    keys, seconds), and what is wrong with it, each error naming its item. ``tpot`` may be
+    left out (the objective is then TTFT only); ``attainment`` defaults to the model's 95 %."""
+    slo: Obj = {}
+    errors: list[FieldError] = []
+    keys: set[str] = set()
+
+    def bad(item: str, why: str) -> None:
+        errors.append(FieldError("--slo", f"{shown(item)} {why}"))
+
+    for item in (i.strip() for i in value.split(",")):
+        if not item:
+            continue  # a trailing comma
+        key, sep, text = (part.strip() for part in item.partition("="))
+        key = key.lower()
+        if not sep or not key:
+            bad(item, f"is not KEY=VALUE; expected {SLO_SYNTAX}")
+            continue
+        if key not in _SLO_KEYS:
+            close = difflib.get_close_matches(key, list(_SLO_KEYS), n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "expected ttft, tpot or attainment"
+            bad(item, f"has an unknown key {key!r}; {hint}")
+            continue
+        if key in keys:
+            bad(item, f"gives {key} a second time; expected each of ttft, tpot, attainment once")
+            continue
+        keys.add(key)
+        if key == "attainment":
+            share = _share(text)
+            if share is None:
+                bad(item, "is not a share; expected a percentage or a fraction, e.g. 95% or 0.95")
+            elif not 0 < share <= 1:
+                bad(item, "is outside (0, 1]; expected a share such as 95% or 0.95")
+            else:
+                slo["attainment"] = float(share)
+            continue
+        seconds = _duration_s(text)
+        if seconds is None:
+            bad(item, "is not a duration; expected a number and its unit, e.g. 2s, 1500ms or 0.1s")
+        else:
+            slo[_SLO_KEYS[key]] = float(seconds)
+    if "ttft" not in keys and not errors:
+        errors.append(
+            FieldError(
+                "--slo",
+                f"{shown(value)} has no ttft; expected {SLO_SYNTAX} (ttft: the time to first "
+                "token, tpot: the time per output token)",
+            )
+        )
+    return slo, errors
+
+
+def _item(slo: Obj, value: str, key: str) -> str:
+    """The ``--slo`` item that set ``key`` (``ttftSeconds``): how the user wrote it."""
+    short = next(k for k, v in _SLO_KEYS.items() if v == key)
+    for item in value.split(","):
+        if item.partition("=")[0].strip().lower() == short:
+            return item.strip()
+    return f"{short}={slo.get(key)}"
+
+
+def _validated_autoscaling(
+    doc: Obj, slo_value: str | None
+) -> tuple[Autoscaling | None, list[FieldError]]:
+    """``doc`` as ``Autoscaling``, or its errors named by the flags that set them (an
+    ``--slo`` error by its item, as written: ``'ttft=5000s' is out of range``)."""
+    try:
+        return Autoscaling.model_validate(doc), []
+    except pydantic.ValidationError as exc:
+        errors: list[FieldError] = []
+        raws = exc.errors(include_url=False)
+        for raw, error in zip(raws, field_errors(exc, Autoscaling), strict=True):
+            loc = [str(part) for part in raw["loc"]]
+            flag = _PLANNER_FLAGS.get(loc[0], "") if loc else ""
+            ctx = raw.get("ctx") or {}
+            bound = next(((b, words) for b, words in _BOUNDS if b in ctx), None)
+            if not flag or bound is None:
+                errors.append(FieldError(flag or error.path, error.message))
+                continue
+            limit = _number(float(ctx[bound[0]]))
+            if flag == "--slo" and len(loc) == 2 and slo_value is not None:
+                what = "a share" if loc[1] == "attainment" else "a duration"
+                unit = "" if loc[1] == "attainment" else "s"
+                item = shown(_item(doc.get("slo", {}), slo_value, loc[1]))
+                expected = f"{what} {bound[1]} {limit}{unit}"
+            else:
+                item, expected = str(_number(raw.get("input"))), f"a value {bound[1]} {limit}"
+            errors.append(FieldError(flag, f"{item} is out of range; expected {expected}"))
+        return None, errors
+
+
+def _planner_doc(flags: AutoscalerFlags, base: Obj, errors: list[FieldError]) -> Obj:
+    """``base`` (the current ``spec.autoscaling`` of an slo service, or ``{}``) with the
+    flags' settings; ``--slo`` replaces the whole objective."""
+    doc: Obj = {**base, "policy": SLO}
+    if flags.slo is not None:
+        slo, bad = parse_slo(flags.slo)
+        errors += bad
+        if not bad:
+            doc["slo"] = slo
+    if flags.cloud_budget_per_hour is not None:
+        doc["budget"] = {"cloudCostPerHour": flags.cloud_budget_per_hour}
+    if flags.headroom is not None:
+        doc["headroom"] = flags.headroom
+    if flags.rebalance is not None:
+        doc["rebalance"] = flags.rebalance
+    return doc
+
+
+def _planner(flags: AutoscalerFlags, base: Obj, errors: list[FieldError]) -> Autoscaling | None:
+    """The tier planner's ``spec.autoscaling`` from ``base`` and the flags, validated; None
+    when anything (in ``errors`` so far, or found here) is wrong."""
+    doc = _planner_doc(flags, base, errors)
+    # Without an objective (already reported) the other settings are checked all the same.
+    checked = doc if doc.get("slo") else {**doc, "policy": HPA}
+    autoscaling, bad = _validated_autoscaling(checked, flags.slo)
+    errors += bad
+    return None if errors else autoscaling
+
+
+def _check_autoscaler(flags: AutoscalerFlags, errors: list[FieldError]) -> None:
+    if flags.autoscaler is not None and flags.autoscaler not in AUTOSCALERS:
+        errors.append(
+            FieldError(
+                "--autoscaler", f"{shown(flags.autoscaler)} is not one of {', '.join(AUTOSCALERS)}"
+            )
+        )
+
+
+def _planner_settings_need_slo(flags: AutoscalerFlags, why: str, errors: list[FieldError]) -> None:
+    for flag, value in flags.planner_settings():
+        said = f"{value} is" if value else "is"
+        errors.append(
+            FieldError(
+                flag,
+                f"{said} a tier planner setting, given {why}; add --autoscaler slo, or drop {flag}",
+            )
+        )
+
+
+def _scale_flags_conflict(
+    scale_metric: str | None,
+    scale_target: float | None,
+    errors: list[FieldError],
+    where: str = "with --autoscaler slo",
+) -> None:
+    """``--scale-metric``/``--scale-target`` given where the tier planner sizes the service."""
+    for flag, value in (
+        ("--scale-metric", None if scale_metric is None else shown(scale_metric)),
+        ("--scale-target", _number(scale_target)),
+    ):
+        if value is not None:
+            errors.append(
+                FieldError(
+                    flag,
+                    f"{value} {where}: the tier planner sizes on the SLO; drop "
+                    f"{flag}, or use --autoscaler hpa",
+                )
+            )
+
+
+def _slo_required(errors: list[FieldError], why: str = "") -> None:
+    errors.append(
+        FieldError("--slo", f"is required with --autoscaler slo{why}; e.g. --slo {SLO_EXAMPLE}")
+    )
+
+
+def autoscaling_for_submit(
+    flags: AutoscalerFlags, scale_metric: str | None, scale_target: float | None
+) -> tuple[Autoscaling | None, list[FieldError]]:
+    """``spec.autoscaling`` of ``serve kserve`` (None: the HPA on ``--scale-metric``, as
+    without these flags), and what is wrong with the flags, each naming its flag."""
+    errors: list[FieldError] = []
+    _check_autoscaler(flags, errors)
+    if flags.autoscaler != SLO:
+        why = "with --autoscaler hpa" if flags.autoscaler == HPA else "without --autoscaler slo"
+        _planner_settings_need_slo(flags, why, errors)
+        return None, errors
+    _scale_flags_conflict(scale_metric, scale_target, errors)
+    if flags.slo is None:
+        _slo_required(errors)
+    return _planner(flags, {}, errors), errors
+
+
+def autoscaling_for_update(
+    spec: Obj, flags: AutoscalerFlags, scale_metric: str | None, scale_target: float | None
+) -> tuple[Obj, list[FieldError]]:
+    """``spec`` (a service's, as the API returns it) with ``serve update kserve``'s
+    autoscaler flags applied, and what is wrong with them.
+
+    The planner settings change a service the tier planner already sizes, or come with
+    ``--autoscaler slo``; switching to it drops ``scaleMetric``/``scaleTarget`` (the HPA
+    would fight the planner). ``--autoscaler hpa`` removes ``spec.autoscaling``: the
+    service scales on its ``scaleMetric`` again (give one with ``--scale-metric``)."""
+    errors: list[FieldError] = []
+    _check_autoscaler(flags, errors)
+    current: Obj = dict(spec.get("autoscaling") or {})
+    was_slo = current.get("policy", HPA) == SLO
+    to_slo = flags.autoscaler == SLO or (flags.autoscaler is None and was_slo)
+    out = dict(spec)
+    if errors:
+        return out, errors
+    if not to_slo:
+        why = (
+            "with --autoscaler hpa"
+            if flags.autoscaler == HPA
+            else "without --autoscaler slo (the service's autoscaler is hpa)"
+        )
+        _planner_settings_need_slo(flags, why, errors)
+        if flags.autoscaler == HPA:
+            out.pop("autoscaling", None)
+        return out, errors
+    where = (
+        "with --autoscaler slo" if flags.autoscaler == SLO else "on a service of --autoscaler slo"
+    )
+    _scale_flags_conflict(scale_metric, scale_target, errors, where)
+    if flags.slo is None and not (was_slo and current.get("slo")):
+        _slo_required(errors, " (the service has no SLO yet)")
+    autoscaling = _planner(flags, current if was_slo else {}, errors)
+    if autoscaling is not None:
+        out["autoscaling"] = autoscaling.to_dict()
+        out.pop("scaleMetric", None)
+        out.pop("scaleTarget", None)
+    return out, errors
+
+
+def service_for_submit(flags: arena.KServeFlags, auto: AutoscalerFlags) -> InferenceService:
+    """The InferenceService of ``serve kserve``'s flags, the tier planner's included,
+    validated, or a ValidationError naming every bad flag at once."""
+    autoscaling, errors = autoscaling_for_submit(auto, flags.scale_metric, flags.scale_target)
+    if auto.autoscaler == SLO:
+        # Reported above in the planner's terms; arena's "both or neither" would mislead.
+        flags = dataclasses.replace(flags, scale_metric=None, scale_target=None)
+    try:
+        service = arena.service_from_flags(flags)
+    except ValidationError as exc:
+        raise ValidationError("", [*exc.errors, *errors]) from None
+    if errors:
+        raise ValidationError("", errors)
+    if autoscaling is None:
+        return service
+    return service.model_copy(
+        update={"spec": service.spec.model_copy(update={"autoscaling": autoscaling})}
+    )
+
+
+def service_for_update(
+    current: Obj, flags: arena.UpdateFlags, auto: AutoscalerFlags
+) -> InferenceService:
+    """``current`` (as the API returns it) with ``serve update kserve``'s flags applied,
+    validated, or a ValidationError naming every bad flag at once."""
+    spec, errors = autoscaling_for_update(
+        current["spec"], auto, flags.scale_metric, flags.scale_target
+    )
+    if spec.get("autoscaling", {}).get("policy") == SLO:
+        flags = dataclasses.replace(flags, scale_metric=None, scale_target=None)
+    try:
+        changed = arena.apply_update({**current, "spec": spec}, flags)
+    except ValidationError as exc:
+        raise ValidationError("", [*exc.errors, *errors]) from None
+    if errors:
+        raise ValidationError("", errors)
+    return changed
 
 
 def register(app: typer.Typer) -> None:
@@ -184,6 +562,11 @@ def register(app: typer.Typer) -> None:
             help="HTTP path that answers 200 once the engine is ready "
             "(default: /health, else /v1/models).",
         ),
+        autoscaler: str | None = AutoscalerOption,
+        slo: str | None = SloOption,
+        cloud_budget_per_hour: float | None = CloudBudgetOption,
+        headroom: float | None = HeadroomOption,
+        rebalance: bool | None = RebalanceOption,
         dry_run: bool = typer.Option(
             False, "--dry-run", help="Print the InferenceService; create nothing."
         ),
@@ -223,9 +606,24 @@ def register(app: typer.Typer) -> None:
             readiness_probe_path=readiness_probe_path,
             command=command or [],
         )
+        auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
         kube = _kube(backend)
+        if kube and auto.autoscaler == SLO:
+            fail(
+                ValidationError(
+                    "",
+                    [
+                        FieldError(
+                            "--autoscaler",
+                            "'slo' is not served with --backend kubernetes (the tier planner "
+                            "runs in tierserve's control plane); expected hpa there, or "
+                            "--backend local",
+                        )
+                    ],
+                )
+            )
         try:
-            service = arena.service_from_flags(flags)
+            service = service_for_submit(flags, auto)
             if kube:
                 for line in kube_serving.submit(service, kubeconfig, context, dry_run, raw):
                     typer.echo(line)
@@ -393,6 +791,11 @@ def register(app: typer.Typer) -> None:
         max_replicas: int | None = typer.Option(None, "--max-replicas"),
         scale_metric: str | None = typer.Option(None, "--scale-metric"),
         scale_target: float | None = typer.Option(None, "--scale-target"),
+        autoscaler: str | None = AutoscalerOption,
+        slo: str | None = SloOption,
+        cloud_budget_per_hour: float | None = CloudBudgetOption,
+        headroom: float | None = HeadroomOption,
+        rebalance: bool | None = RebalanceOption,
         env: list[str] | None = typer.Option(None, "--env", "-e", help="KEY=VALUE (merged)."),
         annotation: list[str] | None = typer.Option(None, "--annotation", "-a"),
         label: list[str] | None = typer.Option(None, "--label", "-l"),
@@ -424,12 +827,13 @@ def register(app: typer.Typer) -> None:
         )
         if not name:
             fail(ValidationError("", [FieldError("--name", "is required; e.g. --name=deepseek")]))
-        if flags.changes_nothing():
+        auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
+        if flags.changes_nothing() and not auto.given():
             fail(ValidationError("", [FieldError("", NOTHING_TO_UPDATE)]))
         try:
             arena.check_version(version)
             client = client_for(state_dir)
-            changed = arena.apply_update(_service(client, name, namespace), flags)
+            changed = service_for_update(_service(client, name, namespace), flags, auto)
             results = client.apply(
                 dump_documents([changed], redact=False), source="serve update kserve"
             )
