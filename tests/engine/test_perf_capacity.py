@@ -158,6 +158,12 @@ def test_zero_rate_when_even_a_trickle_misses(mix: Mix, ttft_s: float, tpot_s: f
     assert replica_rate(seed_shape(), mix, ttft_s, tpot_s, 0.9) == 0.0
 
 
+def test_a_loose_slo_gets_at_most_the_throughput_bound() -> None:
+    # every token through the matmuls: 125e12 * 0.6 / (2 * 7.62e9 * (1500 + 256)) = 2.80 req/s
+    rate = replica_rate(seed_shape(), SEED_MIX, 1000.0, None, 0.9, requests=30)
+    assert rate == pytest.approx(2.80, rel=0.01)
+
+
 def test_rate_is_deterministic() -> None:
     shape = seed_shape()
     first = replica_rate(shape, SEED_MIX, 2.0, 0.1, 0.9, requests=30)
@@ -167,6 +173,8 @@ def test_rate_is_deterministic() -> None:
 def test_bad_arguments() -> None:
     with pytest.raises(ValueError, match="q"):
         replica_rate(seed_shape(), SEED_MIX, 2.0, q=1.5)
+    with pytest.raises(ValueError, match="requests"):
+        latency_quantiles(seed_shape(), SEED_MIX, 1.0, requests=0)
     with pytest.raises(ValueError, match="prompt_tokens"):
         Mix(0, 10)
     with pytest.raises(ValueError, match="output_tokens"):

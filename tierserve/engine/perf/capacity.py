@@ -74,8 +74,7 @@ BISECTION_TOLERANCE = 0.02
 within 2 % below the largest passing rate, well inside the sampling spread."""
 
 MAX_BRACKET_STEPS = 12
-"""Doublings ``replica_rate`` tries above the throughput bound; a rate that fails at
-``2 ** -12`` of the bound counts as 0.0."""
+"""A rate that fails at ``2 ** -12`` of the throughput bound counts as 0.0."""
 
 DESCENT_FACTOR = 0.8
 DESCENT_STEPS = 3
@@ -113,6 +112,14 @@ def default_requests(q: float) -> int:
     if q >= 1.0:
         return MIN_REQUESTS
     return max(MIN_REQUESTS, math.ceil(MISSES_PER_QUANTILE / (1.0 - q) - 1e-9))
+
+
+def _requests(requests: int | None, q: float) -> int:
+    if requests is None:
+        return default_requests(q)
+    if requests < 1:
+        raise ValueError(f"requests: {requests}, expected >= 1")
+    return requests
 
 
 def _check_quantile(q: float) -> None:
@@ -187,7 +194,7 @@ def _run(
     scale = 1.0 / rate_per_s
     sched = BatchScheduler(shape)
     measured_from, measured_to = warmup, warmup + requests
-    index: dict[Sequence, int] = {}
+    measured: set[Sequence] = set()
     first: dict[Sequence, float] = {}
     ttfts: list[float] = []
     tpots: list[float] = []
@@ -200,7 +207,7 @@ def _run(
         while next_arrival <= now:
             seq = Sequence(f"r{arrived}", mix.prompt_tokens, out, next_arrival)
             if measured_from <= arrived < measured_to:
-                index[seq] = arrived
+                measured.add(seq)
             sched.add(seq)
             arrived += 1
             next_arrival += rng.expovariate(1.0) * scale
@@ -213,7 +220,7 @@ def _run(
         now += plan.duration_s
         for ev in sched.commit(plan):
             seq = ev.seq
-            if seq not in index:
+            if seq not in measured:
                 continue
             if ev.index == 1:
                 first[seq] = now
@@ -255,7 +262,7 @@ def latency_quantiles(
     ttft0, tpot0 = _isolated(shape, mix)
     if rate_per_s <= 0.0:
         return ttft0, tpot0
-    n = requests if requests is not None else default_requests(q)
+    n = _requests(requests, q)
     e2e0 = ttft0 + tpot0 * (mix.output_tokens - 1)
     result = _run(shape, mix, rate_per_s, _warmup(rate_per_s, e2e0), n, seed, None)
     assert result is not None  # no SLO: never stops early
@@ -264,18 +271,10 @@ def latency_quantiles(
 
 
 def _bracket(passes: Callable[[float], bool], bound: float) -> tuple[float, float]:
-    """A passing ``lo`` and a failing ``hi`` rate, searched from the throughput
-    ``bound``: down by 0.8 three times (a failing run above capacity stops early, so
-    these are cheap), then by halves; up by doubling in the rare case that the bound
-    itself passes. ``(0.0, hi)`` when nothing down to ``2 ** -12`` of the bound passes;
-    ``(lo, inf)`` when the bound passes even doubled ``MAX_BRACKET_STEPS`` times."""
-    if passes(bound):
-        lo = bound
-        for _ in range(MAX_BRACKET_STEPS):
-            if not passes(lo * 2.0):
-                return lo, lo * 2.0
-            lo *= 2.0
-        return lo, math.inf
+    """A passing ``lo`` and a failing ``hi`` rate below the throughput ``bound`` (which
+    fails): down from it by 0.8 three times (a failing run above capacity stops early,
+    so these are cheap), then by halves. ``(0.0, hi)`` when nothing down to
+    ``2 ** -MAX_BRACKET_STEPS`` of the bound passes."""
     hi, steps = bound, 0
     floor = bound * 2.0**-MAX_BRACKET_STEPS
     while hi > floor:
@@ -301,12 +300,15 @@ def replica_rate(
     <= ``ttft_s`` and TPOT <= ``tpot_s`` (None: TTFT only), as ``latency_quantiles``
     with the same ``requests`` and ``seed`` measures them.
 
-    Geometric bisection between a passing and a failing rate, started from the
-    replica's throughput bound, until they are within ``tolerance`` (relative) of each
-    other; returns the passing one. Deterministic. 0.0 when even a trickle misses (an
-    isolated request is over the SLO, e.g. its prefill alone exceeds ``ttft_s``), when
-    the mix never fits the replica, or when the SLO fails down to ``2 ** -12`` of the
-    bound. See the module docstring for the precision and cost.
+    Geometric bisection between a passing and a failing rate, bracketed down from the
+    replica's throughput bound (every token through the matmuls at the GPU's FLOP/s,
+    and ``max_num_seqs`` at a time), until they are within ``tolerance`` (relative) of
+    each other; returns the passing one. Deterministic. At most the bound: an SLO so
+    loose that a queue may grow for the whole run returns it, as no rate above it has
+    a steady state. 0.0 when even a trickle misses (an isolated request is over the
+    SLO, e.g. its prefill alone exceeds ``ttft_s``), when the mix never fits the
+    replica, or when the SLO fails down to ``2 ** -12`` of the bound. See the module
+    docstring for the precision and cost.
     """
     _check_quantile(q)
     if tolerance <= 0.0:
@@ -317,7 +319,7 @@ def replica_rate(
     ttft0, tpot0 = _isolated(shape, mix)
     if ttft0 > ttft_s or tpot0 > tpot_limit:
         return 0.0
-    n = requests if requests is not None else default_requests(q)
+    n = _requests(requests, q)
     slo = _Slo(ttft_s, tpot_limit, n - (_rank(q, n) + 1))
     e2e0 = ttft0 + tpot0 * (mix.output_tokens - 1)
 
@@ -325,9 +327,11 @@ def replica_rate(
         return _run(shape, mix, rate, _warmup(rate, e2e0), n, seed, slo) is not None
 
     bound = _rate_bound(shape, mix, e2e0)
+    if passes(bound):  # no steady state above it, whatever a finite run says
+        return bound
     lo, hi = _bracket(passes, bound)
-    if lo == 0.0 or hi == math.inf:
-        return lo
+    if lo == 0.0:
+        return 0.0
     while hi / lo > 1.0 + tolerance:
         mid = math.sqrt(lo * hi)
         if passes(mid):
