@@ -37,10 +37,12 @@ Qwen-7B line, 1500 prompt / 256 output tokens, TTFT 2 s, TPOT 0.1 s), default
 - the bisection adds at most ``tolerance`` (2 %, downwards).
 
 So read a rate as ±7 % of the model's long-run answer, and keep a margin (or the
-planner's online correction) for it; pass a larger ``requests`` for more (the spread
-shrinks as its square root; the cost grows linearly). A cold ``replica_rate`` runs
-6-8 simulations, about 0.3 s in all for the seed case (0.5 s on an H100, up to ~1 s
-for short prompts with hundreds of sequences in flight) on one core of this machine.
+planner's online correction) for it; a larger ``requests`` narrows it (1000: ±3 %)
+at a cost linear in it. Close to saturation (utilisation near 1) a short run cannot
+see a queue that grows slowly, hence the ``MAX_UTILISATION`` cap. A cold
+``replica_rate`` runs 6-9 simulations (a failing one stops early): 0.3-0.5 s of
+one core of this machine for the seed case (at most 0.6 s over 16 seeds), about
+0.15 s on an H100; ``latency_quantiles`` is one simulation, ~0.1 s.
 """
 
 from __future__ import annotations
@@ -75,6 +77,13 @@ within 2 % below the largest passing rate, well inside the sampling spread."""
 
 MAX_BRACKET_STEPS = 12
 """A rate that fails at ``2 ** -12`` of the throughput bound counts as 0.0."""
+
+MAX_UTILISATION = 0.95
+"""``replica_rate`` answers at most this share of the replica's throughput bound. At
+a utilisation near 1 the queue grows too slowly for a run of a few hundred requests
+to see (an H100 on the seed's mix passes at 100 % of its bound, 22.2 req/s, in 200
+requests, while 6000 requests show TTFT p90 climbing past 2 s from ~21 req/s); no
+real replica holds an SLO there either."""
 
 DESCENT_FACTOR = 0.8
 DESCENT_STEPS = 3
@@ -271,9 +280,9 @@ def latency_quantiles(
 
 
 def _bracket(passes: Callable[[float], bool], bound: float) -> tuple[float, float]:
-    """A passing ``lo`` and a failing ``hi`` rate below the throughput ``bound`` (which
-    fails): down from it by 0.8 three times (a failing run above capacity stops early,
-    so these are cheap), then by halves. ``(0.0, hi)`` when nothing down to
+    """A passing ``lo`` and a failing ``hi`` rate below ``bound`` (which fails): down
+    from it by 0.8 three times (a failing run above capacity stops early, so these
+    are cheap), then by halves. ``(0.0, hi)`` when nothing down to
     ``2 ** -MAX_BRACKET_STEPS`` of the bound passes."""
     hi, steps = bound, 0
     floor = bound * 2.0**-MAX_BRACKET_STEPS
@@ -303,12 +312,12 @@ def replica_rate(
     Geometric bisection between a passing and a failing rate, bracketed down from the
     replica's throughput bound (every token through the matmuls at the GPU's FLOP/s,
     and ``max_num_seqs`` at a time), until they are within ``tolerance`` (relative) of
-    each other; returns the passing one. Deterministic. At most the bound: an SLO so
-    loose that a queue may grow for the whole run returns it, as no rate above it has
-    a steady state. 0.0 when even a trickle misses (an isolated request is over the
-    SLO, e.g. its prefill alone exceeds ``ttft_s``), when the mix never fits the
-    replica, or when the SLO fails down to ``2 ** -12`` of the bound. See the module
-    docstring for the precision and cost.
+    each other; returns the passing one. Deterministic. At most ``MAX_UTILISATION``
+    (95 %) of the bound: an SLO so loose that a queue may grow for the whole run gets
+    that, as no rate above the bound has a steady state. 0.0 when even a trickle
+    misses (an isolated request is over the SLO, e.g. its prefill alone exceeds
+    ``ttft_s``), when the mix never fits the replica, or when the SLO fails down to
+    ``2 ** -12`` of the bound. See the module docstring for the precision and cost.
     """
     _check_quantile(q)
     if tolerance <= 0.0:
@@ -326,8 +335,8 @@ def replica_rate(
     def passes(rate: float) -> bool:
         return _run(shape, mix, rate, _warmup(rate, e2e0), n, seed, slo) is not None
 
-    bound = _rate_bound(shape, mix, e2e0)
-    if passes(bound):  # no steady state above it, whatever a finite run says
+    bound = MAX_UTILISATION * _rate_bound(shape, mix, e2e0)
+    if passes(bound):  # a finite run cannot see the queue grow this close to 100 %
         return bound
     lo, hi = _bracket(passes, bound)
     if lo == 0.0:
