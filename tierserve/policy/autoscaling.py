@@ -17,7 +17,7 @@ target``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tierserve.model import InferenceService, Replica
@@ -40,6 +40,9 @@ class PlannerContext:
     load: Load
     tiers: tuple[Tier, ...]
     capacity: float
+    now: float | None = None
+    """The planner's clock when it is not the body's (emulated seconds under an emulator
+    time scale, where the load, latencies and cold starts are emulated too)."""
 
 
 @dataclass(frozen=True)
@@ -154,14 +157,40 @@ def slo(
         context.capacity,
         current,
         PlannerState.from_json(state),
-        now,
+        context.now if context.now is not None else now,
     )
     return Evaluation(
         service, SLO, decided.desired, decided.state.to_json(), decided.message(current), decided
     )
 
 
-AUTOSCALERS: Mapping[str, Autoscaler] = {HPA: hpa, SLO: slo}
+ORACLE = "oracle"
+
+
+def oracle(
+    service: InferenceService,
+    replicas: Sequence[Replica],
+    metrics: Mapping[str, Mapping[str, float]],
+    state: Any,
+    now: float,
+    config: AutoscalerConfig,
+    context: PlannerContext | None = None,
+) -> Evaluation | None:
+    """The clairvoyant lower bound, for the simulator: the tier planner's arithmetic
+    (capacity, tiers, cold starts, budget) on the load that *will* come — the context's
+    ``load.rate`` is the highest future rate over the cold-start horizon, which only a
+    simulator knows — with no forecast error and no breach to react to."""
+    if context is None:
+        return slo(service, replicas, metrics, state, now, config, None)
+    clock = context.now if context.now is not None else now
+    known = PlannerState(level=context.load.rate, trend_per_s=0.0, at_s=clock)
+    load = replace(context.load, recent_rate=None, ttft_s=None, tpot_s=None)
+    exact = replace(context, load=load)
+    evaluation = slo(service, replicas, metrics, known.to_json(), now, config, exact)
+    return None if evaluation is None else replace(evaluation, policy=ORACLE)
+
+
+AUTOSCALERS: Mapping[str, Autoscaler] = {HPA: hpa, SLO: slo, ORACLE: oracle}
 """Every autoscaler ``policy/`` offers, by the name a service or a simulation selects."""
 
 

@@ -46,10 +46,16 @@ ALPHA = 0.5
 """Holt's level smoothing: half the weight on the newest period's rate."""
 BETA = 0.3
 """Holt's trend smoothing."""
+MIX_WEIGHT = 0.3
+"""EWMA weight of the newest period's token mix (the bodies smooth the mix with it)."""
 CORRECTION_WEIGHT = 0.3
 """EWMA weight of the newest measured/predicted latency ratio."""
 CORRECTION_BOUNDS = (0.5, 3.0)
 """The correction never makes a replica more than 2x faster or 3x slower than predicted."""
+IDC_SCALE_IN_WINDOW_S = 300.0
+"""IDC replicas are kept this long after they were last needed (an IDC GPU is paid for
+whether it serves or not: giving it back saves nothing, and it may be needed again);
+cloud replicas go as soon as the forecast over their cold start no longer needs them."""
 UNBOUNDED = 1_000_000
 """Replicas "needed" when one replica cannot meet the SLO at all (then maxReplicas caps)."""
 
@@ -100,6 +106,8 @@ class PlannerState:
     trend_per_s: float = 0.0
     at_s: float | None = None
     correction: float = 1.0
+    needed: tuple[tuple[float, int], ...] = ()
+    """(time, replicas needed) of the last ``IDC_SCALE_IN_WINDOW_S``."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -107,6 +115,7 @@ class PlannerState:
             "trendPerS": self.trend_per_s,
             "atS": self.at_s,
             "correction": self.correction,
+            "needed": [list(x) for x in self.needed],
         }
 
     @classmethod
@@ -123,6 +132,7 @@ class PlannerState:
                 trend_per_s=float(value.get("trendPerS", 0.0)),
                 at_s=None if at is None else float(at),
                 correction=float(value.get("correction", 1.0)),
+                needed=tuple((float(t), int(n)) for t, n in value.get("needed", ())),
             )
         except (TypeError, ValueError):
             return cls()
@@ -261,6 +271,13 @@ def plan(
     if breach:
         target = max(target, current + 1)
     target = min(config.max_replicas, max(config.min_replicas, target))
+    # IDC replicas stay while they were needed within the window; cloud ones do not.
+    history = tuple(x for x in state.needed if now - x[0] < IDC_SCALE_IN_WINDOW_S)
+    state = replace(state, needed=(*history, (now, target)))
+    idc = tiers[0] if tiers and tiers[0].price_per_replica_hour == 0 else None
+    if idc is not None and history:
+        keep_idc = min(max(n for _, n in history), idc.allocated + idc.room)
+        target = max(target, min(keep_idc, config.max_replicas))
     per_tier, blocked = _split(target, tiers, config.cloud_cost_per_hour)
     desired = max(config.min_replicas, sum(per_tier.values())) if tiers else target
     cost = sum(per_tier.get(t.name, 0) * t.price_per_replica_hour for t in tiers)

@@ -28,7 +28,9 @@ decision since every decision is level-triggered on the same state.
 
 from __future__ import annotations
 
+import bisect
 import heapq
+import math
 import random
 from array import array
 from collections import deque
@@ -42,6 +44,7 @@ from tierserve.model.autoscaling import SLO
 from tierserve.model.base import TypedObject
 from tierserve.policy import billing, drain, provisioning, replicaset
 from tierserve.policy.autoscaling import (
+    ORACLE,
     PLANNER_MAX_REPLICAS,
     AutoscalerConfig,
     PlannerContext,
@@ -51,7 +54,7 @@ from tierserve.policy.autoscaling import (
     policy_of,
 )
 from tierserve.policy.naming import replica_name
-from tierserve.policy.planner import Load
+from tierserve.policy.planner import MIX_WEIGHT, Load
 from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
@@ -218,6 +221,8 @@ class _Window:
     tpot: list[float] = field(default_factory=list)
     mix: tuple[float, float] = (DEFAULT_PROMPT_TOKENS, DEFAULT_OUTPUT_TOKENS)
     """The last token mix seen (kept through quiet windows)."""
+    measured: bool = False
+    """Whether ``mix`` was measured (the first measurement replaces the default)."""
     recent: deque[float] = field(default_factory=deque)
     """Arrival times of the last ``RECENT_S`` (the planner's recent rate)."""
 
@@ -296,13 +301,23 @@ class Simulation:
         self._arrived_since = 0
         self._engine_cache: dict[tuple[str, str], tuple[Any, float]] = {}
         self._only_service = next(iter(self.services)) if len(self.services) == 1 else None
-        self._windows: dict[Key, _Window] = {
-            k: _Window(0.0)
+        planned = {
+            k
             for k, svc in self.services.items()
-            if (self.settings.autoscaler_policy or policy_of(svc)) == SLO
+            if (self.settings.autoscaler_policy or policy_of(svc)) in (SLO, ORACLE)
         }
+        self._windows: dict[Key, _Window] = {k: _Window(0.0) for k in planned}
+        self._future: dict[Key, array[float]] | None = None
+        """Every arrival time per service, for the clairvoyant oracle (None: no oracle)."""
+        self._load_start = 0.0 if not self.settings.warm_start else math.inf
+        """When the load starts (after a warm start's warm-up: the oracle sees none before)."""
+        if any(
+            (self.settings.autoscaler_policy or policy_of(svc)) == ORACLE
+            for svc in self.services.values()
+        ):
+            self._materialize()
         """Per-service load windows, kept only for services the tier planner sizes."""
-        self._capacity = CapacityModel()
+        self._capacity = CapacityModel(mix_step=0.1)
         self._cold: dict[str, float] = {}
         """Learned cold start per tier (scheduled -> Ready), an EWMA of what happened."""
 
@@ -554,6 +569,33 @@ class Simulation:
                 self._first_scale_out = now
             self._dirty = True
 
+    def _materialize(self) -> None:
+        """Read the whole workload ahead (the oracle knows the future)."""
+        everything = list(self.arrivals)
+        self.arrivals = iter(everything)
+        future: dict[Key, array[float]] = {k: array("d") for k in self.services}
+        for a in everything:
+            key = self._service_of(a)
+            if key is not None:
+                future[key].append(a.t_s)
+        self._future = future
+
+    def _future_rate(self, key: Key, now: float, horizon_s: float, period_s: float) -> float:
+        """The highest arrival rate of any minute in ``[now, now + horizon + period]``."""
+        assert self._future is not None
+        times = self._future[key]
+        t = now - self._load_start
+        end = t + horizon_s + period_s
+        minute = 60.0
+        best = 0.0
+        start = t
+        while start < end:
+            lo = bisect.bisect_left(times, start)
+            hi = bisect.bisect_left(times, start + minute)
+            best = max(best, (hi - lo) / minute)
+            start += period_s
+        return best
+
     def _planner_context(
         self, key: Key, service: InferenceService, replicas: list[Replica], now: float
     ) -> PlannerContext | None:
@@ -567,11 +609,15 @@ class Simulation:
         span = now - window.since
         if span <= 0:
             return None
-        if window.arrivals:
+        if window.arrivals:  # smoothed: the capacity model is asked once per mix bucket
+            prompt_now = window.prompt_tokens / window.arrivals
+            output_now = window.output_tokens / window.arrivals
+            w = MIX_WEIGHT if window.measured else 1.0
             window.mix = (
-                window.prompt_tokens / window.arrivals,
-                window.output_tokens / window.arrivals,
+                w * prompt_now + (1 - w) * window.mix[0],
+                w * output_now + (1 - w) * window.mix[1],
             )
+            window.measured = True
         prompt, output = window.mix
         q = slo.attainment
         ttft = nearest_rank(sorted(window.ttft), q) if window.ttft else None
@@ -591,7 +637,7 @@ class Simulation:
             recent.popleft()
         recent_rate = len(recent) / min(RECENT_S, span)
         load = Load(rate, prompt, output, span, ttft, tpot, predicted, recent_rate)
-        self._windows[key] = _Window(now, mix=window.mix, recent=recent)
+        self._windows[key] = _Window(now, mix=window.mix, measured=window.measured, recent=recent)
         limit = service.spec.max_replicas or PLANNER_MAX_REPLICAS
         tiers = tiers_for(
             service,
@@ -603,6 +649,14 @@ class Simulation:
             limit,
             self._cold,
         )
+        if (
+            self._future is not None
+            and (self.settings.autoscaler_policy or policy_of(service)) == ORACLE
+        ):
+            horizon = max((t.cold_start_s for t in tiers), default=0.0)
+            period = self.settings.autoscaler.period_s
+            future = self._future_rate(key, now, horizon, period)
+            load = Load(future, prompt, output, span)
         return PlannerContext(load, tuple(tiers), capacity)
 
     # -- the controllers -------------------------------------------------------------------------
@@ -828,6 +882,7 @@ class Simulation:
         start, tick, scrape = (
             self._warm_up() if s.warm_start else (0.0, 0.0, s.metrics_interval_s / 2)
         )
+        self._load_start = start
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
                 first = first._replace(t_s=first.t_s + start)

@@ -41,7 +41,7 @@ from tierserve.engine.perf.cost import EngineShape
 from tierserve.errors import TierserveError
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.policy.autoscaling import PLANNER_MAX_REPLICAS, PlannerContext
-from tierserve.policy.planner import Load
+from tierserve.policy.planner import MIX_WEIGHT, Load
 from tierserve.policy.replicaset import service_key
 from tierserve.policy.signals import ReplicaKey
 from tierserve.policy.tiers import tiers_for
@@ -85,6 +85,7 @@ class _Seen:
     """(time, arrivals so far), every tick: the recent rate."""
     counters: dict[ReplicaKey, tuple[float, float, float]] = field(default_factory=dict)
     mix: tuple[float, float] = DEFAULT_MIX
+    measured: bool = False
 
 
 class PlannerInputs:
@@ -99,7 +100,7 @@ class PlannerInputs:
         self.latest = latest
         self.scale = time_scale
         self.startup_overhead_s = startup_overhead_s
-        self.model = CapacityModel()
+        self.model = CapacityModel(mix_step=0.1)
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._capacity: dict[tuple[object, ...], Pending] = {}
         self._cold: dict[str, float] = {}
@@ -133,8 +134,13 @@ class PlannerInputs:
                 generated += now_values[1] - before[1]
                 done += now_values[2] - before[2]
         seen.counters = counters
-        if done > 0:
-            seen.mix = (prompt / done, generated / done)
+        if done > 0:  # smoothed: the capacity model is asked once per mix bucket
+            w = MIX_WEIGHT if seen.measured else 1.0
+            seen.mix = (
+                w * prompt / done + (1 - w) * seen.mix[0],
+                w * generated / done + (1 - w) * seen.mix[1],
+            )
+            seen.measured = True
         return seen.mix
 
     def _capacity_of(
@@ -183,7 +189,7 @@ class PlannerInputs:
         base = older[-1] if older else (seen.samples[0] if seen.samples else None)
         if base is None or now - base[0] <= 0:
             return None
-        return (arrived - base[1]) / (now - base[0]) / self.scale
+        return (arrived - base[1]) / (now - base[0]) * self.scale
 
     def learn_cold_start(self, tier: str, seconds: float) -> None:
         before = self._cold.get(tier)
@@ -215,7 +221,7 @@ class PlannerInputs:
             return None
         scale = self.scale
         mix = self._mix(seen, theirs, now)
-        rate = (arrived - seen.arrived) / span / scale  # emulated req/s
+        rate = (arrived - seen.arrived) / span * scale  # emulated req/s: wall req/s x scale
         recent_rate = self._recent_rate(seen, now, arrived)
         seen.at_s, seen.arrived = now, arrived
         slo = spec.slo
@@ -249,7 +255,7 @@ class PlannerInputs:
         # Cold starts in emulated seconds, like the rest.
         tiers = [dataclasses.replace(t, cold_start_s=t.cold_start_s / scale) for t in tiers]
         load = Load(rate, mix[0], mix[1], span / scale, ttft, None, predicted, recent_rate)
-        return PlannerContext(load, tuple(tiers), capacity)
+        return PlannerContext(load, tuple(tiers), capacity, now=now / scale)
 
 
 def _submit(fn: Callable[..., float], *args: object) -> Pending:

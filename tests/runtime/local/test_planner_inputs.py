@@ -1,0 +1,79 @@
+"""The local runtime's read for the tier planner: rates, mix, TTFT and clock in the
+emulator's seconds under a time scale, cold starts from the nodes, capacity from the model."""
+
+from __future__ import annotations
+
+import pytest
+
+from tierserve.examples import SEED_COMMAND
+from tierserve.model import InferenceService, Node, Replica, load_documents
+from tierserve.runtime.local.cluster import default_nodes
+from tierserve.runtime.local.planner import GENERATED, PROMPT, SUCCESS, PlannerInputs
+
+
+class Gateway:
+    def __init__(self) -> None:
+        self.count = 0
+        self.ttft_wall: float | None = None
+
+    def arrived(self, namespace: str, service: str) -> int:
+        return self.count
+
+    def service_ttft_quantile(
+        self, namespace: str, service: str, q: float, window_s: float, now: float
+    ) -> float | None:
+        return self.ttft_wall
+
+
+def service() -> InferenceService:
+    (svc,) = load_documents(
+        f"""
+apiVersion: serving.tierserve.io/v1alpha1
+kind: InferenceService
+metadata: {{name: deepseek}}
+spec:
+  gpus: 1
+  maxReplicas: 3
+  autoscaling: {{policy: slo, slo: {{ttftSeconds: 2, tpotSeconds: 0.1}}}}
+  command: "{SEED_COMMAND}"
+"""
+    )
+    assert isinstance(svc, InferenceService)
+    return svc
+
+
+def test_time_scale_converts_to_emulated_units() -> None:
+    gateway = Gateway()
+    counters: dict[str, float] = {}
+    inputs = PlannerInputs(gateway, lambda key, now: counters, time_scale=0.2)
+    nodes: dict[str, Node] = {n.name: n for n in default_nodes(None)}
+    svc = service()
+    replica: Replica = Replica.new(
+        "deepseek-predictor-x-y",
+        "default",
+        spec={"service": "deepseek", "requests": {"nvidia.com/gpu": "1"}},
+        status={"phase": "Ready", "nodeName": "idc001"},
+    )
+    counters.update({PROMPT: 0.0, GENERATED: 0.0, SUCCESS: 0.0})
+    assert inputs.context(svc, [replica], nodes, [], 1000.0) is None  # starts the window
+    # 3 wall seconds later (15 emulated): 7.5 arrivals/s wall = 1.5/s emulated; 10 done,
+    # 15,000 prompt and 2,560 generated tokens: the mix 1500 / 256; TTFT 0.1 s wall = 0.5 s
+    gateway.count = 22
+    gateway.ttft_wall = 0.1
+    counters.update({PROMPT: 15000.0, GENERATED: 2560.0, SUCCESS: 10.0})
+    for t in (1000.5, 1001.0, 1001.5, 1002.0, 1002.5, 1003.0):
+        inputs.sample(svc, t)
+    context = inputs.context(svc, [replica], nodes, [], 1003.0)
+    assert context is not None
+    load = context.load
+    assert load.rate == pytest.approx(22 / 3 * 0.2)
+    assert (load.prompt_tokens, load.output_tokens) == (1500.0, 256.0)
+    assert load.ttft_s == pytest.approx(0.5)
+    assert load.window_s == pytest.approx(15.0)
+    assert context.now == pytest.approx(1003.0 / 0.2)
+    assert 1.5 < context.capacity < 2.6  # one V100 at 1500/256, TTFT 2 s (the model: ~2)
+    idc, cloud = context.tiers
+    assert (idc.name, idc.allocated, idc.room) == ("idc", 1, 0)  # the one V100 is taken
+    # the virtual node's 45 s cold start is wall seconds here: 45 / 0.2 emulated, + load
+    assert cloud.cold_start_s > 45 / 0.2
+    assert cloud.price_per_replica_hour == pytest.approx(2.5)
