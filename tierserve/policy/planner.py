@@ -56,6 +56,8 @@ IDC_SCALE_IN_WINDOW_S = 300.0
 """IDC replicas are kept this long after they were last needed (an IDC GPU is paid for
 whether it serves or not: giving it back saves nothing, and it may be needed again);
 cloud replicas go as soon as the forecast over their cold start no longer needs them."""
+SCALE_IN_MARGIN = 0.2
+"""Replicas go only when the rest would carry 20 % more than the forecast load."""
 UNBOUNDED = 1_000_000
 """Replicas "needed" when one replica cannot meet the SLO at all (then maxReplicas caps)."""
 
@@ -278,6 +280,12 @@ def plan(
     if idc is not None and history:
         keep_idc = min(max(n for _, n in history), idc.allocated + idc.room)
         target = max(target, min(keep_idc, config.max_replicas))
+    # Scale in only with a margin: a load at a replica boundary (5.9 vs 6.1 replicas'
+    # worth) would otherwise give a cloud replica back and rent it again a period later,
+    # paying a cold start each time. What the load no longer needs with 20 % to spare goes.
+    if target < current:
+        spare = needed(max(rate_now, ahead) * (1 + SCALE_IN_MARGIN), cap, config.headroom)
+        target = max(target, min(current, spare, config.max_replicas))
     per_tier, blocked = _split(target, tiers, config.cloud_cost_per_hour)
     desired = max(config.min_replicas, sum(per_tier.values())) if tiers else target
     cost = sum(per_tier.get(t.name, 0) * t.price_per_replica_hour for t in tiers)
