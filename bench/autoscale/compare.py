@@ -100,9 +100,10 @@ CONFIGS.update(PLANNER_CONFIGS)
 @dataclass(frozen=True)
 class Phase:
     name: str
-    rate: float  # emulated requests/s
+    rate: float  # emulated requests/s (0: closed loop with ``concurrency`` clients, as hey -c)
     duration_s: float  # emulated seconds
     seed: int
+    concurrency: int = 0
 
 
 PHASES = (
@@ -173,7 +174,22 @@ def service_yaml(config: Config, s: Settings) -> str:
     return "\n".join(lines) + "\n"
 
 
+SEED_PHASES = (Phase("hey-c5", 0.0, 300.0, 0, concurrency=5),)
+"""``--load seed``: the seed's own load test, ``hey -z 5m -c 5`` with the seed's body."""
+SEED_BODY = {
+    "model": "deepseek-r1",
+    "messages": [{"role": "user", "content": "Say this is a test!"}],
+    "max_tokens": 512,
+    "temperature": 0.7,
+    "top_p": 0.9,
+}
+"""The seed's request body, verbatim (``hey -d``)."""
+LOAD = "burst"
+
+
 def request_body(s: Settings) -> str:
+    if LOAD == "seed":
+        return json.dumps(SEED_BODY)
     vocab = ("the", "quick", "brown", "fox", "jumps", "over", "a", "lazy", "dog", "while")
     words = " ".join(vocab[i % len(vocab)] for i in range(s.prompt_words - 2))
     return json.dumps(
@@ -315,8 +331,13 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
                 subprocess.Popen(
                     [
                         TIERSERVE, "bench", "--stream", "--json", "--no-progress",
-                        "--rate", f"{ph.rate / s.time_scale:g}", "--seed", str(ph.seed),
-                        "-z", _go_duration(s.wall(ph.duration_s)), "-c", "1000",
+                        *(
+                            ("-c", str(ph.concurrency)) if ph.concurrency else (
+                                "--rate", f"{ph.rate / s.time_scale:g}", "--seed", str(ph.seed),
+                                "-c", "1000",
+                            )
+                        ),
+                        "-z", _go_duration(s.wall(ph.duration_s)),
                         "-t", f"{s.wall(600):g}", "--slo", slo,
                         "-m", "POST", "-host", HOST, "-H", "Content-Type: application/json",
                         "-D", str(body), f"{gw}/v1/chat/completions",
@@ -474,7 +495,10 @@ def table(rows: list[dict[str, Any]]) -> str:
         if r.get("error"):
             lines.append(f"| {r['config']} | {metric} | error: {r['error']} |" + " |" * 10)
             continue
-        b, q = r["phases"]["burst"], r["phases"]["quiet-2"]
+        names = list(r["phases"])
+        # the step burst's phases; the seed load's one phase stands for both
+        b = r["phases"].get("burst", r["phases"][names[0]])
+        q = r["phases"].get("quiet-2", r["phases"][names[-1]])
         lines.append(
             f"| {r['config']} | {metric} "
             f"| {_f(b['ttft_p50_s'])} / {_f(b['ttft_p90_s'])} "
@@ -486,7 +510,7 @@ def table(rows: list[dict[str, Any]]) -> str:
             f"| {_f(r['first_added_ready_s'], '{:.0f}')} "
             f"| {r['cloud_allocated_peak']} / {r['cloud_allocated_mean']:.2f} "
             f"| {r['idc_allocated_mean']:.2f} "
-            f"| {r['cloud_gpu_s']:.0f} ({r['cloud_gpu_s_by_phase']['quiet-2']:.0f}) "
+            f"| {r['cloud_gpu_s']:.0f} ({r['cloud_gpu_s_by_phase'].get('quiet-2', 0):.0f}) "
             f"| {r['cloud_cost']:.3f} |"
         )
     return "\n".join(lines)
@@ -544,6 +568,12 @@ def main() -> int:
         "--shorten", type=float, default=1.0, help="multiply the phases' durations (smoke runs)"
     )
     ap.add_argument(
+        "--load",
+        choices=("burst", "seed"),
+        default="burst",
+        help="burst: the step burst; seed: the seed's hey -z 5m -c 5 with its body",
+    )
+    ap.add_argument(
         "--summarize",
         type=Path,
         metavar="RESULTS_JSON",
@@ -553,8 +583,13 @@ def main() -> int:
     if args.summarize is not None:
         report(json.loads(args.summarize.read_text()), args.summarize)
         return 0
-    global PHASES
-    PHASES = tuple(Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed) for p in PHASES)
+    global PHASES, LOAD
+    LOAD = args.load
+    if LOAD == "seed":
+        PHASES = SEED_PHASES
+    PHASES = tuple(
+        Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed, p.concurrency) for p in PHASES
+    )
     s = Settings(time_scale=args.time_scale)
     chosen: dict[str, Config] = {}
     for name in filter(None, args.configs.split(",")):

@@ -175,7 +175,7 @@ def test_missing_and_stale_metrics(w: World) -> None:
     assert w.desired() == 1
 
 
-def test_parse_metrics_sums_series_and_skips_histograms() -> None:
+def test_parse_metrics_sums_series_and_keeps_only_histogram_sums_and_counts() -> None:
     text = """# HELP vllm:num_requests_waiting Waiting.
 # TYPE vllm:num_requests_waiting gauge
 vllm:num_requests_waiting{engine="0",model_name="m"} 3.0
@@ -189,7 +189,9 @@ vllm:e2e_request_latency_seconds_bucket{le="1.0"} 2.0
 vllm:e2e_request_latency_seconds_count 2.0
 vllm:e2e_request_latency_seconds_sum 1.5
 """
-    assert parse_metrics(text) == {
+    assert parse_metrics(text) == {  # buckets are never a scale metric; sum/count make means
         "vllm:num_requests_waiting": 3.0,
         "DCGM_CUSTOM_PROCESS_SM_UTIL": 60.0,
+        "vllm:e2e_request_latency_seconds_count": 2.0,
+        "vllm:e2e_request_latency_seconds_sum": 1.5,
     }

@@ -350,6 +350,7 @@ class ControlPlane:
                 await task
         await self.scraper.close()
         self.gpu_metrics.close()
+        self.planner.close()
         if self._gateway_task is not None:
             self._gateway_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -3,18 +3,20 @@ token counts, the tiers and one replica's capacity — the *read* of read → de
 
 - **Load**: the arrival rate is the change of the gateway's per-service arrival counter
   since the last evaluation; the token mix is the change of the service's replicas'
-  ``vllm:prompt_tokens_total`` / ``vllm:generation_tokens_total`` over
-  ``vllm:request_success_total`` (the engines' own usage; the last mix seen is kept
-  through quiet periods); the measured TTFT is the gateway's streamed first tokens of
-  the period at the SLO's quantile.
+  ``vllm:request_prompt_tokens`` / ``vllm:request_generation_tokens`` histogram sums over
+  their counts (the engines' own usage of finished requests; smoothed, and kept through
+  quiet periods); the measured TTFT is the gateway's streamed first tokens of the period
+  at the SLO's quantile.
 - **Tiers**: ``policy.tiers.tiers_for`` (placement over the store's nodes and
   policies); a tier's cold start is learned from what happened (scheduled → Ready of
   the service's replicas on it), the node's ``coldStartSeconds`` + the engine's load
   time being the prior.
 - **Capacity**: the engine performance model for the replica's GPU and its command
-  line (``engine.perf.capacity``), computed on a worker thread so the control plane's
-  event loop (which also runs the gateway) never waits for it; until it is known the
-  planner keeps the size. A command the emulator cannot read (an unknown engine) has
+  line (``engine.perf.capacity``), computed in a worker *process* (the model is CPU-bound
+  Python: on a thread it would hold the GIL that the control plane's event loop, and the
+  gateway on it, need); the last capacity serves while a new mix's is computed, and until
+  the first is known the planner keeps the size. A command the emulator cannot read (an
+  unknown engine) has
   no model: its capacity is measured (the per-replica rate it carried, scaled by how
   far its measured TTFT is from the SLO).
 
@@ -36,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tierserve.engine.args import parse_args
-from tierserve.engine.perf.capacity import CapacityModel, bucket_mix
+from tierserve.engine.perf.capacity import CapacityModel, bucket_mix, replica_rate
 from tierserve.engine.perf.cost import EngineShape
 from tierserve.errors import TierserveError
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
@@ -48,9 +50,12 @@ from tierserve.policy.tiers import tiers_for
 
 log = logging.getLogger("tierserve.planner")
 
-PROMPT = "vllm:prompt_tokens_total"
-GENERATED = "vllm:generation_tokens_total"
-SUCCESS = "vllm:request_success_total"
+PROMPT = "vllm:request_prompt_tokens_sum"
+GENERATED = "vllm:request_generation_tokens_sum"
+SUCCESS = "vllm:request_generation_tokens_count"
+"""Per finished request (the engines' histograms of prompt and generated tokens): a
+request still running counts in neither, so the mix is never skewed by prefills of
+requests that have not finished yet."""
 DEFAULT_MIX = (1000.0, 256.0)
 """The token mix assumed until the engines have finished a request."""
 UNKNOWN_STARTUP_S = 60.0
@@ -103,6 +108,8 @@ class PlannerInputs:
         self.model = CapacityModel(mix_step=0.1)
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._capacity: dict[tuple[object, ...], Pending] = {}
+        self._last_capacity: dict[tuple[str, str], float] = {}
+        self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._cold: dict[str, float] = {}
 
     # -- the parts --------------------------------------------------------------------------
@@ -146,30 +153,45 @@ class PlannerInputs:
     def _capacity_of(
         self, shape: EngineShape, mix: tuple[float, float], service: InferenceService
     ) -> float | None:
-        """The model's capacity, computed once per (shape, mix bucket, SLO) on a thread."""
+        """The model's capacity, computed once per (shape, mix bucket, SLO) in the worker
+        process; the last one known while a new mix's is computed."""
         spec = service.spec.autoscaling
         assert spec is not None and spec.slo is not None
         slo = spec.slo
-        key = (shape, bucket_mix(*mix), slo.ttft_seconds, slo.tpot_seconds, slo.attainment)
+        mixed = bucket_mix(*mix, step=self.model.mix_step)
+        key = (shape, mixed, slo.ttft_seconds, slo.tpot_seconds, slo.attainment)
+        name = (service.namespace, service.name)
         future = self._capacity.get(key)
         if future is None:
-            future = self._capacity[key] = _submit(
-                self.model.rate,
-                shape,
-                mix[0],
-                mix[1],
-                slo.ttft_seconds,
-                slo.tpot_seconds,
-                slo.attainment,
+            future = self._capacity[key] = self._submit(
+                replica_rate, shape, mixed, slo.ttft_seconds, slo.tpot_seconds, slo.attainment
             )
         if not future.done():
-            return None
+            return self._last_capacity.get(name)
         try:
-            return future.result()
+            value = future.result()
         except Exception:  # a bug in the model: say so once, plan without it
             log.exception("capacity model failed for %s/%s", service.namespace, service.name)
             self._capacity[key] = _done(0.0)
-            return 0.0
+            value = 0.0
+        self._last_capacity[name] = value
+        return value
+
+    def _submit(self, fn: Callable[..., float], *args: object) -> Pending:
+        """``fn(*args)`` in the worker process (inline when no event loop runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return _done(fn(*args))
+        if self._pool is None:
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+        return loop.run_in_executor(self._pool, fn, *args)
+
+    def close(self) -> None:
+        """Stop the capacity worker process."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
 
     def sample(self, service: InferenceService, now: float) -> None:
         """Read the gateway's arrival counter (every tick): the recent rate's samples."""
@@ -256,15 +278,6 @@ class PlannerInputs:
         tiers = [dataclasses.replace(t, cold_start_s=t.cold_start_s / scale) for t in tiers]
         load = Load(rate, mix[0], mix[1], span / scale, ttft, None, predicted, recent_rate)
         return PlannerContext(load, tuple(tiers), capacity, now=now / scale)
-
-
-def _submit(fn: Callable[..., float], *args: object) -> Pending:
-    """``fn(*args)`` on the running loop's default executor (inline without a loop)."""
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return _done(fn(*args))
-    return loop.run_in_executor(None, fn, *args)
 
 
 def _done(value: float) -> Pending:

@@ -4,9 +4,9 @@ Each scrape parses the Prometheus text with ``prometheus_client``'s parser and k
 replica, one number per metric name: the sum of its samples (a replica exports one series
 per gauge, e.g. ``DCGM_CUSTOM_PROCESS_SM_UTIL`` or ``vllm:num_requests_waiting``; several
 label sets of one name add up). Histogram/summary buckets are not scale metrics and are
-skipped. Per-replica signals a replica does not export (the gateway's, NVML's for
-real GPUs) come from ``policy.signals.MetricsSource`` objects and are recorded the same
-way, at the same ``now``.
+skipped (their ``_sum``/``_count`` are kept). Per-replica signals a replica does not
+export (the gateway's, NVML's for real GPUs) come from ``policy.signals.MetricsSource``
+objects and are recorded the same way, at the same ``now``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,6 @@ Key = tuple[str, str]
 """(namespace, replica name)."""
 
 
-
 @dataclass(frozen=True)
 class Sample:
     at_s: float
@@ -36,12 +35,15 @@ class Sample:
 
 
 def parse_metrics(text: str) -> dict[str, float]:
-    """Metric name → sum of its plain samples (counters, gauges, untyped)."""
+    """Metric name → sum of its plain samples (counters, gauges, untyped); of a histogram
+    or summary only its ``_sum`` and ``_count`` (per-request means: the tier planner's
+    token mix), never its buckets."""
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
-        if family.type in ("histogram", "summary", "gaugehistogram"):
-            continue
+        histogram = family.type in ("histogram", "summary", "gaugehistogram")
         for sample in family.samples:
+            if histogram and not sample.name.endswith(("_sum", "_count")):
+                continue
             if sample.name.endswith("_created"):
                 continue
             values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
