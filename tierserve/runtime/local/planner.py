@@ -31,6 +31,7 @@ import asyncio
 import concurrent.futures
 import dataclasses
 import logging
+import multiprocessing
 import shlex
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
@@ -184,7 +185,9 @@ class PlannerInputs:
         except RuntimeError:
             return _done(fn(*args))
         if self._pool is None:
-            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1)
+            # spawn, not fork: the control plane has threads (a fork copies their locks)
+            spawn = multiprocessing.get_context("spawn")
+            self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
         return loop.run_in_executor(self._pool, fn, *args)
 
     def close(self) -> None:
