@@ -137,3 +137,23 @@ def test_bad_scenarios_name_the_field(change: Any, path: str) -> None:
     with pytest.raises(ValidationError) as info:
         sc.parse(doc, "test", EXAMPLES)
     assert path in str(info.value)
+
+
+def test_moving_back_to_the_idc_saves_cloud_and_fails_nothing() -> None:
+    doc: dict[str, Any] = yaml.safe_load((EXAMPLES / "rebalance.yaml").read_text())
+    doc["spec"]["duration"] = "15m"
+    results = {}
+    for on in (True, False):
+        varied = sc.vary(
+            doc,
+            "autoscaling:deepseek",
+            {"autoscaling": {"policy": "slo", "slo": {"ttftSeconds": 2}, "rebalance": on}},
+            EXAMPLES,
+        )
+        results[on] = simulate(sc.parse(varied, "test", EXAMPLES))
+    moved, stayed = results[True], results[False]
+    assert moved.moves_to_idc == 1 and stayed.moves_to_idc == 0
+    assert moved.gpu_seconds["cloud"] < stayed.gpu_seconds["cloud"]
+    assert len(moved.requests.failed_arrival_s) == 0
+    killed = [d.message for d in moved.decisions if d.kind == "Killing"]
+    assert any("MovedToIdc" in m for m in killed)

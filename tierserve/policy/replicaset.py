@@ -122,16 +122,32 @@ def scale(
     service: InferenceService, live: Iterable[Replica], virtual: frozenset[str]
 ) -> list[Action]:
     """Create or terminate replicas of ``service`` (its live, non-terminating ones): to
-    ``spec.replicas``, and onto its current template one at a time."""
+    ``spec.replicas``, onto its current template one at a time, and the replicas it
+    moves back to the IDC (``policy.rebalance``) replaced before they go."""
     template = template_hash(service)
-    decision = plan(list(live), service.spec.replicas, template, virtual)
+    moving = moving_replicas(service)
+    decision = plan(list(live), service.spec.replicas, template, virtual, retiring=moving)
     out: list[Action] = [Create(service, template) for _ in range(decision.create)]
-    suffix = " (rolling update)" if decision.reason == ROLLING_UPDATE else ""
-    out.extend(
-        Terminate(victim, decision.reason, f"Deleted replica: {victim.name}{suffix}")
-        for victim in decision.terminate
-    )
+    for victim in decision.terminate:
+        if victim.name in moving:
+            reason, suffix = MOVED, " (moved to the IDC: its replacement is Ready)"
+        elif decision.reason == ROLLING_UPDATE:
+            reason, suffix = decision.reason, " (rolling update)"
+        else:
+            reason, suffix = decision.reason, ""
+        out.append(Terminate(victim, reason, f"Deleted replica: {victim.name}{suffix}"))
     return out
+
+
+MOVE_ANNOTATION = "tierserve.io/move-to-idc"
+"""On a service: the replicas (comma-separated names) the autoscaler moves from the cloud
+back to the IDC; each is replaced first and goes once its replacement is Ready."""
+MOVED = "MovedToIdc"
+
+
+def moving_replicas(service: InferenceService) -> frozenset[str]:
+    names = service.metadata.annotations.get(MOVE_ANNOTATION, "")
+    return frozenset(n for n in names.split(",") if n)
 
 
 def new_replica(service: InferenceService, name: str, template: str, now: float) -> Replica:

@@ -59,10 +59,14 @@ def plan(
     virtual_nodes: Collection[str],
     max_surge: int = 1,
     max_unavailable: int = 0,
+    retiring: Collection[str] = (),
 ) -> ReplicaPlan:
-    """What to do with one service's ``live`` replicas (see the module doc)."""
-    new = [r for r in live if template_of(r) == template]
-    old = [r for r in live if template_of(r) != template]
+    """What to do with one service's ``live`` replicas (see the module doc).
+
+    ``retiring``: replicas to replace as if they were old (make before break: a
+    replacement first, Ready, then they go) — a move from the cloud back to the IDC."""
+    new = [r for r in live if template_of(r) == template and r.name not in retiring]
+    old = [r for r in live if template_of(r) != template or r.name in retiring]
     if not old:
         if len(new) < want:
             return ReplicaPlan(create=want - len(new))

@@ -29,7 +29,8 @@ periods and the workload.
 
 :func:`vary` applies ``--vary PATH=V1,V2,...`` overrides to the raw document before it is
 parsed: ``PATH`` is a dotted path (``spec.controllers.autoscaler.periodSeconds``) or
-``autoscaling``, which merges a mapping into every InferenceService's ``spec`` (its
+``autoscaling`` (or ``autoscaling:NAME``, one service), which merges a mapping into every
+InferenceService's ``spec`` (its
 ``scaleMetric``, ``scaleTarget``, ``metrics``, ``minReplicas``, ``maxReplicas``); a value
 is YAML (``15``, ``{a: 1}``) or ``@file.yaml``.
 """
@@ -296,6 +297,9 @@ def load(path: Path | str, overrides: Mapping[str, Any] | None = None) -> Scenar
 def vary(document: Any, key: str, value: Any, base_dir: Path) -> Any:
     """``document`` with ``key`` set to ``value`` (see the module doc); not changed in place."""
     doc = copy.deepcopy(document)
+    only: str | None = None
+    if key.startswith("autoscaling:"):  # autoscaling:NAME: only the service called NAME
+        key, only = "autoscaling", key.split(":", 1)[1]
     if key == "autoscaling":
         if not isinstance(value, Mapping):
             raise ValidationError(
@@ -327,7 +331,11 @@ def vary(document: Any, key: str, value: Any, base_dir: Path) -> Any:
                 docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
                 objects[i : i + 1] = docs  # inline the file so its services can change
         for item in objects:
-            if isinstance(item, dict) and item.get("kind") == "InferenceService":
+            if (
+                isinstance(item, dict)
+                and item.get("kind") == "InferenceService"
+                and (only is None or (item.get("metadata") or {}).get("name") == only)
+            ):
                 item.setdefault("spec", {}).update(copy.deepcopy(dict(value)))
                 found = True
         if not found:

@@ -22,8 +22,9 @@ and no sockets, calling the very functions the runtimes call:
 What differs from the real runtime, on purpose: a replica's process start and readiness
 probe are one delay (``startup_overhead_s`` + the engine's load time, Ready at the first
 tick after); the control loop skips ticks where nothing can change (no pending,
-provisioning, starting or terminating replica and no new size), which changes no
-decision since every decision is level-triggered on the same state.
+provisioning, starting or terminating replica, no replica newly Ready and no new size or
+annotation), which changes no decision since every decision is level-triggered on the
+same state.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from tierserve.engine.perf.capacity import CapacityModel
 from tierserve.model import GPU, InferenceService, Node, Phase, Replica, ResourcePolicy
 from tierserve.model.autoscaling import SLO
 from tierserve.model.base import TypedObject
-from tierserve.policy import billing, drain, provisioning, replicaset
+from tierserve.policy import billing, drain, provisioning, rebalance, replicaset
 from tierserve.policy.autoscaling import (
     ORACLE,
     PLANNER_MAX_REPLICAS,
@@ -55,6 +56,7 @@ from tierserve.policy.autoscaling import (
 )
 from tierserve.policy.naming import replica_name
 from tierserve.policy.planner import MIX_WEIGHT, Load
+from tierserve.policy.replicaset import MOVE_ANNOTATION
 from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
@@ -189,6 +191,8 @@ class SimResult:
     """The autoscaler(s) that ran (``hpa``, ``slo``)."""
     budget_blocked: int = 0
     """Scale-outs the tier planner's budget held back."""
+    moves_to_idc: int = 0
+    """Cloud replicas moved back to the IDC (make before break)."""
 
 
 @dataclass
@@ -296,6 +300,7 @@ class Simulation:
         self._cloud_cost = 0.0
         self._cold_starts = 0
         self._budget_blocked = 0
+        self._moves = 0
         self._first_scale_out: float | None = None
         self._peak = dict.fromkeys(TIERS, 0)
         self._arrived_since = 0
@@ -558,6 +563,7 @@ class Simulation:
             self._last_evaluated[key] = now
             self._autoscaler_state[key] = evaluation.state
             if evaluation.message is None:
+                self._rebalance(key, service, replicas, context, now)
                 continue
             spec = service.spec.model_copy(update={"replicas": evaluation.desired})
             self.services[key] = service.model_copy(update={"spec": spec})
@@ -568,6 +574,34 @@ class Simulation:
             if self._first_scale_out is None and evaluation.desired > self._initial_size[key]:
                 self._first_scale_out = now
             self._dirty = True
+
+    def _rebalance(
+        self,
+        key: Key,
+        service: InferenceService,
+        replicas: list[Replica],
+        context: PlannerContext | None,
+        now: float,
+    ) -> None:
+        """Move a cloud replica back to the IDC when it has room (``policy.rebalance``)."""
+        if not rebalance.enabled(service):
+            return
+        tiers = (
+            context.tiers
+            if context is not None
+            else tuple(tiers_for(service, replicas, self.nodes, self.policies, now, 0.0, 1))
+        )
+        victim = rebalance.move(service, replicas, self.nodes, tiers)
+        if victim is None:
+            return
+        meta = service.metadata
+        annotations = {**meta.annotations, MOVE_ANNOTATION: victim.name}
+        self.services[key] = service.model_copy(
+            update={"metadata": meta.model_copy(update={"annotations": annotations})}
+        )
+        self._record(now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim))
+        self._moves += 1
+        self._dirty = True
 
     def _materialize(self) -> None:
         """Read the whole workload ahead (the oracle knows the future)."""
@@ -783,6 +817,7 @@ class Simulation:
                 self._ready_by_service[key].sort(key=lambda r: (r.tier, r.obj.name))
                 self._index[key].set(replica.name, live.tier, live.in_flight)
                 self._record(now, "Ready", replica.name, "Replica is Ready")
+                self._dirty = True  # a Ready replica lets a rolling update or move go on
                 self._release_held(key, now)
 
     def _engine_for(self, service: InferenceService, node: Node) -> tuple[Any, float]:
@@ -961,6 +996,7 @@ class Simulation:
             autoscaler=self.settings.autoscaler_policy
             or ", ".join(sorted({policy_of(svc) for svc in self.services.values()})),
             budget_blocked=self._budget_blocked,
+            moves_to_idc=self._moves,
         )
 
     def _unshift(self, start: float, timeline: list[TimelinePoint]) -> None:

@@ -15,7 +15,11 @@ import logging
 
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.model.autoscaling import SLO
+from tierserve.policy import rebalance
 from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine, policy_of
+from tierserve.policy.planner import Tier
+from tierserve.policy.replicaset import MOVE_ANNOTATION
+from tierserve.policy.tiers import tiers_for
 from tierserve.runtime.local.costs import BUDGET_BLOCKED
 from tierserve.runtime.local.isolation import each_object
 from tierserve.runtime.local.planner import PlannerInputs
@@ -91,11 +95,36 @@ class Autoscaler:
                 self.store.add_counter(BUDGET_BLOCKED, labels, 1.0)
                 self.store.record(service, "Warning", "BudgetBlocked", plan.reason, now, fold=True)
             if evaluation.message is None:
+                self._rebalance(service, replicas, context.tiers if context else None, now)
                 return
             spec = service.spec.model_copy(update={"replicas": evaluation.desired})
             self.store.put(service.model_copy(update={"spec": spec}))
             self.store.record(service, "Normal", "SuccessfulRescale", evaluation.message, now)
         log.info("%s/%s: %s", service.namespace, service.name, evaluation.message)
+
+    def _rebalance(
+        self,
+        service: InferenceService,
+        replicas: list[Replica],
+        tiers: tuple[Tier, ...] | None,
+        now: float,
+    ) -> None:
+        """Move a cloud replica back to the IDC when it has room (``policy.rebalance``)."""
+        if not rebalance.enabled(service):
+            return
+        nodes, policies = self._world
+        if tiers is None:
+            tiers = tuple(tiers_for(service, replicas, nodes, policies, now, 0.0, 1))
+        victim = rebalance.move(service, replicas, nodes, tiers)
+        if victim is None:
+            return
+        meta = service.metadata
+        annotations = {**meta.annotations, MOVE_ANNOTATION: victim.name}
+        moved = service.model_copy(
+            update={"metadata": meta.model_copy(update={"annotations": annotations})}
+        )
+        self.store.put(moved)
+        self.store.record(service, "Normal", "Rebalance", rebalance.message(victim), now)
 
     def _learn(self, replicas: list[Replica], nodes: dict[str, Node]) -> None:
         """Tell the planner how long each new replica took from scheduled to Ready."""
@@ -116,7 +145,9 @@ class Autoscaler:
     def tick(self, now: float) -> None:
         services = self.store.list(InferenceService, None)
         replicas = self.store.list(Replica, None)
-        if self.planner is not None and any(policy_of(s) == SLO for s in services):
+        if self.planner is not None and any(
+            policy_of(s) == SLO or rebalance.enabled(s) for s in services
+        ):
             nodes = {n.name: n for n in self.store.list(Node)}
             self._world = (nodes, self.store.list(ResourcePolicy))
             self._learn(replicas, nodes)
