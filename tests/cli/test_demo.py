@@ -62,3 +62,48 @@ def test_demo_runs_the_seed_walkthrough_and_leaves_nothing_running(tmp_path: Pat
     cloud = float(out.split("cloud GPU-seconds:")[1].split()[0])
     assert cloud > 0
     assert not replica_pids(state.resolve())
+
+
+def test_demo_with_the_tier_planner_rents_no_cloud_for_the_seed_load(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tierserve.cli.main",
+            "demo",
+            "--autoscaler",
+            "slo",
+            "--cold-start-s",
+            "3",
+            "--time-scale",
+            "0.1",
+            "--hpa-period-s",
+            "1.5",
+            "--step-timeout-s",
+            "120",
+            "--state-dir",
+            str(state),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
+    out = result.stdout
+    assert result.returncode == 0, result.stderr + out[-3000:]
+    steps = [
+        "--autoscaler=slo --slo=ttft=2s,tpot=100ms",
+        "so it rents no cloud GPU",
+        "Still one replica, on idc001:",
+        "Step 5: a real burst",
+        "on virtual-kubelet-cn-hangzhou-b",
+        "New size: 2 (idc 1, cloud 1); reason: ",
+        "New size: 1 (idc 1, cloud 0); reason: ",
+        "tierserve control plane stopped",
+    ]
+    positions = [out.find(s) for s in steps]
+    assert all(p >= 0 for p in positions), [
+        s for s, p in zip(steps, positions, strict=True) if p < 0
+    ]
+    assert positions == sorted(positions)
+    assert not replica_pids(state.resolve())

@@ -5,7 +5,9 @@ against a fresh control plane in its own state directory: the local cluster, the
 PV/PVC and ResourcePolicy, ``serve kserve`` with the seed's exact flags and ``vllm serve``
 command, the seed's curl, the seed's hey load (``tierserve bench``, shortened), the
 scale-out to two replicas on the virtual node, the scale-in back to idc001 (cloud
-first) and the cloud GPU-seconds and cost. Delays are shortened by the flags below;
+first) and the cloud GPU-seconds and cost. ``--autoscaler slo`` runs it with the tier
+planner: the seed's load stays on idc001 (no cloud rented), then a real burst goes to
+the cloud and comes back. Delays are shortened by the flags below;
 everything is stopped at the end unless ``--keep``.
 """
 
@@ -85,6 +87,16 @@ class DemoSettings:
     step_timeout_s: float = 120.0
     keep: bool = False
     state_dir: Path | None = None
+    autoscaler: str = "hpa"
+    """``hpa``: the seed's SM-util HPA; ``slo``: the tier planner at the seed's SLO."""
+    burst_s: float = 300.0
+    """With ``slo``: the emulated seconds of the burst that follows the seed's load."""
+
+
+PLANNER_FLAGS = ["--autoscaler=slo", "--slo=ttft=2s,tpot=100ms"]
+BURST_RATE = 3.0
+"""Emulated requests/s of the demo's burst: 1500-token prompts, 256 tokens out (one V100
+carries ~2 of these at the SLO: the planner needs the cloud for the rest)."""
 
 
 class Walkthrough:
@@ -168,8 +180,17 @@ class Walkthrough:
         self.run(["apply", "-f", str(manifests / "resourcepolicy.yaml")])
 
     def deploy(self) -> None:
-        self.say("Step 3: deploy DeepSeek-R1-Distill-Qwen-7B with the seed's arena flags.")
-        self.run(SEED_SERVE)
+        if self.s.autoscaler == "slo":
+            self.say(
+                "Step 3: deploy DeepSeek-R1-Distill-Qwen-7B with the seed's arena flags, "
+                "sized by the tier planner for the SLO (TTFT 2 s, TPOT 100 ms) instead of "
+                "the SM-util HPA."
+            )
+            flags = [a for a in SEED_SERVE if not a.startswith("--scale-")]
+            self.run([*flags[:-1], *PLANNER_FLAGS, flags[-1]])
+        else:
+            self.say("Step 3: deploy DeepSeek-R1-Distill-Qwen-7B with the seed's arena flags.")
+            self.run(SEED_SERVE)
         self.wait("the first replica to be Ready", lambda: self.pods() == [("idc001", "Ready")])
         self.run(["serve", "get", "deepseek"])
 
@@ -287,6 +308,89 @@ class Walkthrough:
             return
         self.run(["down"], check=False)
 
+    def seed_load_with_planner(self) -> None:
+        """The seed's load under the tier planner: one V100 carries it within the SLO."""
+        gateway = self.config().gateway_url
+        seconds = max(10.0, self.s.burst_s * self.s.time_scale)
+        args = [
+            "bench", "-z", f"{seconds:g}s", "-c", "5", "-m", "POST", "-host", HOST,
+            "-H", "Content-Type: application/json", "-d", SEED_REQUEST, "--no-progress",
+            f"{gateway}/v1/chat/completions",
+        ]  # fmt: skip
+        self.say(
+            "Step 4: the seed's load (hey -c 5, here `tierserve bench`). The tier planner "
+            "compares it with what one replica carries at the SLO for this token mix "
+            "(an 11-token prompt: a V100 batches five streams far inside TTFT 2 s / TPOT "
+            "100 ms), so it rents no cloud GPU — where the SM-util HPA goes to 3."
+        )
+        out = self.run(args)
+        self.console.print(_bench_summary(out), markup=False, highlight=False)
+        if self.pods() != [("idc001", "Ready")]:
+            raise DemoError(f"the planner rented capacity for the seed's load: {self.pods()}")
+        self.say("Still one replica, on idc001:")
+        self.run(["serve", "get", "deepseek"])
+
+    def burst(self) -> None:
+        """A burst the IDC cannot carry: the planner rents the cloud for it, then gives it
+        back first."""
+        gateway = self.config().gateway_url
+        body = self.root / "burst.json"
+        words = " ".join(["the quick brown fox jumps over a lazy dog"] * 166)
+        body.write_text(
+            json.dumps(
+                {
+                    "model": "deepseek-r1",
+                    "messages": [{"role": "user", "content": f"Summarise: {words}"}],
+                    "max_tokens": 256,
+                }
+            ),
+            encoding="utf-8",
+        )
+        rate = BURST_RATE / self.s.time_scale
+        seconds = self.s.burst_s * self.s.time_scale
+        args = [
+            "bench", "--stream", "--rate", f"{rate:g}", "--seed", "12", "-z", f"{seconds:g}s",
+            "-c", "1000", "-m", "POST", "-host", HOST, "-H", "Content-Type: application/json",
+            "-D", str(body), "--no-progress", "--slo", "ttft=2s,tpot=100ms",
+            f"{gateway}/v1/chat/completions",
+        ]  # fmt: skip
+        self.say(
+            f"Step 5: a real burst: {BURST_RATE:g} req/s of 1500-token prompts (RAG-shaped; "
+            "prefill is what saturates a V100), more than one replica carries at the SLO. "
+            "The planner sizes for it — IDC first, the cloud for the rest — and says why."
+        )
+        self.console.print(f"[bold]$ tierserve {shlex.join(args)} &[/]", highlight=False)
+        bench = subprocess.Popen(
+            [sys.executable, "-m", "tierserve.cli.main", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        last: list[tuple[str, str]] = []
+        while bench.poll() is None:
+            now = self.pods()
+            if now != last:
+                summary = ", ".join(f"{p} on {n or '<none>'}" for n, p in now)
+                self.console.print(f"  replicas: {summary}", highlight=False)
+                last = now
+            time.sleep(0.5)
+        out, _ = bench.communicate(timeout=60)
+        self.console.print(_bench_summary(out), markup=False, highlight=False)
+        self.say("The burst is over: the planner gives the cloud back first.")
+        self.wait(
+            "the cloud to be given back",
+            lambda: self.pods() == [("idc001", "Ready")],
+            timeout_s=self.s.step_timeout_s,
+        )
+        events = self.api("/api/v1/events?resource=inferenceservices&name=deepseek")["items"]
+        self.console.print("  The planner's decisions:", highlight=False)
+        for e in events:
+            if e["reason"] in ("SuccessfulRescale", "BudgetBlocked", "Rebalance"):
+                self.console.print(
+                    f"    {e['reason']:<18} {e['message']}", markup=False, highlight=False
+                )
+
     def run_all(self) -> None:
         self.console.print(Rule("tierserve demo: IDC first, cloud on overflow, cloud back first"))
         try:
@@ -294,8 +398,12 @@ class Walkthrough:
             self.storage_and_policy()
             self.deploy()
             self.curl()
-            self.load()
-            self.scale_in()
+            if self.s.autoscaler == "slo":
+                self.seed_load_with_planner()
+                self.burst()
+            else:
+                self.load()
+                self.scale_in()
             self.cost()
         finally:
             self.down()
@@ -315,12 +423,22 @@ def register(app: typer.Typer) -> None:
         ),
         step_timeout_s: float = typer.Option(120.0, min=1, help="Give up on a step after."),
         keep: bool = typer.Option(False, "--keep", help="Leave the control plane running."),
+        autoscaler: str = typer.Option(
+            "hpa",
+            "--autoscaler",
+            help="hpa: the seed's SM-util HPA; slo: the tier planner (the seed's load, then "
+            "a real burst).",
+        ),
         state_dir: Path | None = typer.Option(
             None, "--state-dir", help="State directory (default: a new temporary one)."
         ),
     ) -> None:
         """Run the seed walkthrough end to end on this machine, narrated (~2-3 minutes)."""
+        if autoscaler not in ("hpa", "slo"):
+            typer.echo(f"error: --autoscaler: {autoscaler!r} is not one of hpa, slo", err=True)
+            raise typer.Exit(1)
         settings = DemoSettings(
+            autoscaler=autoscaler,
             cold_start_s=cold_start_s,
             time_scale=time_scale,
             hpa_period_s=hpa_period_s,
