@@ -56,6 +56,9 @@ IDC_SCALE_IN_WINDOW_S = 300.0
 """IDC replicas are kept this long after they were last needed (an IDC GPU is paid for
 whether it serves or not: giving it back saves nothing, and it may be needed again);
 cloud replicas go as soon as the forecast over their cold start no longer needs them."""
+STEP_FACTOR = 1.5
+"""The last seconds' rate counts as a step in the load when it is 1.5x the period's mean
+(a Poisson count over 5 s varies by far less than that at any rate worth a replica)."""
 SCALE_IN_MARGIN = 0.2
 """Replicas go only when the rest would carry 20 % more than the forecast load."""
 UNBOUNDED = 1_000_000
@@ -262,8 +265,10 @@ def plan(
     landing = next((t for t in tiers if t.room > 0), tiers[-1] if tiers else None)
     horizon = landing.cold_start_s if landing is not None else 0.0
     ahead = rate_at(state, horizon)
-    # Scale-out follows a step at once (the recent rate); the period's mean drives the rest.
-    rate_now = max(load.rate, load.recent_rate or 0.0)
+    # Scale-out follows a step at once (the recent rate, when it is a step: well above the
+    # period's mean, not its noise); the period's mean drives the rest.
+    recent = load.recent_rate or 0.0
+    rate_now = max(load.rate, recent if recent > STEP_FACTOR * load.rate else 0.0)
     now_n = needed(rate_now, cap, config.headroom)
     ahead_n = needed(ahead, cap, config.headroom)
     target = max(now_n, ahead_n)
