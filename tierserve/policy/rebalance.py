@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 
 from tierserve.model import InferenceService, Node, Replica
 from tierserve.policy.planner import Tier
-from tierserve.policy.replicaset import moving_replicas, service_key
+from tierserve.policy.replicaset import MOVE_ANNOTATION, moving_replicas, service_key
 from tierserve.policy.scalein import scale_in_order, virtual_node_names
 
 
@@ -54,6 +54,15 @@ def move(
     if not cloud:
         return None
     return scale_in_order(cloud, virtual)[0]
+
+
+def moved(service: InferenceService, replica: Replica) -> InferenceService:
+    """``service`` asking its service controller to move ``replica`` (the annotation)."""
+    meta = service.metadata
+    annotations = {**meta.annotations, MOVE_ANNOTATION: replica.name}
+    return service.model_copy(
+        update={"metadata": meta.model_copy(update={"annotations": annotations})}
+    )
 
 
 def message(replica: Replica) -> str:

@@ -56,7 +56,6 @@ from tierserve.policy.autoscaling import (
 )
 from tierserve.policy.naming import replica_name
 from tierserve.policy.planner import MIX_WEIGHT, Load
-from tierserve.policy.replicaset import MOVE_ANNOTATION
 from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
@@ -594,11 +593,7 @@ class Simulation:
         victim = rebalance.move(service, replicas, self.nodes, tiers)
         if victim is None:
             return
-        meta = service.metadata
-        annotations = {**meta.annotations, MOVE_ANNOTATION: victim.name}
-        self.services[key] = service.model_copy(
-            update={"metadata": meta.model_copy(update={"annotations": annotations})}
-        )
+        self.services[key] = rebalance.moved(service, victim)
         self._record(now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim))
         self._moves += 1
         self._dirty = True

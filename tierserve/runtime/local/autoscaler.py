@@ -18,7 +18,6 @@ from tierserve.model.autoscaling import SLO
 from tierserve.policy import rebalance
 from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine, policy_of
 from tierserve.policy.planner import Tier
-from tierserve.policy.replicaset import MOVE_ANNOTATION
 from tierserve.policy.tiers import tiers_for
 from tierserve.runtime.local.costs import BUDGET_BLOCKED
 from tierserve.runtime.local.isolation import each_object
@@ -118,12 +117,7 @@ class Autoscaler:
         victim = rebalance.move(service, replicas, nodes, tiers)
         if victim is None:
             return
-        meta = service.metadata
-        annotations = {**meta.annotations, MOVE_ANNOTATION: victim.name}
-        moved = service.model_copy(
-            update={"metadata": meta.model_copy(update={"annotations": annotations})}
-        )
-        self.store.put(moved)
+        self.store.put(rebalance.moved(service, victim))
         self.store.record(service, "Normal", "Rebalance", rebalance.message(victim), now)
 
     def _learn(self, replicas: list[Replica], nodes: dict[str, Node]) -> None:
