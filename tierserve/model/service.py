@@ -164,10 +164,30 @@ class InferenceServiceSpec(Strict):
         return self
 
 
+class AutoscalerStatus(Strict):
+    """The tier planner's last plan, as ``describe isvc`` shows it (written by the
+    autoscaler only)."""
+
+    policy: str
+    at_s: float
+    desired: int
+    per_tier: dict[str, int] = Field(default_factory=dict)
+    forecast_rate: float | None = None
+    """Requests/s expected at ``now + horizon``."""
+    horizon_s: float | None = None
+    capacity: float | None = None
+    """Requests/s one replica carries at the SLO."""
+    expected_cost_per_hour: float | None = None
+    budget_blocked: bool = False
+    reason: str = ""
+
+
 class InferenceServiceStatus(Strict):
     desired_replicas: int = 0
     available_replicas: int = 0
     message: str = ""
+    autoscaler: AutoscalerStatus | None = None
+    """The tier planner's last plan (None for the HPA)."""
 
 
 def name_limits(namespace: str) -> list[tuple[int, str]]:

@@ -195,3 +195,39 @@ vllm:e2e_request_latency_seconds_sum 1.5
         "vllm:e2e_request_latency_seconds_count": 2.0,
         "vllm:e2e_request_latency_seconds_sum": 1.5,
     }
+
+
+def test_the_planners_last_plan_is_in_the_service_status(tmp_path: Path) -> None:
+    from tierserve.policy.autoscaling import PlannerContext
+    from tierserve.policy.planner import Load, Tier
+    from tierserve.runtime.local.cluster import default_nodes
+
+    class Inputs:  # the planner's read, as the local runtime gives it
+        def sample(self, service: InferenceService, now: float) -> None:
+            pass
+
+        def learn_cold_start(self, tier: str, seconds: float) -> None:
+            pass
+
+        def context(self, service, replicas, nodes, policies, now):  # type: ignore[no-untyped-def]
+            tiers = (Tier("idc", 1, 0, 36.0), Tier("cloud", 0, 8, 81.0, 2.5))
+            return PlannerContext(Load(3.0, 1500, 256), tiers, 1.2)
+
+    store = SqliteStore(tmp_path / "db")
+    store.put_all(default_nodes(None))
+    (svc,) = load_documents(
+        SERVICE.replace(f"  scaleMetric: {METRIC}\n  scaleTarget: 50\n", "")
+        + "  autoscaling: {policy: slo, slo: {ttftSeconds: 2}}\n"
+    )
+    store.put(svc)
+    autoscaler = Autoscaler(store, MetricsScraper(), AutoscalerConfig(period_s=15), Inputs())  # type: ignore[arg-type]
+    autoscaler.tick(T0)
+    current = store.get(InferenceService, "default", "deepseek")
+    assert current is not None and current.spec.replicas == 3
+    plan = current.status.autoscaler
+    assert plan is not None and plan.policy == "slo" and plan.desired == 3
+    assert plan.per_tier == {"idc": 1, "cloud": 2}
+    assert plan.expected_cost_per_hour == pytest.approx(5.0)
+    assert plan.reason.startswith("load 3.00 req/s needs 3")
+    # on the API and in describe it is part of the status
+    assert current.to_dict()["status"]["autoscaler"]["perTier"] == {"idc": 1, "cloud": 2}

@@ -15,6 +15,7 @@ import logging
 
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.model.autoscaling import SLO
+from tierserve.model.service import AutoscalerStatus
 from tierserve.policy import rebalance
 from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine, policy_of
 from tierserve.policy.planner import Tier
@@ -87,8 +88,28 @@ class Autoscaler:
         # The state goes with the change it led to: a restart sees both or neither, and
         # scales in no sooner than the window allows.
         plan = evaluation.plan
+        if plan is not None:  # what describe isvc shows of the plan (this writer's field)
+            status = service.status.model_copy(
+                update={
+                    "autoscaler": AutoscalerStatus(
+                        policy=evaluation.policy,
+                        at_s=now,
+                        desired=plan.desired,
+                        per_tier=dict(plan.per_tier),
+                        forecast_rate=round(plan.forecast_rate, 3),
+                        horizon_s=round(plan.horizon_s, 1),
+                        capacity=round(plan.capacity, 3),
+                        expected_cost_per_hour=round(plan.expected_cost_per_hour, 4),
+                        budget_blocked=plan.budget_blocked,
+                        reason=plan.reason,
+                    )
+                }
+            )
+            service = service.model_copy(update={"status": status})
         with self.store.transaction():
             self.store.put_state(state_key, evaluation.state)
+            if plan is not None:
+                self.store.put(service)
             if plan is not None and plan.budget_blocked:
                 labels = {"namespace": service.namespace, "service": service.name}
                 self.store.add_counter(BUDGET_BLOCKED, labels, 1.0)
