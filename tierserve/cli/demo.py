@@ -140,6 +140,14 @@ class Walkthrough:
         items = self.api("/api/v1/pods")["items"]
         return sorted((p["status"].get("nodeName") or "", p["status"]["phase"]) for p in items)
 
+    def show_pods(self, last: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The replicas now, printed when they differ from ``last``."""
+        now = self.pods()
+        if now != last:
+            summary = ", ".join(f"{p} on {n or '<none>'}" for n, p in now)
+            self.console.print(f"  replicas: {summary}", highlight=False)
+        return now
+
     def wait(self, what: str, done: Callable[[], bool], timeout_s: float | None = None) -> None:
         deadline = time.monotonic() + (timeout_s or self.s.step_timeout_s)
         while time.monotonic() < deadline:
@@ -252,11 +260,7 @@ class Walkthrough:
             last: list[tuple[str, str]] = []
             deadline = time.monotonic() + self.s.load_timeout_s
             while time.monotonic() < deadline and bench.poll() is None:
-                now = self.pods()
-                if now != last:
-                    summary = ", ".join(f"{p} on {n or '<none>'}" for n, p in now)
-                    self.console.print(f"  replicas: {summary}", highlight=False)
-                    last = now
+                now = last = self.show_pods(last)
                 if now == want:
                     break
                 time.sleep(0.5)
@@ -369,11 +373,7 @@ class Walkthrough:
         )
         last: list[tuple[str, str]] = []
         while bench.poll() is None:
-            now = self.pods()
-            if now != last:
-                summary = ", ".join(f"{p} on {n or '<none>'}" for n, p in now)
-                self.console.print(f"  replicas: {summary}", highlight=False)
-                last = now
+            last = self.show_pods(last)
             time.sleep(0.5)
         out, _ = bench.communicate(timeout=60)
         self.console.print(_bench_summary(out), markup=False, highlight=False)

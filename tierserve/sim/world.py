@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierserve.engine.perf.capacity import CapacityModel
-from tierserve.model import GPU, InferenceService, Node, Phase, Replica, ResourcePolicy
+from tierserve.model import InferenceService, Node, Phase, Replica, ResourcePolicy
 from tierserve.model.autoscaling import SLO
 from tierserve.model.base import TypedObject
 from tierserve.policy import billing, drain, provisioning, rebalance, replicaset
@@ -480,10 +480,6 @@ class Simulation:
                 return t, live
             heapq.heappop(events)
         return None, None
-
-    def _advance_all(self, until: float) -> None:
-        for live in self.replicas.values():
-            self._advance(live, until)
 
     def _expire_held(self, now: float) -> None:
         for queue in self._held.values():
@@ -1005,7 +1001,6 @@ class Simulation:
 
 
 __all__ = [
-    "GPU",
     "Decision",
     "Requests",
     "SimResult",
