@@ -217,12 +217,25 @@ def test_timeout_or_exceed_max(now_s: float, unit: int | None, remaining_s: floa
         assert out.retry is Retry.LATER and out.retry_after_s == remaining_s
         assert out.units == (
             LackResource(0, 1, (NodeCount(NO_GPU, 1),)),
-            WaitingForTimeout(unit=0, timeout_s=60.0, remaining_s=30.0),
+            WaitingForTimeout(unit=0, timeout_s=60.0, until_s=160.0),
         )
         assert isinstance(out.error(), RetryLater)
         assert out.error().retry_after_s == 30.0  # type: ignore[union-attr]
     else:
         assert placed(decision).unit == unit
+
+
+def test_waiting_for_a_timeout_says_the_same_words_on_every_attempt() -> None:
+    # kube-scheduler writes the message into the pod's condition: one that changed per
+    # attempt (seconds left) would rewrite the pod and requeue it at once, a hot loop
+    rp = policy().seed_units(max=3).when_try_next("TimeoutOrExceedMax", "15m").build()
+    snap = snapshot([idc(), virtual()], FULL_IDC)
+    new = pod("new").created(1_764_650_000.0).build()
+    first = refused(place(new, snap, [rp], now_s=1_764_650_010.0))
+    later = refused(place(new, snap, [rp], now_s=1_764_650_500.5))
+    assert first.messages() == later.messages()
+    assert "ends at 2025-12-02T04:48:20Z" in " ".join(first.messages())
+    assert first.retry_after_s == 890.0 and later.retry_after_s == 399.5
 
 
 def test_timeout_defaults_to_15_minutes_and_max_reached_skips_waiting() -> None:

@@ -37,6 +37,8 @@ class Placement:
     node: str
     unit: int | None = None
     policy: str | None = None
+    unit_id: str | None = None
+    """The unit's identity (:func:`~tierserve.policy.units.unit_id`), recorded on the pod."""
     pod_labels: Mapping[str, str] = field(default_factory=dict, hash=False)
     """The unit's ``podLabels`` for the runtime to put on the pod."""
     pod_annotations: Mapping[str, str] = field(default_factory=dict, hash=False)

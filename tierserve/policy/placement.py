@@ -91,10 +91,12 @@ from tierserve.policy.reasons import (
 from tierserve.policy.scan import never_fits, restrict, scan_nodes
 from tierserve.policy.snapshot import NodeState, Snapshot
 from tierserve.policy.units import (
+    UNIT_ANNOTATION,
     Group,
     UnitUsage,
     applied_labels,
     selects,
+    unit_id,
     unit_nodes,
     unit_tolerations,
     unit_usage,
@@ -220,6 +222,7 @@ def _decide_policy(
                 node=best.name,
                 unit=index,
                 policy=name,
+                unit_id=unit_id(spec.units, index),
                 pod_labels=applied_labels(unit),
                 pod_annotations=dict(unit.pod_annotations),
                 reasons=tuple(tried),
@@ -231,10 +234,10 @@ def _decide_policy(
             return waiting(lack, WaitingInUnit(index))
         if try_next_policy == "TimeoutOrExceedMax" and _waits_in(unit):
             timeout_s = try_next.timeout_s
-            remaining = timeout_s - (now_s - pod.status.created_s)
-            if remaining > 0:
+            until_s = pod.status.created_s + timeout_s
+            if until_s > now_s:
                 return waiting(
-                    lack, WaitingForTimeout(index, timeout_s, remaining), after_s=remaining
+                    lack, WaitingForTimeout(index, timeout_s, until_s), after_s=until_s - now_s
                 )
         if try_next_policy == "LackResourceAndNoTerminating" and usage.terminating:
             return waiting(lack, TerminatingPods(index, usage.terminating))
@@ -413,14 +416,18 @@ def score_nodes(
 
 
 def bind(pod: Replica, placement: Placement) -> Replica:
-    """The pod as placed: node and unit recorded, the unit's labels and annotations put on.
+    """The pod as placed: node and unit recorded (the unit's identity in the
+    ``scheduling.tierserve.io/unit`` annotation), the unit's labels and annotations put on.
 
     The phase is left as it is; the runtime moves it on.
     """
+    annotations = {**pod.metadata.annotations, **placement.pod_annotations}
+    if placement.unit_id is not None:
+        annotations[UNIT_ANNOTATION] = placement.unit_id
     meta = pod.metadata.model_copy(
         update={
             "labels": {**pod.metadata.labels, **placement.pod_labels},
-            "annotations": {**pod.metadata.annotations, **placement.pod_annotations},
+            "annotations": annotations,
         }
     )
     placed = pod.model_copy(update={"metadata": meta})

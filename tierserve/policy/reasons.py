@@ -15,7 +15,9 @@ Amounts are integer milli-units, like everywhere in tierserve (1 GPU = 1000).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from tierserve.model.resources import format_amount
 
@@ -181,17 +183,32 @@ class ExceedMaxResources:
 
 @dataclass(frozen=True)
 class WaitingForTimeout:
-    """``TimeoutOrExceedMax``: the pod waits in ``unit`` ``remaining_s`` more seconds."""
+    """``TimeoutOrExceedMax``: the pod waits in ``unit`` until ``until_s`` (its creation
+    plus the timeout).
+
+    The message names the deadline, not the seconds left: kube-scheduler writes it into
+    the pod's PodScheduled condition, and a message that changed on every attempt would
+    rewrite the pod, which requeues it at once (a hot retry loop for the whole wait).
+    """
 
     unit: int
     timeout_s: float
-    remaining_s: float
+    until_s: float
 
     def message(self) -> str:
         return (
-            f"unit {self.unit}: waiting for capacity, {self.remaining_s:g}s of "
-            f"{self.timeout_s:g}s timeout left before trying the next unit"
+            f"unit {self.unit}: waiting for capacity until its {self.timeout_s:g}s timeout "
+            f"ends at {_instant(self.until_s)}, then trying the next unit"
         )
+
+
+def _instant(t: float) -> str:
+    """A deadline as RFC 3339 UTC for wall-clock seconds, else (simulated time from 0) as
+    seconds."""
+    if t < 1e9:
+        return f"t={t:g}s"
+    stamp = datetime.fromtimestamp(math.ceil(t), tz=UTC)
+    return stamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 @dataclass(frozen=True)

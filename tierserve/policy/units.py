@@ -11,8 +11,15 @@ policy (same namespace, selector matches) and:
   with these key-value pairs are counted"); ACK's
   ``k8s.aliyun.com/resource-policy-wait-for-ecs-scaling`` label is a switch, neither put
   on pods nor counted;
-* otherwise: its recorded unit (``status.unit``) is ``i``, or, with none recorded, its
-  node is in unit ``i`` (the first unit holding the node, when units overlap).
+* otherwise: its recorded unit is ``i``, or, with none recorded, its node is in unit
+  ``i`` (the first unit holding the node, when units overlap).
+
+A pod records its unit by the unit's *identity* (:func:`unit_id`: its resource and
+``nodeSelector``, e.g. ``ecs:alibabacloud.com/nodepool-id=np-idc`` or ``eci``), in the
+``scheduling.tierserve.io/unit`` annotation that placement puts on it, so reordering
+or inserting units under running pods still counts each pod in the unit it is in
+(:func:`home_unit`). A pod whose recorded unit no longer exists counts by its node; the
+older index form (``"0"``, kept in ``status.unit``) is still read.
 
 Then ``ignoreTerminatingPod`` (default true) leaves Terminating pods out,
 ``ignorePreviousPod`` leaves out pods created before the policy
@@ -22,7 +29,7 @@ only the pods whose values for those keys equal the incoming pod's.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,6 +44,9 @@ WAIT_FOR_ECS_SCALING = "k8s.aliyun.com/resource-policy-wait-for-ecs-scaling"
 
 VIRTUAL_TOLERATION = Toleration(key=VIRTUAL_KUBELET_TAINT.key, operator="Exists")
 """What an ``eci``/``acs`` unit adds to the pod's tolerations while placing it there."""
+
+UNIT_ANNOTATION = "scheduling.tierserve.io/unit"
+"""The identity of the ResourcePolicy unit a pod was placed in (:func:`unit_id`)."""
 
 Group = tuple[tuple[str, str], ...]
 """``matchLabelKeys`` values of the incoming pod, e.g. ``(("pod-template-hash", "abc"),)``."""
@@ -111,9 +121,59 @@ def policy_members(snapshot: Snapshot, policy: ResourcePolicy) -> tuple[Replica,
     return members
 
 
-def _home_unit(snapshot: Snapshot, policy: ResourcePolicy, pod: Replica) -> int | None:
-    if pod.status.unit is not None:
-        return pod.status.unit
+def _unit_key(unit: Unit) -> str:
+    selector = ",".join(f"{k}={v}" for k, v in sorted(unit.node_selector.items()))
+    return f"{unit.resource}:{selector}" if selector else unit.resource
+
+
+_IDS: dict[int, tuple[Sequence[Unit], tuple[str, ...]]] = {}
+"""unit_ids per units list (by identity; policies are immutable once read), bounded."""
+
+
+def unit_ids(units: Sequence[Unit]) -> tuple[str, ...]:
+    """Each unit's identity, in order: what it holds (resource and ``nodeSelector``), not
+    where it stands, so it survives a reorder; a unit repeating an earlier one's gets
+    ``#2``, ``#3``... (rare: the later one can only take what the first leaves)."""
+    hit = _IDS.get(id(units))
+    if hit is not None and hit[0] is units:
+        return hit[1]
+    if len(_IDS) > 4096:
+        _IDS.clear()
+    ids = _compute_ids(units)
+    _IDS[id(units)] = (units, ids)
+    return ids
+
+
+def _compute_ids(units: Sequence[Unit]) -> tuple[str, ...]:
+    seen: dict[str, int] = {}
+    out = []
+    for unit in units:
+        key = _unit_key(unit)
+        seen[key] = seen.get(key, 0) + 1
+        out.append(key if seen[key] == 1 else f"{key}#{seen[key]}")
+    return tuple(out)
+
+
+def unit_id(units: Sequence[Unit], index: int) -> str:
+    """The identity of ``units[index]`` (see :func:`unit_ids`)."""
+    return unit_ids(units)[index]
+
+
+def recorded_unit(policy: ResourcePolicy, pod: Replica) -> int | None:
+    """The index, in the policy as it is now, of the unit the pod recorded at placement;
+    None when it recorded none or its unit is gone."""
+    recorded = pod.metadata.annotations.get(UNIT_ANNOTATION)
+    if recorded is None or recorded.isdigit():
+        return pod.status.unit  # none recorded, or the older index form
+    ids = unit_ids(policy.spec.units)
+    return ids.index(recorded) if recorded in ids else None
+
+
+def home_unit(snapshot: Snapshot, policy: ResourcePolicy, pod: Replica) -> int | None:
+    """The unit ``pod`` is in now: the one it recorded, else the first holding its node."""
+    found = recorded_unit(policy, pod)
+    if found is not None:
+        return found
     node = pod.status.node_name
     if node is None:
         return None
@@ -131,7 +191,7 @@ def _in_unit(
         return matches(labels, pod.metadata.labels) and matches(
             unit.pod_annotations, pod.metadata.annotations
         )
-    return _home_unit(snapshot, policy, pod) == index
+    return home_unit(snapshot, policy, pod) == index
 
 
 def unit_usage(snapshot: Snapshot, policy: ResourcePolicy, index: int, group: Group) -> UnitUsage:
@@ -172,14 +232,19 @@ def unit_usage(snapshot: Snapshot, policy: ResourcePolicy, index: int, group: Gr
 
 
 __all__ = [
+    "UNIT_ANNOTATION",
     "VIRTUAL_TOLERATION",
     "WAIT_FOR_ECS_SCALING",
     "Group",
     "UnitUsage",
     "applied_labels",
     "created_s",
+    "home_unit",
     "policy_members",
+    "recorded_unit",
     "selects",
+    "unit_id",
+    "unit_ids",
     "unit_nodes",
     "unit_tolerations",
     "unit_usage",

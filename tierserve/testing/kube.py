@@ -336,6 +336,7 @@ def scheduler_config(
     }
     if extender:
         config["extenders"] = [extender_stanza(extender)]
+        config["percentageOfNodesToScore"] = 100  # as the rendered manifests do
     return yaml.safe_dump(config, sort_keys=False)
 
 

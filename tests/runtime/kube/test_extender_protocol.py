@@ -149,3 +149,81 @@ def test_relist_forgets_a_deleted_pod_together_with_its_assumption() -> None:
     now[0] += cache.assume_ttl_s + 1
     cache._expire()  # the assumption lapses: nothing may come back
     assert ("default", "gone") not in cache.pods
+
+
+def _filter_args(name: str, uid: str, app: str = "capped") -> Obj:
+    pod = {
+        "metadata": {"name": name, "namespace": "default", "uid": uid, "labels": {"app": app},
+                     "creationTimestamp": "2026-12-02T00:00:00Z"},
+        "spec": {"containers": [{"name": "c", "resources": {"requests": {"cpu": "1"}}}],
+                 "tolerations": [{"key": "virtual-kubelet.io/provider", "operator": "Exists",
+                                  "effect": "NoSchedule"}]},
+        "status": {"phase": "Pending"},
+    }  # fmt: skip
+    return {"Pod": pod, "NodeNames": ["idc001", "virtual-kubelet-cn-hangzhou-b"]}
+
+
+CAPPED = {
+    "apiVersion": "scheduling.tierserve.io/v1alpha1",
+    "kind": "ResourcePolicy",
+    "metadata": {"name": "capped", "namespace": "default"},
+    "spec": {"selector": {"app": "capped"}, "units": [{"resource": "eci", "max": 2}]},
+}
+
+
+def test_filter_counts_a_pod_the_watch_has_not_delivered_yet() -> None:
+    # kube-scheduler filters pod after pod before the extender's watch shows any of them:
+    # each placed pod counts toward max from the request itself
+    cache = cache_with(policy=False)
+    cache.set_policy("scheduling.tierserve.io", CAPPED)
+    extender = Extender(cache, None)
+    allowed = []
+    for i in range(4):
+        reply = extender.filter(_filter_args(f"p{i}", f"uid-{i}"))
+        allowed.append(reply["NodeNames"])
+    virtual = "virtual-kubelet-cn-hangzhou-b"
+    assert allowed == [[virtual], [virtual], [], []]
+    assert set(cache.pods) == {("default", "p0"), ("default", "p1")}
+    # the watch then shows p0 still unbound: the assumption holds (bind comes next)
+    cache.set_pod(_filter_args("p0", "uid-0")["Pod"])
+    assert cache.pods[("default", "p0")].status.node_name == virtual
+
+
+def test_an_assumption_the_api_never_confirms_lapses_and_frees_the_unit() -> None:
+    now = [100.0]
+    cache = cache_with(policy=False)
+    cache.clock = lambda: now[0]
+    cache.set_policy("scheduling.tierserve.io", CAPPED)
+    extender = Extender(cache, None)
+    for i in range(2):
+        extender.filter(_filter_args(f"p{i}", f"uid-{i}"))
+    assert extender.filter(_filter_args("p2", "uid-2"))["NodeNames"] == []
+    now[0] += cache.assume_ttl_s + 1  # neither pod ever showed up in the watch
+    assert extender.filter(_filter_args("p2", "uid-2"))["NodeNames"] != []
+    assert ("default", "p0") not in cache.pods
+
+
+def test_a_refused_filter_drops_the_pods_own_assumption() -> None:
+    cache = cache_with(policy=False)
+    cache.set_policy("scheduling.tierserve.io", CAPPED)
+    extender = Extender(cache, None)
+    extender.filter(_filter_args("p0", "uid-0"))
+    # p0 is tried again with no candidate of its unit (kube-scheduler's own filters
+    # dropped the virtual node): it is no longer placed, so it no longer counts
+    args = _filter_args("p0", "uid-0")
+    args["NodeNames"] = ["idc001"]
+    assert extender.filter(args)["NodeNames"] == []
+    assert ("default", "p0") not in cache.pods
+
+
+def test_an_old_pod_of_the_same_name_does_not_undo_the_new_ones_assumption() -> None:
+    cache = cache_with(policy=False)
+    cache.set_policy("scheduling.tierserve.io", CAPPED)
+    old = _filter_args("web-0", "uid-old")["Pod"]
+    old["metadata"]["creationTimestamp"] = "2026-12-01T00:00:00Z"
+    cache.set_pod({**old, "spec": {**old["spec"], "nodeName": "virtual-kubelet-cn-hangzhou-b"}})
+    extender = Extender(cache, None)
+    extender.filter(_filter_args("web-0", "uid-new"))  # recreated, as a StatefulSet does
+    cache.set_pod(old, deleted=True)  # the watch delivers the old one's deletion late
+    held = cache.pods[("default", "web-0")]
+    assert held.metadata.uid == "uid-new" and held.status.node_name is not None

@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IDC = "idc001"
 VIRTUAL = "virtual-kubelet-cn-hangzhou-b"
 PODS = "/api/v1/namespaces/default/pods"
+IDC_UNIT = "ecs:alibabacloud.com/nodepool-id=np-idc"
 
 Obj = dict[str, Any]
 
@@ -207,7 +208,8 @@ async def test_seed_scenario_idc_first_cloud_on_overflow_cloud_first_back(
         return placement(pods) == {IDC: 1} and pods
 
     pods: Any = await until(one_on_idc)
-    assert pods[0]["metadata"]["annotations"][UNIT_ANNOTATION] == "0"
+    # the pod records its unit by what the unit holds, not by its index
+    assert pods[0]["metadata"]["annotations"][UNIT_ANNOTATION] == IDC_UNIT
 
     # arena serve get against the cluster shows the replica on idc001
     services, views = await serving.read_services(kube, "default")
@@ -223,7 +225,7 @@ async def test_seed_scenario_idc_first_cloud_on_overflow_cloud_first_back(
 
     pods = await until(spilled)
     units = sorted(p["metadata"]["annotations"][UNIT_ANNOTATION] for p in pods)
-    assert units == ["0", "1", "1"]
+    assert units == ["eci", "eci", IDC_UNIT]
 
     # the controller ranks the cloud replicas first to go
     async def costed() -> object:

@@ -4,9 +4,10 @@ Detect: one list-then-watch loop per resource (relisting on ``410 Gone`` or a br
 watch). The cache holds typed objects; :meth:`ClusterCache.snapshot` builds a
 :class:`~tierserve.policy.snapshot.Snapshot` only when something changed since the last
 one, and a pod added or updated is folded in with ``Snapshot.with_pod`` instead of a
-rebuild. ``assume`` records a binding the extender just made, before its watch event
-arrives, so the next pod's filter already counts it (kube-scheduler does the same in its
-own cache).
+rebuild. ``assume`` records a placement the extender just decided or made, from the pod
+object kube-scheduler sent (so before the watch has delivered that pod at all), keyed by
+name and checked by UID; the watch confirms it once it shows the pod bound, and an
+assumption the API never confirms lapses (kube-scheduler does the same in its own cache).
 """
 
 from __future__ import annotations
@@ -83,10 +84,25 @@ class ClusterCache:
         meta = obj["metadata"]
         key = (meta.get("namespace", "default"), meta["name"])
         if deleted:
+            if self._other_incarnation(key, meta.get("uid")):
+                self._observed.pop(key, None)  # an older pod of that name went; keep the new
+                return
             if self._drop_pod(key):
                 self._touch(rebuild=True)
             return
         self.put_replica(replica_from_pod(obj))
+
+    def _other_incarnation(self, key: PodKey, uid: str | None) -> bool:
+        """True when ``key`` is assumed for a pod with another UID than ``uid`` (a pod
+        recreated under the same name, as a StatefulSet does)."""
+        held = self.pods.get(key)
+        return (
+            key in self._assumed
+            and held is not None
+            and uid is not None
+            and held.metadata.uid is not None
+            and held.metadata.uid != uid
+        )
 
     def _drop_pod(self, key: PodKey) -> bool:
         """Forget a deleted pod, its assumption included (else the assumption's lapse
@@ -99,7 +115,14 @@ class ClusterCache:
         """A pod as watched: replaces an assumption once it shows a node (or is gone)."""
         key = (replica.namespace, replica.name)
         if key in self._assumed:
-            if not replica.status.node_name and self._assumed[key] > self.clock():
+            if self._other_incarnation(key, replica.metadata.uid):
+                # the watch is behind: this is the old pod of that name, or the assumed
+                # one is gone and a new one came; the newer by creation time wins
+                held = self.pods[key]
+                if held.status.created_s > replica.status.created_s:
+                    self._observed.pop(key, None)
+                    return
+            elif not replica.status.node_name and self._assumed[key] > self.clock():
                 self._observed[key] = replica  # not bound yet as far as the API says
                 return
             self._assumed.pop(key, None)
@@ -128,22 +151,39 @@ class ClusterCache:
         """Count ``replica`` as placed (node, unit) now, ahead of its watch event.
 
         The extender assumes a pod at filter time (kube-scheduler filters the next pod
-        before it binds this one, and ``max`` must count it) and again at bind time. An
-        assumption lapses after ``assume_ttl_s`` if the API never shows the pod bound.
+        before it binds this one, and ``max`` must count it) and again at bind time,
+        from the pod in the request: the watch may not have delivered it yet. An
+        assumption lapses after ``assume_ttl_s`` if the API never shows the pod bound:
+        the last watched state comes back, or, for a pod the watch never showed, the pod
+        is forgotten.
         """
         key = (replica.namespace, replica.name)
-        if key not in self._assumed and key in self.pods:
-            self._observed[key] = self.pods[key]
+        held = self.pods.get(key)
+        same = held is not None and replica.metadata.uid in (None, held.metadata.uid)
+        if key not in self._assumed and held is not None and same:
+            self._observed[key] = held
         self._assumed[key] = self.clock() + self.assume_ttl_s
         self._store(key, replica)
+
+    def unassume(self, namespace: str, name: str) -> None:
+        """Drop the assumption for a pod the extender no longer places (a later filter
+        found no room): its last watched state comes back."""
+        key = (namespace, name)
+        if key in self._assumed:
+            self._lapse(key)
+
+    def _lapse(self, key: PodKey) -> None:
+        self._assumed.pop(key)
+        observed = self._observed.pop(key, None)
+        if observed is not None:
+            self._store(key, observed)
+        elif self.pods.pop(key, None) is not None:
+            self._touch(rebuild=True)
 
     def _expire(self) -> None:
         now = self.clock()
         for key in [k for k, until in self._assumed.items() if until <= now]:
-            self._assumed.pop(key)
-            observed = self._observed.pop(key, None)
-            if observed is not None:
-                self._store(key, observed)
+            self._lapse(key)
 
     def set_policy(self, group: str, obj: Obj, deleted: bool = False) -> None:
         meta = obj["metadata"]

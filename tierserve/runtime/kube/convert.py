@@ -5,8 +5,11 @@
   do; a Kubernetes Node has no ``spec.virtual`` of its own.
 * A Pod becomes a :class:`Replica`: requests summed over its containers (the largest init
   container counted if bigger, plus ``overhead``), the unit it was placed in from the
-  ``scheduling.tierserve.io/unit`` annotation the extender writes at bind time, and a
-  phase from the pod's phase, node, readiness and deletion timestamp.
+  ``scheduling.tierserve.io/unit`` annotation the extender writes at bind time (the
+  unit's identity, resolved against the policy by
+  :func:`~tierserve.policy.units.home_unit`; an older index value is kept in
+  ``status.unit``), and a phase from the pod's phase, node, readiness and deletion
+  timestamp.
 """
 
 from __future__ import annotations
@@ -20,11 +23,10 @@ from tierserve.model.quantity import QuantityError, parse_milli
 from tierserve.model.replica import Phase, Replica, ReplicaSpec, ReplicaStatus
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.model.resources import Taint, Toleration
+from tierserve.policy.units import UNIT_ANNOTATION
 
 Obj = dict[str, Any]
 
-UNIT_ANNOTATION = "scheduling.tierserve.io/unit"
-"""Which ResourcePolicy unit (index) the extender placed the pod in."""
 POLICY_ANNOTATION = "scheduling.tierserve.io/policy"
 """Which ResourcePolicy placed the pod."""
 VIRTUAL_KUBELET_LABEL = ("type", "virtual-kubelet")

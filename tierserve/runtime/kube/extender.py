@@ -13,9 +13,17 @@ kube-scheduler POSTs ``ExtenderArgs`` (``Pod``, and ``Nodes`` or, with
   ``FailedAndUnresolvableNodes`` so the scheduler does not try preemption for them.
 * prioritize: :func:`~tierserve.policy.placement.score_nodes` (binpacking) for selected
   pods, 0 for the rest.
-* bind: the unit's ``podLabels``/``podAnnotations`` and the unit index
-  (``scheduling.tierserve.io/unit``) are patched onto the pod, then the Binding is
-  created and the cache *assumes* it, so the next pod's filter already counts it.
+* bind: the unit's ``podLabels``/``podAnnotations`` and the unit's identity
+  (``scheduling.tierserve.io/unit``, e.g. ``eci``; it survives a reorder of the units)
+  are patched onto the pod, then the Binding is
+  created.
+
+*Assume*: kube-scheduler filters the next pod before it binds this one, and often before
+the extender's own watch has delivered this one. So a placed pod is counted toward its
+unit (``max``) at filter time from the pod object in the request itself, keyed by its UID,
+not from the watch; bind assumes it again on the node actually chosen, and the watch
+later confirms or replaces the assumption (:meth:`ClusterCache.assume`). A filter that
+no longer places a pod drops its assumption.
 
 ``whenTryNextUnits`` timeouts work because kube-scheduler retries Pending pods: a pod
 waiting in a unit is refused until its timeout passes (from its creation time).
@@ -36,10 +44,10 @@ from tierserve.model.replica import Phase, Replica
 from tierserve.policy.decisions import FilterResult, Placement, Retry, Unschedulable
 from tierserve.policy.placement import bind, filter_nodes, score_nodes
 from tierserve.policy.reasons import NodeReason
-from tierserve.policy.units import selects
+from tierserve.policy.units import UNIT_ANNOTATION, selects
 from tierserve.runtime.kube.cache import ClusterCache
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
-from tierserve.runtime.kube.convert import POLICY_ANNOTATION, UNIT_ANNOTATION, replica_from_pod
+from tierserve.runtime.kube.convert import POLICY_ANNOTATION, replica_from_pod
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +113,8 @@ class Extender:
     cache: ClusterCache
     kube: Api | None
     clock: Callable[[], float] = time.time
-    placements: dict[str, Placement] = field(default_factory=dict)
-    """The last filter's placement per pod UID, for bind."""
+    placements: dict[str, tuple[Replica, Placement]] = field(default_factory=dict)
+    """The last filter's pod and placement per pod UID, for bind."""
     calls: dict[str, int] = field(default_factory=dict)
 
     def _count(self, verb: str) -> None:
@@ -120,12 +128,13 @@ class Extender:
         reply, result = filter_reply(pod, names, full, self.cache, self.clock())
         uid = str(pod_obj.get("metadata", {}).get("uid", ""))
         if result is not None and isinstance(result.decision, Placement):
-            self.placements[uid] = result.decision
+            self.placements[uid] = (pod, result.decision)
             if result.decision.node is not None:
                 # kube-scheduler filters the next pod before binding this one: count it now
-                self._assume(pod.namespace, pod.name, result.decision.node, result.decision)
+                self._assume(pod, result.decision.node, result.decision)
         else:
             self.placements.pop(uid, None)
+            self.cache.unassume(pod.namespace, pod.name)
         if result is not None:
             log.info(
                 "filter %s/%s: %d of %d nodes allowed; %s",
@@ -154,15 +163,13 @@ class Extender:
         uid, node = str(args.get("PodUID", "")), str(args["Node"])
         path = f"/api/v1/namespaces/{namespace}/pods/{name}"
         try:
-            placement = self.placements.pop(uid, None)
-            if placement is None or placement.node is None:
-                placement = await self._replace(path, node)
+            pod, placement = self.placements.pop(uid, (None, None))
+            if pod is None or placement is None or placement.node is None:
+                pod, placement = await self._replace(path, node)
             if placement is not None and placement.policy is not None:
-                annotations = {
-                    **placement.pod_annotations,
-                    UNIT_ANNOTATION: str(placement.unit),
-                    POLICY_ANNOTATION: placement.policy,
-                }
+                annotations = {**placement.pod_annotations, POLICY_ANNOTATION: placement.policy}
+                if placement.unit_id is not None:
+                    annotations[UNIT_ANNOTATION] = placement.unit_id
                 patch = {"metadata": {"labels": placement.pod_labels, "annotations": annotations}}
                 await self.kube.request("PATCH", path, patch, content_type=MERGE_PATCH)
             binding = {
@@ -175,7 +182,8 @@ class Extender:
         except TierserveError as exc:
             log.warning("bind %s/%s to %s failed: %s", namespace, name, node, exc)
             return {"Error": str(exc)}
-        self._assume(namespace, name, node, placement)
+        if pod is not None:
+            self._assume(pod, node, placement)
         log.info(
             "bind %s/%s -> %s (unit %s)",
             namespace,
@@ -185,21 +193,19 @@ class Extender:
         )
         return {"Error": ""}
 
-    async def _replace(self, path: str, node: str) -> Placement | None:
+    async def _replace(self, path: str, node: str) -> tuple[Replica, Placement | None]:
         """Decide again for a bind with no remembered filter (e.g. after a restart)."""
         assert self.kube is not None
         pod = replica_from_pod(await self.kube.request("GET", path))
         if not _selected(pod, self.cache):
-            return None
+            return pod, None
         result = filter_nodes(
             pod, self.cache.snapshot(), self.cache.policies(), self.clock(), [node]
         )
-        return result.decision if isinstance(result.decision, Placement) else None
+        return pod, result.decision if isinstance(result.decision, Placement) else None
 
-    def _assume(self, namespace: str, name: str, node: str, placement: Placement | None) -> None:
-        pod = self.cache.pods.get((namespace, name))
-        if pod is None:
-            return
+    def _assume(self, pod: Replica, node: str, placement: Placement | None) -> None:
+        """Count ``pod`` (as the request carried it) on ``node`` now."""
         if placement is not None:
             pod = bind(pod, placement)  # the unit's labels and annotations; node set below
         unit = placement.unit if placement is not None else None

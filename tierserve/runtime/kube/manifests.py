@@ -70,6 +70,10 @@ def scheduler_configuration(opts: ManifestOptions) -> Obj:
             "resourceNamespace": opts.namespace,
             "resourceName": opts.scheduler_name,
         },
+        # every feasible node is scored: with the default sample (as low as 5 % of a large
+        # cluster) kube-scheduler may send the extender a sample without the virtual node,
+        # and a pod that should overflow fails and retries
+        "percentageOfNodesToScore": 100,
         "profiles": [{"schedulerName": opts.scheduler_name}],
         "extenders": [
             extender_stanza(f"http://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}")

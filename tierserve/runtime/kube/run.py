@@ -1,4 +1,5 @@
-"""Long-running entry points: the extender server and the deletion-cost controller."""
+"""Long-running entry points: the extender server and the pod controllers (deletion cost,
+requeue of waiting pods)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from aiohttp import web
 
 from tierserve.runtime.kube.cache import ClusterCache, installed_groups
 from tierserve.runtime.kube.client import KubeClient, KubeConfig
-from tierserve.runtime.kube.controller import DeletionCostController
+from tierserve.runtime.kube.controller import DeletionCostController, RequeueController
 from tierserve.runtime.kube.extender import Extender, app
 
 log = logging.getLogger(__name__)
@@ -36,9 +37,10 @@ async def serve_extender(
         cache = ClusterCache()
         watch = asyncio.create_task(cache.run(kube, await _groups(kube, groups)))
         tasks = [watch]
+        await cache.wait_synced(60.0)
         if with_controller:
             tasks.append(asyncio.create_task(DeletionCostController(cache, kube).run()))
-        await cache.wait_synced(60.0)
+            tasks.append(asyncio.create_task(RequeueController(cache, kube).run()))
         cache.snapshot()
         gc.collect()
         gc.freeze()  # the cache is long-lived: keep full collections from walking it (p99)
@@ -59,16 +61,17 @@ async def serve_extender(
 
 
 async def run_controller(config: KubeConfig, groups: list[str] | None = None) -> None:
-    """Run the deletion-cost controller until cancelled."""
+    """Run the pod controllers (deletion cost, requeue) until cancelled."""
     async with KubeClient(config) as kube:
         cache = ClusterCache()
         watch = asyncio.create_task(cache.run(kube, await _groups(kube, groups)))
         await cache.wait_synced(60.0)
         controller = DeletionCostController(cache, kube)
+        requeue = RequeueController(cache, kube)
         await controller.reconcile()
-        print("tierserve deletion-cost controller running", flush=True)
+        print("tierserve pod controllers running (deletion cost, requeue)", flush=True)
         try:
-            await asyncio.gather(watch, controller.run())
+            await asyncio.gather(watch, controller.run(), requeue.run())
         finally:
             watch.cancel()
 
