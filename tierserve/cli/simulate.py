@@ -1,6 +1,7 @@
 """``tierserve simulate``: a scenario on virtual time, with the runtimes' own decisions.
 
     tierserve simulate -f tierserve/examples/sim/seed-burst.yaml [--plot out.png] [--json]
+    tierserve simulate -f seed-burst.yaml --vary spec.autoscaler=hpa,slo --html report.html
     tierserve simulate -f seed-burst.yaml --vary 'autoscaling=@a.yaml,@b.yaml'
     tierserve simulate -f a.yaml -f b.yaml          # several scenarios side by side
 """
@@ -41,6 +42,12 @@ def register(app: typer.Typer) -> None:
             None, "--engine", help="Engine model: fast (default) or step (the reference)."
         ),
         seed: int | None = typer.Option(None, "--seed", help="Override the scenario's seed."),
+        html: Path | None = typer.Option(
+            None,
+            "--html",
+            help="Write one self-contained HTML page: the dashboard's charts per service "
+            "(and, comparing, a summary table and the configurations side by side).",
+        ),
         timeline: bool = typer.Option(
             False, "--timeline", help="With --json: include the per-interval timeline."
         ),
@@ -50,8 +57,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Simulate scenarios: SLO attainment, latency, replicas per tier, cloud cost."""
         try:
+            if html is not None:  # a bad path fails now, not after a long run
+                from tierserve.sim.html import check_path
+
+                check_path(html)
             runs = _runs(files, vary, engine, seed)
             results = [(label, _simulate(scenario, progress)) for label, scenario in runs]
+            if html is not None:
+                from tierserve.sim.html import write
+
+                write(results, html)
         except TierserveError as exc:
             fail(str(exc))
         _output(results, as_json, plot, timeline)

@@ -131,6 +131,23 @@ class Decision:
     subject: str
     message: str
     count: int = 1
+    service: str = ""
+    """The service it concerns (``namespace/name``); empty when none."""
+
+
+@dataclass
+class ServicePoint:
+    """One service at a timeline point (the fleet-wide figures split per service)."""
+
+    desired: int
+    allocated: dict[str, int]
+    ready: dict[str, int]
+    arrivals: int
+    """Requests for it that arrived since the previous point."""
+    cloud_cost: float
+    """Its cumulative cloud cost."""
+    gpu_seconds: dict[str, float]
+    """Its cumulative GPU-seconds per tier."""
 
 
 @dataclass
@@ -148,6 +165,8 @@ class TimelinePoint:
     """Cumulative cloud cost at this point."""
     gpu_seconds: dict[str, float]
     """Cumulative GPU-seconds per tier."""
+    services: dict[str, ServicePoint] = field(default_factory=dict)
+    """The same per service (``namespace/name``), in the order of ``SimResult.services``."""
 
 
 @dataclass
@@ -163,6 +182,11 @@ class Requests:
     """0 = idc, 1 = cloud."""
     failed_arrival_s: array[float] = field(default_factory=lambda: array("d"))
     """Requests that got no answer: held past the hold timeout, or cut by a stop."""
+    service: array[int] = field(default_factory=lambda: array("h"))
+    """Per finished request: its service's index in ``SimResult.services`` (empty in a
+    result built without it: every request then counts for the first service)."""
+    failed_service: array[int] = field(default_factory=lambda: array("h"))
+    """Per failed request: its service's index, -1 for no known service."""
 
     def __len__(self) -> int:
         return len(self.ttft_s)
@@ -192,6 +216,8 @@ class SimResult:
     """Scale-outs the tier planner's budget held back."""
     moves_to_idc: int = 0
     """Cloud replicas moved back to the IDC (make before break)."""
+    services: list[str] = field(default_factory=list)
+    """The services simulated, ``namespace/name``, in index order."""
 
 
 @dataclass
@@ -297,6 +323,10 @@ class Simulation:
         self._last_decision: dict[tuple[str, str], Decision] = {}
         self._gpu_s = dict.fromkeys(TIERS, 0.0)
         self._cloud_cost = 0.0
+        self._service_index = {k: i for i, k in enumerate(self.services)}
+        self._service_cost = dict.fromkeys(self.services, 0.0)
+        self._service_gpu_s = {k: dict.fromkeys(TIERS, 0.0) for k in self.services}
+        self._service_arrived = dict.fromkeys(self.services, 0)
         self._cold_starts = 0
         self._budget_blocked = 0
         self._moves = 0
@@ -328,7 +358,13 @@ class Simulation:
     # -- decisions log -----------------------------------------------------------------------
 
     def _record(
-        self, now: float, kind: str, subject: str, message: str, fold: bool = False
+        self,
+        now: float,
+        kind: str,
+        subject: str,
+        message: str,
+        fold: bool = False,
+        service: Key | None = None,
     ) -> None:
         key = (kind, subject)
         last = self._last_decision.get(key) if fold else None
@@ -336,7 +372,8 @@ class Simulation:
             last.count += 1
             last.message = message
             return
-        decision = Decision(now, kind, subject, message)
+        about = f"{service[0]}/{service[1]}" if service is not None else ""
+        decision = Decision(now, kind, subject, message, service=about)
         self._decisions.append(decision)
         if fold:
             self._last_decision[key] = decision
@@ -362,8 +399,9 @@ class Simulation:
         request_id = self._next_id
         self._next_id += 1
         if key is None:
-            self._failed(arrival.t_s, arrival.t_s, loop)
+            self._failed(arrival.t_s, arrival.t_s, loop, None)
             return
+        self._service_arrived[key] += 1
         pending = _Pending(arrival, key, request_id, loop)
         window = self._windows.get(key)
         if window is not None:
@@ -443,8 +481,11 @@ class Simulation:
                 window.ttft.append(ttft)
         self._schedule_event(live)
 
-    def _failed(self, arrival_s: float, now: float, loop: ClosedLoop | None) -> None:
+    def _failed(
+        self, arrival_s: float, now: float, loop: ClosedLoop | None, service: Key | None
+    ) -> None:
         self._out.failed_arrival_s.append(arrival_s)
+        self._out.failed_service.append(-1 if service is None else self._service_index[service])
         self._next_from(loop, now)
 
     def _next_from(self, loop: ClosedLoop | None, now: float) -> None:
@@ -466,6 +507,7 @@ class Simulation:
         out.e2e_s.append(c.end_s - arrived)
         out.output_tokens.append(c.output_tokens)
         out.tier.append(live.tier)
+        out.service.append(self._service_index.get(replicaset.service_key(live.obj), 0))
         if self._windows:
             window = self._windows.get(replicaset.service_key(live.obj))
             if window is not None:
@@ -485,7 +527,7 @@ class Simulation:
         for queue in self._held.values():
             while queue and queue[0][1] <= now:
                 pending, deadline = queue.popleft()
-                self._failed(pending.arrival.t_s, deadline, pending.loop)
+                self._failed(pending.arrival.t_s, deadline, pending.loop, pending.service)
 
     def _release_held(self, key: Key, now: float) -> None:
         queue = self._held[key]
@@ -562,10 +604,18 @@ class Simulation:
                 continue
             spec = service.spec.model_copy(update={"replicas": evaluation.desired})
             self.services[key] = service.model_copy(update={"spec": spec})
-            self._record(now, "SuccessfulRescale", f"{key[0]}/{key[1]}", evaluation.message)
+            self._record(
+                now, "SuccessfulRescale", f"{key[0]}/{key[1]}", evaluation.message, service=key
+            )
             if evaluation.plan is not None and evaluation.plan.budget_blocked:
                 self._budget_blocked += 1
-                self._record(now, "BudgetBlocked", f"{key[0]}/{key[1]}", evaluation.plan.reason)
+                self._record(
+                    now,
+                    "BudgetBlocked",
+                    f"{key[0]}/{key[1]}",
+                    evaluation.plan.reason,
+                    service=key,
+                )
             if self._first_scale_out is None and evaluation.desired > self._initial_size[key]:
                 self._first_scale_out = now
             self._dirty = True
@@ -590,7 +640,9 @@ class Simulation:
         if victim is None:
             return
         self.services[key] = rebalance.moved(service, victim)
-        self._record(now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim))
+        self._record(
+            now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim), service=key
+        )
         self._moves += 1
         self._dirty = True
 
@@ -708,15 +760,27 @@ class Simulation:
             key = replicaset.service_key(live.obj)
             self._ready_by_service[key].remove(live)
             self._index[key].remove(live.obj.name)
-        self._record(now, "Killing", live.obj.name, f"Stopping replica ({reason})")
+        self._record(
+            now,
+            "Killing",
+            live.obj.name,
+            f"Stopping replica ({reason})",
+            service=replicaset.service_key(live.obj),
+        )
 
     def _bill(self, live: _Live, now: float) -> None:
         charge = billing.bill(live.obj, self._node_of(live.obj), now)
         if charge is None:
             return
         self._gpu_s[charge.labels["tier"]] += charge.gpu_seconds
+        service = replicaset.service_key(live.obj)
+        per_service = self._service_gpu_s.get(service)
+        if per_service is not None:
+            per_service[charge.labels["tier"]] += charge.gpu_seconds
         if charge.cloud:
             self._cloud_cost += charge.cloud_cost
+            if service in self._service_cost:
+                self._service_cost[service] += charge.cloud_cost
         live.obj = live.obj.with_status(billed_until_s=charge.until_s)
 
     def _remove(self, live: _Live, now: float) -> None:
@@ -727,7 +791,7 @@ class Simulation:
                 entry = self._requests.pop(request_id, None)
                 if entry is not None:
                     live.in_flight -= 1
-                    self._failed(now, now, entry[1])
+                    self._failed(now, now, entry[1], replicaset.service_key(live.obj))
         live.gone = True
         del self.replicas[(live.obj.namespace, live.obj.name)]
 
@@ -762,11 +826,24 @@ class Simulation:
             if isinstance(action, provisioning.Wait):
                 if replica.status.message != action.message:
                     self._put(replica.with_status(reason="Unschedulable", message=action.message))
-                self._record(now, "FailedScheduling", replica.name, action.message, fold=True)
+                self._record(
+                    now,
+                    "FailedScheduling",
+                    replica.name,
+                    action.message,
+                    fold=True,
+                    service=replicaset.service_key(replica),
+                )
                 continue
             live = self._put(action.replica)
             live.tier = 1 if action.node.virtual else 0
-            self._record(now, "Scheduled", replica.name, provisioning.bind_message(replica, action))
+            self._record(
+                now,
+                "Scheduled",
+                replica.name,
+                provisioning.bind_message(replica, action),
+                service=replicaset.service_key(replica),
+            )
 
     def _start(self, now: float) -> None:
         for live in list(self.replicas.values()):
@@ -786,6 +863,7 @@ class Simulation:
                     replica.name,
                     f"Virtual node {node.name} provisioned the replica after "
                     f"{provisioning.cold_start_s(node):g}s cold start",
+                    service=replicaset.service_key(replica),
                 )
             if replica.phase == Phase.STARTING and live.engine is None:
                 shape, load_s = self._engine_for(service, node)
@@ -807,7 +885,7 @@ class Simulation:
                 self._ready_by_service[key].append(live)
                 self._ready_by_service[key].sort(key=lambda r: (r.tier, r.obj.name))
                 self._index[key].set(replica.name, live.tier, live.in_flight)
-                self._record(now, "Ready", replica.name, "Replica is Ready")
+                self._record(now, "Ready", replica.name, "Replica is Ready", service=key)
                 self._dirty = True  # a Ready replica lets a rolling update or move go on
                 self._release_held(key, now)
 
@@ -841,13 +919,31 @@ class Simulation:
             self._bill(live, now)
         allocated = dict.fromkeys(TIERS, 0)
         ready = dict.fromkeys(TIERS, 0)
+        per_service = {k: (dict.fromkeys(TIERS, 0), dict.fromkeys(TIERS, 0)) for k in self.services}
         for live in self.replicas.values():
             if live.obj.node_name is None or live.obj.terminating:
                 continue
             tier = TIERS[live.tier]
             allocated[tier] += 1
+            counts = per_service.get(replicaset.service_key(live.obj))
+            if counts is not None:
+                counts[0][tier] += 1
             if live.obj.phase == Phase.READY:
                 ready[tier] += 1
+                if counts is not None:
+                    counts[1][tier] += 1
+        services = {
+            f"{k[0]}/{k[1]}": ServicePoint(
+                desired=self.services[k].spec.replicas,
+                allocated=alloc,
+                ready=up,
+                arrivals=self._service_arrived[k],
+                cloud_cost=self._service_cost[k],
+                gpu_seconds=dict(self._service_gpu_s[k]),
+            )
+            for k, (alloc, up) in per_service.items()
+        }
+        self._service_arrived = dict.fromkeys(self.services, 0)
         for tier in TIERS:
             self._peak[tier] = max(self._peak[tier], allocated[tier])
         point = TimelinePoint(
@@ -860,6 +956,7 @@ class Simulation:
             held=sum(len(q) for q in self._held.values()),
             cloud_cost=self._cloud_cost,
             gpu_seconds=dict(self._gpu_s),
+            services=services,
         )
         self._arrived_since = 0
         return point
@@ -961,10 +1058,13 @@ class Simulation:
         for queue in self._held.values():
             for pending, _ in queue:
                 self._out.failed_arrival_s.append(pending.arrival.t_s)
+                self._out.failed_service.append(self._service_index[pending.service])
             queue.clear()
         for request_id in list(self._requests):
             live, _ = self._requests.pop(request_id)
             self._out.failed_arrival_s.append(final)
+            key = replicaset.service_key(live.obj)
+            self._out.failed_service.append(self._service_index.get(key, -1))
         timeline.append(self._sample(final))
         if start:  # times from the start of the load, as the benchmark reports them
             self._unshift(start, timeline)
@@ -988,6 +1088,7 @@ class Simulation:
             or ", ".join(sorted({policy_of(svc) for svc in self.services.values()})),
             budget_blocked=self._budget_blocked,
             moves_to_idc=self._moves,
+            services=[f"{ns}/{name}" for ns, name in self.services],
         )
 
     def _unshift(self, start: float, timeline: list[TimelinePoint]) -> None:
@@ -1003,6 +1104,7 @@ class Simulation:
 __all__ = [
     "Decision",
     "Requests",
+    "ServicePoint",
     "SimResult",
     "SimSettings",
     "Simulation",
