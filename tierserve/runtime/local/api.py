@@ -1,6 +1,7 @@
 """The local control plane's HTTP API (JSON; the CLI talks only to it).
 
-Every route but ``/healthz`` needs ``Authorization: Bearer <token>``. Errors are
+Every route but ``/healthz`` and the dashboard's login page needs ``Authorization:
+Bearer <token>``; the dashboard's read-only data also takes its session cookie. Errors are
 ``{"error": {"message": ..., "reason": ...}}``: 400 (bad input, nothing changed), 401,
 404, 405, 409, 413 (a body over ``MAX_BODY_BYTES``) or 415 (a body that is not
 ``application/json``). Client input never gets a 5xx: every error aiohttp raises while
@@ -18,6 +19,8 @@ routing or reading a request gets this JSON body too.
     GET    /api/v1/routes                               the gateway's routes (docs/gateway.md)
     POST   /api/v1/shutdown {"stopReplicas": bool}
     GET    /metrics                                     Prometheus text
+    GET    /dashboard, /api/v1/dashboard/{overview,stream}   the web dashboard
+                                                        (``tierserve.web.dashboard``)
 
 Input limits: a body of at most ``MAX_BODY_BYTES`` (8 MiB), ``documents`` of at most
 1 MiB of YAML, within ``tierserve.model.yamlsafe``'s bounds on aliases and nesting.
@@ -65,6 +68,8 @@ from tierserve.runtime.local.command import replica_dirs
 from tierserve.runtime.local.costs import CostCollector, cost_summary
 from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES, read_log
 from tierserve.runtime.local.store import Event, Store, rfc3339
+from tierserve.web import dashboard as web_dashboard
+from tierserve.web.dashboard import DashboardRoutes
 
 log = logging.getLogger("tierserve.api")
 
@@ -164,8 +169,11 @@ class ApiServer:
         clock: Clock,
         routes: Callable[[], dict[str, Any]] | None = None,
         log_chunk_bytes: int = LOG_CHUNK_BYTES,
+        dashboard: DashboardRoutes | None = None,
     ) -> None:
-        """``log_chunk_bytes``: the most of a log one ``offset`` answer sends."""
+        """``log_chunk_bytes``: the most of a log one ``offset`` answer sends;
+        ``dashboard``: the web dashboard's routes (none: no dashboard)."""
+        self.dashboard = dashboard
         self.log_chunk_bytes = log_chunk_bytes
         self.clock = clock
         self.routes = routes
@@ -190,6 +198,8 @@ class ApiServer:
         app.router.add_get("/api/v1/logs/{namespace}/{name}", self._logs)
         app.router.add_post("/api/v1/shutdown", self._shutdown)
         app.router.add_get("/api/v1/routes", self._routes)
+        if self.dashboard is not None:
+            self.dashboard.add(app.router)
         app.router.add_get("/api/v1/{resource}", self._list)
         app.router.add_get("/api/v1/{resource}/{name}", self._get)
         app.router.add_delete("/api/v1/{resource}/{name}", self._delete)
@@ -199,11 +209,18 @@ class ApiServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path == "/healthz":
+        opened = self.dashboard is not None and web_dashboard.public(request)
+        if request.path == "/healthz" or opened:
             return await handler(request)
         header = request.headers.get("Authorization", "")
         scheme, _, given = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip(), self.token):
+        bearer = scheme.lower() == "bearer" and hmac.compare_digest(given.strip(), self.token)
+        session = (
+            self.dashboard is not None
+            and web_dashboard.cookie_allowed(request)
+            and web_dashboard.has_session(request, self.token)
+        )
+        if not (bearer or session):
             return _error(
                 401,
                 "Unauthorized",

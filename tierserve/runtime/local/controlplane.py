@@ -52,6 +52,7 @@ from tierserve.runtime.local.config import (
     ensure_token,
 )
 from tierserve.runtime.local.controllers import ControllerSettings, Reconciler
+from tierserve.runtime.local.feed import DashboardFeed, FeedSettings
 from tierserve.runtime.local.gpumetrics import GpuMetrics, NvmlSource, real_gpu_nodes
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.nvml import Nvml
@@ -62,6 +63,8 @@ from tierserve.runtime.local.routing import service_routes
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
+from tierserve.web.dashboard import DashboardRoutes
+from tierserve.web.history import DEFAULT_POINTS
 
 log = logging.getLogger("tierserve.controlplane")
 
@@ -90,6 +93,10 @@ class ControlPlaneConfig:
     """How often every Ready replica's /metrics is scraped."""
     supervisor: SupervisorConfig = field(default_factory=SupervisorConfig)
     shutdown_grace_s: float = 10.0
+    history_interval_s: float | None = None
+    """Seconds between the dashboard's points (None: the autoscaler's period)."""
+    history_points: int = DEFAULT_POINTS
+    """Points of history kept per service (memory: ``web.history``)."""
 
 
 class ControlPlane:
@@ -150,6 +157,17 @@ class ControlPlane:
             startup_overhead_s=STARTUP_OVERHEAD_S,
         )
         self.autoscaler = Autoscaler(self.store, self.scraper, config.autoscaler, self.planner)
+        self.feed = DashboardFeed(
+            self.store,
+            self.scraper,
+            gateway,
+            FeedSettings(
+                interval_s=config.history_interval_s or config.autoscaler.period_s,
+                points=config.history_points,
+                metric_max_age_s=max_age,
+            ),
+            config.autoscaler,
+        )
         self._scrape_task: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._stop_replicas = True
@@ -222,6 +240,7 @@ class ControlPlane:
             tier_of=self._tier_of,
             clock=self.clock,
             routes=lambda: dump_routes(self.table.routes),
+            dashboard=DashboardRoutes(self.feed, self.token, self._stopping.is_set),
         )
         self._runner_web = web.AppRunner(api.app(), access_log=None)
         await self._runner_web.setup()
@@ -295,7 +314,7 @@ class ControlPlane:
         while not self._stopping.is_set():
             now = self.clock.now()
             # A bug in one step must not stop the control plane, nor the other steps.
-            for step in (self.autoscaler.tick, self.reconciler.tick):
+            for step in (self.autoscaler.tick, self.reconciler.tick, self.feed.tick):
                 try:
                     step(now)
                 except Exception:
@@ -348,6 +367,7 @@ class ControlPlane:
         for task in (self._loop_task, self._scrape_task):
             if task is not None:
                 await task
+        self.feed.close()
         await self.scraper.close()
         self.gpu_metrics.close()
         self.planner.close()

@@ -4,7 +4,9 @@ Each scrape parses the Prometheus text with ``prometheus_client``'s parser and k
 replica, one number per metric name: the sum of its samples (a replica exports one series
 per gauge, e.g. ``DCGM_CUSTOM_PROCESS_SM_UTIL`` or ``vllm:num_requests_waiting``; several
 label sets of one name add up). Histogram/summary buckets are not scale metrics and are
-skipped (their ``_sum``/``_count`` are kept). Per-replica signals a replica does not
+skipped (their ``_sum``/``_count`` are kept), except the newest buckets of the
+histograms in ``BUCKETS`` (TTFT and TPOT: the dashboard's quantiles), kept apart, one
+set per replica. Per-replica signals a replica does not
 export (the gateway's, NVML's for real GPUs) come from ``policy.signals.MetricsSource``
 objects and are recorded the same way, at the same ``now``.
 """
@@ -28,20 +30,34 @@ Key = tuple[str, str]
 """(namespace, replica name)."""
 
 
+BUCKETS = ("vllm:time_to_first_token_seconds", "vllm:request_time_per_output_token_seconds")
+"""Histograms whose newest buckets are kept per replica (``MetricsScraper.buckets``)."""
+
+HistogramBuckets = dict[str, dict[float, float]]
+"""Histogram name -> upper bound (``le``) -> cumulative count."""
+
+
 @dataclass(frozen=True)
 class Sample:
     at_s: float
     values: Mapping[str, float]
 
 
-def parse_metrics(text: str) -> dict[str, float]:
+def parse_metrics(text: str, buckets: HistogramBuckets | None = None) -> dict[str, float]:
     """Metric name → sum of its plain samples (counters, gauges, untyped); of a histogram
     or summary only its ``_sum`` and ``_count`` (per-request means: the tier planner's
-    token mix), never its buckets."""
+    token mix), never its buckets — but those of ``BUCKETS`` go to ``buckets`` when given
+    (summed over label sets)."""
     values: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         histogram = family.type in ("histogram", "summary", "gaugehistogram")
+        kept = buckets is not None and family.name in BUCKETS
         for sample in family.samples:
+            if kept and buckets is not None and sample.name.endswith("_bucket"):
+                le = float(sample.labels.get("le", "inf"))
+                per_le = buckets.setdefault(family.name, {})
+                per_le[le] = per_le.get(le, 0.0) + float(sample.value)
+                continue
             if histogram and not sample.name.endswith(("_sum", "_count")):
                 continue
             if sample.name.endswith("_created"):
@@ -58,6 +74,7 @@ class MetricsScraper:
         self.timeout_s = timeout_s
         self.host = host
         self._samples: dict[Key, deque[Sample]] = {}
+        self._buckets: dict[Key, HistogramBuckets] = {}
         self._session: aiohttp.ClientSession | None = None
 
     async def _get(self, port: int) -> str | None:
@@ -87,8 +104,10 @@ class MetricsScraper:
             live.add(key)
             values: dict[str, float] = {}
             if text is not None:
+                buckets: HistogramBuckets = {}
                 try:
-                    values = parse_metrics(text)
+                    values = parse_metrics(text, buckets)
+                    self._buckets[key] = buckets
                 except ValueError as exc:
                     log.warning("bad /metrics from %s/%s: %s", *key, exc)
             for source in sources:
@@ -97,6 +116,8 @@ class MetricsScraper:
                 self.record(key, now_s, values)
         for gone in set(self._samples) - live:
             del self._samples[gone]
+        for gone in set(self._buckets) - live:
+            del self._buckets[gone]
 
     def record(self, key: Key, now_s: float, values: Mapping[str, float]) -> None:
         self._samples.setdefault(key, deque(maxlen=self.history)).append(
@@ -117,6 +138,10 @@ class MetricsScraper:
         if not samples or now_s - samples[-1].at_s > max_age_s:
             return {}
         return dict(samples[-1].values)
+
+    def buckets(self, key: Key) -> HistogramBuckets:
+        """The replica's newest buckets of the ``BUCKETS`` histograms (empty: none yet)."""
+        return self._buckets.get(key, {})
 
     def series(self, key: Key, metric: str) -> list[tuple[float, float]]:
         """The kept history of one metric of one replica: (time, value) pairs."""
