@@ -13,6 +13,7 @@ everything is stopped at the end unless ``--keep``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shlex
@@ -31,9 +32,11 @@ import typer
 from rich.console import Console
 from rich.rule import Rule
 
+from tierserve.cli.dashboard import dashboard_url
+from tierserve.errors import TierserveError
 from tierserve.examples import SEED_COMMAND, seed_text
 from tierserve.runtime.local.client import Client
-from tierserve.runtime.local.config import ENV_STATE_DIR, ClientConfig
+from tierserve.runtime.local.config import ENV_STATE_DIR, TOKEN_FILE, ClientConfig
 
 SEED_REQUEST = (
     '{"model": "deepseek-r1", "messages": [{"role": "user", "content": "Say this is a test!"}],'
@@ -304,12 +307,26 @@ class Walkthrough:
         )
 
     def down(self) -> None:
+        url = ""
+        with contextlib.suppress(TierserveError, OSError, ValueError):
+            url = dashboard_url(self.config())
         if self.s.keep:
             self.say(
                 f"--keep: still running (state {self.root}); stop with "
                 f"`tierserve down --state-dir {self.root}`."
             )
+            if url:
+                self.console.print(
+                    f"  Dashboard: {url}  (sign in with the token in {self.root / TOKEN_FILE}; "
+                    f"`tierserve top --state-dir {self.root}` shows it in the terminal)",
+                    highlight=False,
+                )
             return
+        if url:
+            self.console.print(
+                f"  Dashboard: {url}  (run the demo with --keep to look at it afterwards)",
+                highlight=False,
+            )
         self.run(["down"], check=False)
 
     def seed_load_with_planner(self) -> None:

@@ -20,6 +20,7 @@ import typer
 
 from tierserve.aio import loop_factory
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
+from tierserve.cli.dashboard import dashboard_url
 from tierserve.cli.output import fail
 from tierserve.errors import (
     FieldError,
@@ -44,6 +45,7 @@ from tierserve.runtime.local.config import (
     CLIENT_FILE,
     LOG_FILE,
     PID_FILE,
+    TOKEN_FILE,
     ClientConfig,
     ensure_not_running,
     running_pid,
@@ -57,6 +59,7 @@ def _print_up(config: ClientConfig, root: Path) -> None:
     typer.echo(f"tierserve control plane is up (pid {config.pid}, state {root})")
     typer.echo(f"API:      {config.api_url}")
     typer.echo(f"Gateway:  {config.gateway_url}")
+    typer.echo(f"Dashboard: {dashboard_url(config)}  (sign in with {root / TOKEN_FILE})")
 
 
 async def _run_foreground(config: ControlPlaneConfig, transient: Path | None) -> None:

@@ -16,6 +16,7 @@ except ImportError:  # typer on click
 from tierserve import __version__
 from tierserve.cli import apply as apply_cli
 from tierserve.cli import bench as bench_cli
+from tierserve.cli import dashboard as dashboard_cli
 from tierserve.cli import demo as demo_cli
 from tierserve.cli import engine as engine_cli
 from tierserve.cli import gateway as gateway_cli
@@ -46,6 +47,7 @@ kube_cli.register(app)
 bench_cli.register(app)
 gateway_cli.register(app)
 simulate_cli.register(app)
+dashboard_cli.register(app)
 
 
 @app.command()

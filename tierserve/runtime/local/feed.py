@@ -436,7 +436,8 @@ class DashboardFeed:
     def _new_events(self) -> list[dict[str, Any]]:
         new = []
         seen: dict[tuple[str, str, str, str, float], tuple[int, float, str]] = {}
-        for e in self.store.events():
+        # The newest events only: what the history keeps, so this map stays bounded too.
+        for e in self.store.events()[-self.history.events_capacity :]:
             key = (e.kind, e.namespace, e.name, e.reason, e.first_s)
             mark = (e.count, e.last_s, e.message)
             seen[key] = mark
@@ -467,7 +468,7 @@ class DashboardFeed:
             "historyBytes": self.history.nbytes(),
             "services": services,
             "nodes": self._current["nodes"],
-            "events": self.history.events,
+            "events": sorted(self.history.events, key=lambda e: e["lastTimestamp"]),
         }
 
     # -- live subscribers ---------------------------------------------------------------------

@@ -182,7 +182,7 @@
   function drawTimeline(events) {
     var list = $("#timeline");
     list.innerHTML = "";
-    events.slice().reverse().forEach(function (e) {
+    events.slice().sort(function (a, b) { return b.lastTimestamp - a.lastTimestamp; }).forEach(function (e) {
       list.appendChild(el("li", { class: e.type, "data-reason": e.reason }, [
         el("span", { class: "when", text: clock(e.lastTimestamp) + (e.count > 1 ? " ×" + e.count : "") }),
         el("span", { class: "reason", text: e.reason }),
