@@ -37,7 +37,9 @@ from tierserve.policy.signals import nearest_rank
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 RECENT_TTFB = 512
 """How many recent TTFTs per replica are kept for the TTFT-quantile scale signal."""
-# Gateway overhead is sub-millisecond; LLM TTFT spans 10 ms to minutes.
+# Gateway overhead is sub-millisecond; LLM TTFT spans 10 ms to minutes. 2 s is the default
+# TTFT objective (the simulator's and the tier planner's): a bucket there makes SLO
+# attainment exact from the histogram (deploy/prometheus/recording-rules.yaml).
 LATENCY_BUCKETS = (
     0.005,
     0.01,
@@ -47,6 +49,7 @@ LATENCY_BUCKETS = (
     0.25,
     0.5,
     1.0,
+    2.0,
     2.5,
     5.0,
     10.0,
