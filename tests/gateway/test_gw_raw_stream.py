@@ -284,18 +284,24 @@ async def test_5xx_and_broken_heads_before_the_first_byte_are_retried() -> None:
             assert len(a.requests) == 1
 
 
-async def test_replica_sees_the_same_request_headers_on_either_path() -> None:
+@pytest.mark.parametrize("mode", ["stream", "ok"])
+async def test_replica_sees_the_same_request_headers_on_either_path(mode: str) -> None:
+    # HTTP/1.1 clients take the raw path, streamed or not; HTTP/1.0 ones aiohttp's client.
+    payload = STREAM if mode == "stream" else CHAT
     async with scripted_upstreams(1) as (up,):
-        up.mode = "stream"
+        up.mode = mode
         headers = {
-            "Accept": "text/event-stream",
+            "Accept": "text/event-stream" if mode == "stream" else "application/json",
             "X-Request-Id": "r-1",
             "Authorization": "Bearer k",
         }
-        async with gateway([service(Backend("a", up.url))]) as gw, aiohttp.ClientSession() as s:
-            for payload in (STREAM, {**STREAM, "stream": "yes"}):  # raw path, then aiohttp's
-                r = await s.post(f"{gw.url}/v1/chat/completions", json=payload, headers=headers)
-                assert (await r.read()).endswith(b"data: [DONE]\n\n")
+        async with gateway([service(Backend("a", up.url))]) as gw:
+            for version in (aiohttp.HttpVersion11, aiohttp.HttpVersion10):
+                async with aiohttp.ClientSession(version=version) as s:
+                    r = await s.post(f"{gw.url}/v1/chat/completions", json=payload, headers=headers)
+                    body = await r.read()
+                assert r.status == 200
+                assert body.endswith(b"data: [DONE]\n\n" if mode == "stream" else b"}")
             forwarder = gw.app[GATEWAY_STATE].forwarder
             origin = origin_of(up.url)
             assert forwarder is not None and origin is not None

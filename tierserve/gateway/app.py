@@ -170,7 +170,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     forwarder = state.forwarder
     if forwarder is None:  # pragma: no cover - only between cleanup and shutdown
         return error_response(503, "The gateway is shutting down.")
-    return await forwarder.forward(request, route, body, t0, stream=payload.get("stream") is True)
+    return await forwarder.forward(request, route, body, t0)
 
 
 def _host(request: web.Request) -> str | None:

@@ -15,11 +15,13 @@
 - The client disconnecting cancels the handler (the runner sets
   ``handler_cancellation``): the attempt's cleanup closes the upstream connection,
   which cancels the request in the engine, and the request counts as code 499.
-- Streamed requests (``"stream": true``) from HTTP/1.1 clients to ``http://``
-  replicas go through ``rawpath.RawClient``, which relays the SSE body without a
-  coroutine per chunk; everything else goes through aiohttp's client (here). Both
-  paths answer alike (same headers, retries, errors and metrics): each attempt
-  ends in an ``attempt.Tried`` (judged here) or a relayed stream (ended here).
+- Requests from HTTP/1.1 clients to ``http://`` replicas, streamed or not, go
+  through ``rawpath.RawClient``: a request head written in one piece on a pooled
+  connection, an answer read whole or an SSE body relayed without a coroutine per
+  chunk. HTTP/1.0 clients and ``https://`` replicas go through aiohttp's client
+  (here), which costs more CPU per request (docs/gateway.md). Both paths answer
+  alike (same headers, retries, errors and metrics): each attempt ends in an
+  ``attempt.Tried`` (judged here) or a relayed stream (ended here).
 """
 
 from __future__ import annotations
@@ -112,14 +114,13 @@ class Forwarder:
         route: ServiceRoute,
         body: bytes,
         t0: float,
-        *,
-        stream: bool = False,
     ) -> web.StreamResponse:
-        """Send to the best replica, retrying on another one before the first byte
-        (``stream``: the client asked for SSE, which takes the raw relay when it can)."""
+        """Send to the best replica, retrying on another one before the first byte.
+        HTTP/1.1 clients take the raw path, streamed or not; an HTTP/1.0 client takes
+        aiohttp's client, which can pass it an SSE body without chunked framing."""
         headers = self.upstream_headers(request)
         target = upstream_target(request)
-        raw = stream and request.version == aiohttp.HttpVersion11
+        raw = request.version == aiohttp.HttpVersion11
         tried: set[str] = set()
         last: Tried | None = None
         last_backend: Backend | None = None
@@ -279,6 +280,10 @@ class Forwarder:
         resp = web.StreamResponse(
             status=up.status, headers=response_headers(up.headers.items(), backend)
         )
+        if request.version < aiohttp.HttpVersion11:
+            # No chunked framing for HTTP/1.0: the body ends when the connection closes
+            # (aiohttp would keep a keep-alive client's connection open, and it would hang).
+            resp.force_close()
         await resp.prepare(request)
         chunk = first
         try:

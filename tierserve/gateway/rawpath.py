@@ -1,6 +1,6 @@
-"""The raw HTTP/1.1 path for streamed requests: ``RawClient.attempt`` sends a request
-on ``upstream.py``'s keep-alive pool and relays an SSE answer straight to the client's
-transport (see ``upstream.py`` for why); anything else it reads whole.
+"""The raw HTTP/1.1 path for HTTP/1.1 clients, streamed or not: ``RawClient.attempt``
+sends a request on ``upstream.py``'s keep-alive pool and relays an SSE answer straight
+to the client's transport (see ``upstream.py`` for why); anything else it reads whole.
 
 Outcomes are the aiohttp path's (``proxy.py``): a ``Tried`` before the client got a byte
 (judged by the caller), else the relayed stream ended through ``StreamEnds``. A pooled
@@ -54,7 +54,7 @@ async def start_raw_chunked_body(
 
 
 class RawClient:
-    """Streamed requests to ``http://`` replicas, on a pool of keep-alive connections."""
+    """Requests to ``http://`` replicas, on a pool of keep-alive connections."""
 
     def __init__(self, config: GatewayConfig, ends: StreamEnds) -> None:
         self.config = config
