@@ -168,8 +168,8 @@
         marks: svc.cold_starts,
         yMax: scale.replicas,
         series: [
-          line("cloud allocated", TIER.cloud, { fill: "rgba(255,127,14,0.35)", width: 0 }),
-          line("idc allocated", TIER.idc, { fill: "rgba(31,119,180,0.45)", width: 0 }),
+          line("cloud allocated", TIER.cloud, { fill: "#fdd0a2", width: 0 }),
+          line("idc allocated", TIER.idc, { fill: "#9ecae1", width: 0 }),
           line("idc Ready", DARK.idc, { width: 2 }),
           line("cloud Ready (stacked)", DARK.cloud, { width: 2 }),
           line("desired", GREY, { dash: [5, 4], width: 1 })
