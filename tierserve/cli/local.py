@@ -18,7 +18,7 @@ from pathlib import Path
 
 import typer
 
-from tierserve.aio import loop_factory
+from tierserve.aio import loop_factory, tune_gc_for_serving
 from tierserve.cli.common import NamespaceOption, StateDirOption, client_for, root_of
 from tierserve.cli.dashboard import dashboard_url
 from tierserve.cli.output import fail
@@ -65,6 +65,7 @@ def _print_up(config: ClientConfig, root: Path) -> None:
 async def _run_foreground(config: ControlPlaneConfig, transient: Path | None) -> None:
     plane = ControlPlane(config)
     client = await plane.start()
+    tune_gc_for_serving()  # after start: the store, the adopted replicas and the gateway
     if transient is not None:  # loaded into the store at start; nothing reads it again
         transient.unlink(missing_ok=True)
     _print_up(client, config.state_dir)

@@ -24,7 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
-from tierserve.aio import loop_factory
+from tierserve.aio import loop_factory, tune_gc_for_serving
 from tierserve.errors import ExternalError, FieldError, ValidationError
 from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
 from tierserve.gateway.config import GatewayConfig
@@ -131,6 +131,7 @@ def _run_until_signal(
     main: Callable[[], asyncio.Future[None] | asyncio.Task[None]], loop_kind: str = "auto"
 ) -> None:
     async def runner() -> None:
+        tune_gc_for_serving()
         task = main()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
