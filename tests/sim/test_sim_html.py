@@ -271,3 +271,22 @@ def test_the_chart_code_is_the_reports_own() -> None:
     code = (static / html.REPORT_JS).read_text(encoding="utf-8")
     assert "new uPlot(" in code and "report-data" in code
     assert "</script" not in code.lower()
+
+
+def test_a_result_without_services_is_one_all_series() -> None:
+    """A result built by hand (as the report's tests build one) has no per-service data:
+    everything counts for one ``all`` entry, the fleet's timeline."""
+    from test_sim_report import result as hand_built
+
+    built = hand_built()
+    (entry,) = series.run_series(built)
+    assert entry["name"] == "all"
+    s = entry["series"]
+    summary = summarize(built)
+    assert sum(s["requests"]) == summary["requests"]["total"] == 10
+    assert 100 * sum(s["met"]) / sum(s["requests"]) == pytest.approx(
+        summary["attainment_pct"]["both"], abs=1e-3
+    )
+    assert s["cloud_cost_total"][-1] == pytest.approx(built.timeline[-1].cloud_cost)
+    page = html.render(html.report_data([("by hand", built)]))
+    assert embedded(page)["runs"][0]["label"] == "by hand"

@@ -29,6 +29,7 @@ from array import array
 from bisect import bisect_right
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from tierserve.sim.report import _boundaries, nearest_rank
@@ -92,65 +93,102 @@ def service_names(result: SimResult) -> list[str]:
     return list(result.services) or ["all"]
 
 
-def service_series(result: SimResult, index: int) -> dict[str, list[Any]]:
-    """The series of the ``index``-th service of :func:`service_names` (module doc)."""
+@dataclass
+class _Tally:
+    """One service's requests bucketed by window (``n``) and latency window (``groups``)."""
+
+    n: int
+    groups: int
+    ttfts: list[list[float]] = field(init=False)
+    tpots: list[list[float]] = field(init=False)
+    met: list[int] = field(init=False)
+    total: list[int] = field(init=False)
+    done_tokens: list[list[int]] = field(init=False)
+    """Per tier and window: output tokens of the requests that finished in it."""
+
+    def __post_init__(self) -> None:
+        self.ttfts = [[] for _ in range(self.groups)]
+        self.tpots = [[] for _ in range(self.groups)]
+        self.met = [0] * self.n
+        self.total = [0] * self.n
+        self.done_tokens = [[0] * self.n for _ in TIERS]
+
+
+def all_series(result: SimResult) -> list[dict[str, list[Any]]]:
+    """The series of every service of :func:`service_names`, in that order (module doc):
+    one pass over the requests whatever the number of services."""
+    names = service_names(result)
     points = result.timeline
+    empty: list[dict[str, list[Any]]] = [{c: [] for c in COLUMNS} for _ in names]
     if len(points) < 2:
-        return {c: [] for c in COLUMNS}
+        return empty
     span = points[-1].t_s - points[0].t_s
     bounds = _boundaries([p.t_s for p in points], span / MAX_POINTS)
     n = len(bounds) - 1
     if n == 0:
-        return {c: [] for c in COLUMNS}
-    name = result.services[index] if result.services else None
-    at = [_Point(p, name) for p in points]
+        return empty
     edges = [points[b].t_s for b in bounds]
-    req = result.requests
-    by_service = len(req.service) == len(req) and bool(result.services)
-    ttft_slo, tpot_slo = array("f", [result.slo.ttft_s, result.slo.tpot_s])
     # Each window's latency window (a group of consecutive windows, by time).
     width = max(span / LATENCY_WINDOWS, 1e-9)
     group = [min(LATENCY_WINDOWS - 1, int((edges[k] - edges[0]) / width)) for k in range(n)]
-    groups = group[-1] + 1
-    ttfts: list[list[float]] = [[] for _ in range(groups)]
-    tpots: list[list[float]] = [[] for _ in range(groups)]
-    met = [0] * n
-    total = [0] * n
-    done_tokens = [[0] * n for _ in TIERS]
+    tallies = [_Tally(n, group[-1] + 1) for _ in names]
+    req = result.requests
+    by_service = len(req.service) == len(req) and bool(result.services)
+    services: Sequence[int] = req.service if by_service else array("h", bytes(2 * len(req)))
+    ttft_slo, tpot_slo = array("f", [result.slo.ttft_s, result.slo.tpot_s])
     rows = zip(
-        req.arrival_s, req.ttft_s, req.tpot_s, req.e2e_s, req.output_tokens, req.tier, strict=True
+        req.arrival_s,
+        req.ttft_s,
+        req.tpot_s,
+        req.e2e_s,
+        req.output_tokens,
+        req.tier,
+        services,
+        strict=True,
     )
-    for j, (arrival, ttft, tpot, e2e, tokens_out, tier) in enumerate(rows):
-        if by_service and req.service[j] != index:
-            continue
+    for arrival, ttft, tpot, e2e, tokens_out, tier, index in rows:
+        tally = tallies[index]
         k = _slot(edges, arrival, n)
-        ttfts[group[k]].append(ttft)
-        tpots[group[k]].append(tpot)
-        total[k] += 1
+        tally.ttfts[group[k]].append(ttft)
+        tally.tpots[group[k]].append(tpot)
+        tally.total[k] += 1
         if ttft <= ttft_slo and tpot <= tpot_slo:
-            met[k] += 1
-        done_tokens[tier][_slot(edges, arrival + e2e, n)] += tokens_out
+            tally.met[k] += 1
+        tally.done_tokens[tier][_slot(edges, arrival + e2e, n)] += tokens_out
     by_failed = len(req.failed_service) == len(req.failed_arrival_s) and bool(result.services)
     for j, t in enumerate(req.failed_arrival_s):
-        if by_failed and req.failed_service[j] != index:
-            continue
-        total[_slot(edges, t, n)] += 1
+        index = req.failed_service[j] if by_failed else 0
+        if index >= 0:  # -1: a request for no known service
+            tallies[index].total[_slot(edges, t, n)] += 1
+    return [
+        _columns(result, name if result.services else None, bounds, group, tally)
+        for name, tally in zip(names, tallies, strict=True)
+    ]
+
+
+def _columns(
+    result: SimResult, name: str | None, bounds: list[int], group: list[int], tally: _Tally
+) -> dict[str, list[Any]]:
+    points = result.timeline
+    at = [_Point(p, name) for p in points]
+    groups = tally.groups
     group_met, group_total = [0] * groups, [0] * groups
-    for k in range(n):
-        group_met[group[k]] += met[k]
-        group_total[group[k]] += total[k]
-    for values in (*ttfts, *tpots):
+    for k in range(tally.n):
+        group_met[group[k]] += tally.met[k]
+        group_total[group[k]] += tally.total[k]
+    for values in (*tally.ttfts, *tally.tpots):
         values.sort()
     out: dict[str, list[Any]] = {c: [] for c in COLUMNS}
     tokens_so_far = [0, 0]
-    for k in range(n):
+    for k in range(tally.n):
         first, last = bounds[k], bounds[k + 1]
         start, end = at[first], at[last]
         dt = points[last].t_s - points[first].t_s
         arrivals = sum(p.arrivals for p in at[first + 1 : last + 1])
         g = group[k]
+        ttfts, tpots = tally.ttfts[g], tally.tpots[g]
         for i in range(len(TIERS)):
-            tokens_so_far[i] += done_tokens[i][k]
+            tokens_so_far[i] += tally.done_tokens[i][k]
         costs = (0.0, end.cloud_cost)
         row: dict[str, Any] = {
             "t_s": points[first].t_s,
@@ -161,12 +199,12 @@ def service_series(result: SimResult, index: int) -> dict[str, list[Any]]:
             "cloud_allocated": end.allocated.get("cloud", 0),
             "cloud_ready": end.ready.get("cloud", 0),
             "arrivals_per_s": _round(arrivals / dt) if dt > 0 else None,
-            "ttft_p50_s": _round(nearest_rank(ttfts[g], 50)),
-            "ttft_p90_s": _round(nearest_rank(ttfts[g], 90)),
-            "tpot_p50_s": _round(nearest_rank(tpots[g], 50)),
-            "tpot_p90_s": _round(nearest_rank(tpots[g], 90)),
-            "requests": total[k],
-            "met": met[k],
+            "ttft_p50_s": _round(nearest_rank(ttfts, 50)),
+            "ttft_p90_s": _round(nearest_rank(ttfts, 90)),
+            "tpot_p50_s": _round(nearest_rank(tpots, 50)),
+            "tpot_p90_s": _round(nearest_rank(tpots, 90)),
+            "requests": tally.total[k],
+            "met": tally.met[k],
             "attainment_pct": (
                 round(100.0 * group_met[g] / group_total[g], 3) if group_total[g] else None
             ),
@@ -181,6 +219,11 @@ def service_series(result: SimResult, index: int) -> dict[str, list[Any]]:
         for c in COLUMNS:
             out[c].append(row[c])
     return out
+
+
+def service_series(result: SimResult, index: int) -> dict[str, list[Any]]:
+    """The series of the ``index``-th service of :func:`service_names` alone."""
+    return all_series(result)[index]
 
 
 def cold_starts(result: SimResult, name: str | None) -> list[float]:
@@ -224,10 +267,10 @@ def run_series(result: SimResult) -> list[dict[str, Any]]:
     return [
         {
             "name": name,
-            "series": service_series(result, i),
+            "series": columns,
             "cold_starts": cold_starts(result, name if result.services else None),
         }
-        for i, name in enumerate(names)
+        for name, columns in zip(names, all_series(result), strict=True)
     ]
 
 
@@ -236,6 +279,7 @@ __all__ = [
     "LATENCY_WINDOWS",
     "MAX_DECISIONS",
     "MAX_POINTS",
+    "all_series",
     "cold_starts",
     "decisions",
     "run_series",
