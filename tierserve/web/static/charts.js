@@ -83,7 +83,7 @@
       };
     }
     return {
-      title: "Replicas per tier (stacked; ▲ cloud cold start)",
+      title: "Replicas per tier (stacked; ● cloud cold start)",
       data: [t, l4, l3, l2, l1, marks],
       series: [
         { label: "cloud starting", stroke: C.cloudStarting, fill: C.cloudStarting, value: shown("cloudStarting") },
@@ -129,12 +129,15 @@
       ["per hour", "cumulative"], [C.cost, C.total], "cost", 4);
     costs.series[1].scale = "total";
     costs.y2 = { scale: "total", label: "cumulative" };
+    var attainment = lines(data, "SLO attainment (window)", ["attainmentTtft", "attainmentTpot"],
+      ["TTFT", "TPOT"], [C.p50, C.p90], "share", 3, attSlo);
+    attainment.y.max = 1;
     return [
       { id: "replicas", spec: replicas(data) },
       { id: "rate", spec: lines(data, "Request rate", ["requestRate"], ["req/s"], [C.rate], "req/s", 2) },
       { id: "ttft", spec: lines(data, "TTFT", ["ttftP50", "ttftP90"], ["p50", "p90"], [C.p50, C.p90], "seconds", 3, ttftSlo) },
       { id: "tpot", spec: lines(data, "TPOT", ["tpotP50", "tpotP90"], ["p50", "p90"], [C.p50, C.p90], "seconds", 4, tpotSlo) },
-      { id: "attainment", spec: lines(data, "SLO attainment (window)", ["attainmentTtft", "attainmentTpot"], ["TTFT", "TPOT"], [C.p50, C.p90], "share", 3, attSlo) },
+      { id: "attainment", spec: attainment },
       { id: "cost", spec: costs },
       { id: "usdPerMTok", spec: lines(data, "$ per 1M output tokens (window)", ["usdPerMTokIdc", "usdPerMTokCloud"], ["IDC", "cloud"], [C.idc, C.cloud], "$/1M tok", 3) },
     ];
@@ -142,10 +145,11 @@
 
   function options(spec, width, time) {
     var axes = [{}, { label: spec.y.label, size: 60 }];
-    var scales = { x: { time: time }, y: { range: function (u, min, max) { return [0, Math.max(max * 1.1, spec.y.min === 0 ? 1 : max)]; } } };
+    var top = spec.y.max;
+    var scales = { x: { time: time }, y: { range: function (u, min, max) { return [0, top || (max > 0 ? max * 1.1 : 1)]; } } };
     if (spec.y2) {
       axes.push({ side: 1, scale: spec.y2.scale, label: spec.y2.label, grid: { show: false }, size: 60 });
-      scales[spec.y2.scale] = { range: function (u, min, max) { return [0, Math.max(max * 1.1, 0.0001)]; } };
+      scales[spec.y2.scale] = { range: function (u, min, max) { return [0, max > 0 ? max * 1.1 : 1]; } };
     }
     return {
       title: spec.title,
@@ -159,9 +163,12 @@
     };
   }
 
-  function widthOf(container) {
-    var w = container.clientWidth || 900;
-    return Math.max(320, Math.floor(w >= 900 ? w / 2 - 24 : w - 16));
+  /* A chart's width: its box's, less the box's padding (the page's CSS lays the boxes
+   * out, e.g. a grid of two columns; a box with no layout yet gets 600 px). */
+  function widthOf(box) {
+    var style = root.getComputedStyle(box);
+    var pad = parseFloat(style.paddingLeft || "0") + parseFloat(style.paddingRight || "0");
+    return Math.max(240, Math.floor((box.clientWidth || 600) - pad));
   }
 
   function render(container, data, opts) {
@@ -169,13 +176,13 @@
     var time = opts.time !== false;
     var uPlot = root.uPlot;
     var charts = {};
-    var width = widthOf(container);
     specs(data).forEach(function (c) {
       var box = document.createElement("div");
       box.className = "chart";
       box.id = "chart-" + c.id;
       container.appendChild(box);
-      charts[c.id] = { box: box, plot: new uPlot(options(c.spec, width, time), c.spec.data, box), spec: c.spec };
+      var plot = new uPlot(options(c.spec, widthOf(box), time), c.spec.data, box);
+      charts[c.id] = { box: box, plot: plot, spec: c.spec };
     });
     function update(next) {
       data = next;
@@ -187,9 +194,14 @@
       });
     }
     function resize() {
-      var w = widthOf(container);
-      Object.keys(charts).forEach(function (k) { charts[k].plot.setSize({ width: w, height: 200 }); });
+      Object.keys(charts).forEach(function (k) {
+        var w = widthOf(charts[k].box);
+        if (Math.abs(w - charts[k].plot.width) > 1) charts[k].plot.setSize({ width: w, height: 200 });
+      });
     }
+    // A box's width changes with the window and with the page's scroll bar coming.
+    var observer = root.ResizeObserver ? new root.ResizeObserver(resize) : null;
+    if (observer) observer.observe(container);
     root.addEventListener("resize", resize);
     return {
       charts: charts,
@@ -202,6 +214,7 @@
       },
       destroy: function () {
         root.removeEventListener("resize", resize);
+        if (observer) observer.disconnect();
         Object.keys(charts).forEach(function (k) { charts[k].plot.destroy(); charts[k].box.remove(); });
       },
     };

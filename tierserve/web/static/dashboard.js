@@ -179,11 +179,18 @@
     });
   }
 
+  var DECISIONS = {
+    SuccessfulRescale: 1, Rebalance: 1, BudgetBlocked: 1, Scheduled: 1,
+    FailedScheduling: 1, SuccessfulDelete: 1, Killing: 1,
+  };
+  $("#decisions-only").addEventListener("change", function () { drawTimeline(state.events); });
+
   function drawTimeline(events) {
     var list = $("#timeline");
+    var only = $("#decisions-only").checked;
     list.innerHTML = "";
-    events.slice().sort(function (a, b) { return b.lastTimestamp - a.lastTimestamp; }).forEach(function (e) {
-      list.appendChild(el("li", { class: e.type, "data-reason": e.reason }, [
+    events.filter(function (e) { return !only || DECISIONS[e.reason]; }).slice().sort(function (a, b) { return b.lastTimestamp - a.lastTimestamp; }).forEach(function (e) {
+      list.appendChild(el("li", { class: e.type + (DECISIONS[e.reason] ? " decision" : ""), "data-reason": e.reason }, [
         el("span", { class: "when", text: clock(e.lastTimestamp) + (e.count > 1 ? " ×" + e.count : "") }),
         el("span", { class: "reason", text: e.reason }),
         el("span", { class: "object", text: e.kind + " " + (e.namespace ? e.namespace + "/" : "") + e.name }),
