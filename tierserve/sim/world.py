@@ -236,6 +236,8 @@ class _Live:
     next_t: float | None = None
     """When its engine next changes (its entry in the event heap); None: idle."""
     gone: bool = False
+    service_index: int = 0
+    """Its service's index in ``SimResult.services`` (what each request it serves records)."""
 
 
 @dataclass
@@ -507,7 +509,7 @@ class Simulation:
         out.e2e_s.append(c.end_s - arrived)
         out.output_tokens.append(c.output_tokens)
         out.tier.append(live.tier)
-        out.service.append(self._service_index.get(replicaset.service_key(live.obj), 0))
+        out.service.append(live.service_index)
         if self._windows:
             window = self._windows.get(replicaset.service_key(live.obj))
             if window is not None:
@@ -742,7 +744,8 @@ class Simulation:
         key = (replica.namespace, replica.name)
         live = self.replicas.get(key)
         if live is None:
-            live = self.replicas[key] = _Live(replica)
+            index = self._service_index.get(replicaset.service_key(replica), 0)
+            live = self.replicas[key] = _Live(replica, service_index=index)
         live.obj = replica
         return live
 
