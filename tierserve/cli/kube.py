@@ -18,7 +18,7 @@ from tierserve.runtime.kube import manifests as kube_manifests
 from tierserve.runtime.kube.apply import describe, install_crd
 from tierserve.runtime.kube.client import KubeClient, load_config
 from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP
-from tierserve.runtime.kube.run import run_controller, serve_extender
+from tierserve.runtime.kube.run import ExtenderTLS, run_controller, serve_extender
 
 KubeconfigOption = typer.Option(
     None, "--kubeconfig", envvar="KUBECONFIG", help="Path to a kubeconfig (default ~/.kube/config)."
@@ -32,11 +32,28 @@ GroupOption = typer.Option(
 )
 
 
-def _listen(value: str) -> tuple[str, int]:
+def _listen(value: str, flag: str = "--listen") -> tuple[str, int]:
     host, _, port = value.rpartition(":")
     if not host or not port.isdigit():
-        raise ValidationError("", [FieldError("--listen", f"{value!r}: expected HOST:PORT")])
+        raise ValidationError("", [FieldError(flag, f"{value!r}: expected HOST:PORT")])
     return host, int(port)
+
+
+def _tls(
+    cert: str | None, key: str | None, client_ca: str | None, names: tuple[str, ...]
+) -> ExtenderTLS | None:
+    if cert is None and key is None:
+        if client_ca is not None or names:
+            flag = "--client-ca" if client_ca is not None else "--client-name"
+            what = "needs --tls-cert and --tls-key (client certificates need HTTPS)"
+            raise ValidationError("", [FieldError(flag, what)])
+        return None
+    if cert is None or key is None:
+        flag, other = ("--tls-key", "--tls-cert") if cert is None else ("--tls-cert", "--tls-key")
+        raise ValidationError("", [FieldError(flag, f"is required with {other}")])
+    if names and client_ca is None:
+        raise ValidationError("", [FieldError("--client-name", "needs --client-ca")])
+    return ExtenderTLS(cert, key, client_ca, names)
 
 
 def _logging(verbose: bool) -> None:
@@ -85,7 +102,35 @@ def register(app: typer.Typer) -> None:
     def extender(
         listen: str = typer.Option("127.0.0.1:8890", "--listen", help="HOST:PORT to serve on."),
         with_controller: bool = typer.Option(
-            False, "--with-controller", help="Also run the deletion-cost controller."
+            False,
+            "--with-controller",
+            help="Also run the pod controllers (deletion cost, requeue).",
+        ),
+        tls_cert: str | None = typer.Option(
+            None, "--tls-cert", help="Serve HTTPS with this certificate (PEM; with --tls-key)."
+        ),
+        tls_key: str | None = typer.Option(None, "--tls-key", help="The certificate's key (PEM)."),
+        client_ca: str | None = typer.Option(
+            None,
+            "--client-ca",
+            help="Accept filter/prioritize/bind only from clients with a certificate signed "
+            "by this CA (kube-scheduler's tlsConfig certFile/keyFile).",
+        ),
+        client_name: list[str] | None = typer.Option(
+            None,
+            "--client-name",
+            help="Also require this client certificate common name (repeatable).",
+        ),
+        webhook_listen: str | None = typer.Option(
+            None,
+            "--webhook-listen",
+            help="Also serve the pod-defaults admission webhook (POST /mutate-pods) on "
+            "HOST:PORT (HTTPS: needs --tls-cert).",
+        ),
+        scheduler_name: str = typer.Option(
+            kube_manifests.SCHEDULER_NAME,
+            "--scheduler-name",
+            help="The kube-scheduler profile served: bind refuses pods of other schedulers.",
         ),
         group: list[str] | None = GroupOption,
         kubeconfig: str | None = KubeconfigOption,
@@ -96,8 +141,28 @@ def register(app: typer.Typer) -> None:
         _logging(verbose)
         try:
             host, port = _listen(listen)
+            tls = _tls(tls_cert, tls_key, client_ca, tuple(client_name or ()))
+            webhook = None
+            if webhook_listen is not None:
+                if tls is None:
+                    what = (
+                        "needs --tls-cert and --tls-key (kube-apiserver calls webhooks over HTTPS)"
+                    )
+                    raise ValidationError("", [FieldError("--webhook-listen", what)])
+                webhook = _listen(webhook_listen, "--webhook-listen")
             config = load_config(kubeconfig, context)
-            asyncio.run(serve_extender(config, host, port, group or None, with_controller))
+            asyncio.run(
+                serve_extender(
+                    config,
+                    host,
+                    port,
+                    group or None,
+                    with_controller,
+                    tls,
+                    scheduler_name,
+                    webhook,
+                )
+            )
         except TierserveError as exc:
             fail(exc)
         except KeyboardInterrupt:
@@ -110,7 +175,8 @@ def register(app: typer.Typer) -> None:
         context: str | None = ContextOption,
         verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log every patch."),
     ) -> None:
-        """Keep controller.kubernetes.io/pod-deletion-cost on pods a ResourcePolicy selects."""
+        """Keep controller.kubernetes.io/pod-deletion-cost on pods a ResourcePolicy selects,
+        and requeue waiting pods when their unit timeout ends or their policy changes."""
         _logging(verbose)
         try:
             asyncio.run(run_controller(load_config(kubeconfig, context), group or None))

@@ -115,6 +115,29 @@ def _certificates(pki: Path) -> None:
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
 
 
+def issue_certificate(pki: Path, name: str, cn: str, server: bool) -> tuple[Path, Path]:
+    """A certificate signed by the testbed's CA (``pki/ca.crt``): a serving one for
+    127.0.0.1/localhost, or a client one (``cn`` is the client's name). Returns
+    (certificate, key)."""
+    key, csr, crt, ext = (pki / f"{name}.{s}" for s in ("key", "csr", "crt", "cnf"))
+    _openssl("genrsa", "-out", key.name, "2048", cwd=pki)
+    _openssl("req", "-new", "-key", key.name, "-subj", f"/CN={cn}", "-out", csr.name, cwd=pki)
+    if server:
+        ext.write_text(
+            "[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
+        )
+    else:
+        ext.write_text(
+            "[ext]\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
+        )
+    _openssl(
+        "x509", "-req", "-in", csr.name, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-extfile", ext.name, "-extensions", "ext", "-out", crt.name, cwd=pki,
+    )  # fmt: skip
+    return crt, key
+
+
 def write_kubeconfig(path: Path, server: str, ca: Path, token: str, user: str) -> None:
     path.write_text(
         f"""apiVersion: v1
@@ -323,10 +346,14 @@ class ControlPlane:
 
 
 def scheduler_config(
-    kubeconfig: Path, profile: str = "default-scheduler", extender: str | None = None
+    kubeconfig: Path,
+    profile: str = "default-scheduler",
+    extender: str | None = None,
+    tls_config: dict[str, str] | None = None,
 ) -> str:
     """A KubeSchedulerConfiguration for the testbed: no leader election, one profile,
-    optionally the tierserve extender (filter, prioritize, bind; not ignorable)."""
+    optionally the tierserve extender (filter, prioritize, bind; not ignorable; HTTPS
+    with ``tls_config`` for an ``https://`` URL)."""
     config: dict[str, object] = {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
@@ -335,7 +362,7 @@ def scheduler_config(
         "profiles": [{"schedulerName": profile}],
     }
     if extender:
-        config["extenders"] = [extender_stanza(extender)]
+        config["extenders"] = [extender_stanza(extender, tls_config=tls_config)]
         config["percentageOfNodesToScore"] = 100  # as the rendered manifests do
     return yaml.safe_dump(config, sort_keys=False)
 

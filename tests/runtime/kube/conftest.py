@@ -49,6 +49,7 @@ def stack(plane: ControlPlane) -> Iterator[Stack]:
 
     asyncio.run(install())
     result = Stack(plane, free_port())
+    result.issue_certificates()
     try:
         result.start_extender()
         result._spawn("controller", ["controller"])
@@ -57,7 +58,8 @@ def stack(plane: ControlPlane) -> Iterator[Stack]:
             scheduler_config(
                 plane.root / "kube-scheduler.kubeconfig",
                 profile="tierserve-scheduler",
-                extender=f"http://127.0.0.1:{result.extender_port}",
+                extender=result.extender_url,
+                tls_config=result.scheduler_tls(),
             )
         )
         plane.start_scheduler("tierserve-scheduler", config)

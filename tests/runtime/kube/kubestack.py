@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierserve.testing.kube import ControlPlane, stop_group
+from tierserve.testing.kube import ControlPlane, issue_certificate, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,6 +25,43 @@ class Stack:
     plane: ControlPlane
     extender_port: int
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    tls: bool = True
+    """Serve the extender over HTTPS, verbs only for kube-scheduler's client certificate."""
+
+    @property
+    def pki(self) -> Path:
+        return self.plane.root / "pki"
+
+    @property
+    def extender_url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.extender_port}"
+
+    def client_context(self, certificate: bool = False) -> ssl.SSLContext | None:
+        """TLS to reach the extender (trusting the testbed CA), optionally with the
+        scheduler's client certificate; None over plain HTTP."""
+        if not self.tls:
+            return None
+        ctx = ssl.create_default_context(cafile=str(self.plane.ca))
+        if certificate:
+            ctx.load_cert_chain(
+                self.pki / "scheduler-client.crt", self.pki / "scheduler-client.key"
+            )
+        return ctx
+
+    def scheduler_tls(self) -> dict[str, str] | None:
+        """The extender stanza's tlsConfig for kube-scheduler."""
+        if not self.tls:
+            return None
+        return {
+            "caFile": str(self.plane.ca),
+            "certFile": str(self.pki / "scheduler-client.crt"),
+            "keyFile": str(self.pki / "scheduler-client.key"),
+        }
+
+    def issue_certificates(self) -> None:
+        if self.tls:
+            issue_certificate(self.pki, "extender", "tierserve-extender", server=True)
+            issue_certificate(self.pki, "scheduler-client", "tierserve-scheduler", server=False)
 
     @property
     def kubeconfig(self) -> str:
@@ -39,15 +77,23 @@ class Stack:
         log.close()
 
     def start_extender(self) -> None:
-        self._spawn("extender", ["extender", f"--listen=127.0.0.1:{self.extender_port}"])
+        args = ["extender", f"--listen=127.0.0.1:{self.extender_port}"]
+        if self.tls:
+            args += [
+                f"--tls-cert={self.pki / 'extender.crt'}",
+                f"--tls-key={self.pki / 'extender.key'}",
+                f"--client-ca={self.plane.ca}",
+                "--client-name=tierserve-scheduler",
+            ]
+        self._spawn("extender", args)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             proc = self.procs["extender"]
             if proc.poll() is not None:
                 raise RuntimeError(self.log("extender"))
             with contextlib.suppress(OSError):
-                url = f"http://127.0.0.1:{self.extender_port}/healthz"
-                with urllib.request.urlopen(url, timeout=1):
+                url = f"{self.extender_url}/readyz"
+                with urllib.request.urlopen(url, timeout=1, context=self.client_context()):
                     return
             time.sleep(0.2)
         raise RuntimeError("extender did not start:\n" + self.log("extender"))

@@ -227,3 +227,16 @@ def test_an_old_pod_of_the_same_name_does_not_undo_the_new_ones_assumption() -> 
     cache.set_pod(old, deleted=True)  # the watch delivers the old one's deletion late
     held = cache.pods[("default", "web-0")]
     assert held.metadata.uid == "uid-new" and held.status.node_name is not None
+
+
+def test_a_filter_racing_the_pods_deletion_does_not_bring_it_back() -> None:
+    cache = cache_with(policy=False)
+    cache.set_policy("scheduling.tierserve.io", CAPPED)
+    extender = Extender(cache, None)
+    pod = _filter_args("p0", "uid-0")["Pod"]
+    cache.set_pod(pod)
+    cache.set_pod(pod, deleted=True)  # deleted (a scale-down) while kube-scheduler retried it
+    extender.filter(_filter_args("p0", "uid-0"))
+    assert ("default", "p0") not in cache.pods  # it would hold one of max's places for 30 s
+    for i in (1, 2):
+        assert extender.filter(_filter_args(f"p{i}", f"uid-{i}"))["NodeNames"] != []

@@ -159,9 +159,12 @@ async def extender_sees_policies(kube: KubeClient, stack: Stack) -> None:
     wanted = f"tierserve_extender_cache_policies {total}"
 
     async def seen() -> object:
-        async with aiohttp.ClientSession() as session, session.get(
-            f"http://127.0.0.1:{stack.extender_port}/metrics"
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{stack.extender_url}/metrics", ssl=stack.client_context() or True
+            ) as resp,
+        ):
             return wanted in (await resp.text()).splitlines()
 
     await until(seen)

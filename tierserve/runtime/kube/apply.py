@@ -25,6 +25,9 @@ _PLURALS = {
     "HorizontalPodAutoscaler": "horizontalpodautoscalers",
     "InferenceService": "inferenceservices",
     "ResourcePolicy": "resourcepolicies",
+    "NetworkPolicy": "networkpolicies",
+    "PodDisruptionBudget": "poddisruptionbudgets",
+    "Secret": "secrets",
 }
 _CLUSTER_SCOPED = {
     "Namespace",

@@ -58,6 +58,9 @@ class ClusterCache:
     """Assumed pods and when the assumption lapses (monotonic seconds)."""
     _observed: dict[PodKey, Replica] = field(default_factory=dict)
     """The last watched state of each assumed pod, restored when its assumption lapses."""
+    _deleted: dict[str, float] = field(default_factory=dict)
+    """UIDs of pods the watch showed deleted, until when (a filter of a pod that is
+    already gone, racing its deletion, must not assume it back)."""
 
     # --- updates -----------------------------------------------------------------------
 
@@ -109,7 +112,13 @@ class ClusterCache:
         would restore the stale copy). True if the pod was known."""
         self._assumed.pop(key, None)
         self._observed.pop(key, None)
-        return self.pods.pop(key, None) is not None
+        gone = self.pods.pop(key, None)
+        if gone is not None and gone.metadata.uid:
+            now = self.clock()
+            if len(self._deleted) > 4096:
+                self._deleted = {u: t for u, t in self._deleted.items() if t > now}
+            self._deleted[gone.metadata.uid] = now + self.assume_ttl_s
+        return gone is not None
 
     def put_replica(self, replica: Replica) -> None:
         """A pod as watched: replaces an assumption once it shows a node (or is gone)."""
@@ -158,6 +167,9 @@ class ClusterCache:
         is forgotten.
         """
         key = (replica.namespace, replica.name)
+        uid = replica.metadata.uid
+        if uid is not None and self._deleted.get(uid, 0.0) > self.clock():
+            return  # the pod is already gone: nothing to count
         held = self.pods.get(key)
         same = held is not None and replica.metadata.uid in (None, held.metadata.uid)
         if key not in self._assumed and held is not None and same:
@@ -224,6 +236,10 @@ class ClusterCache:
         if self._changed is None:
             self._changed = asyncio.Event()
         return self._changed
+
+    def synced(self) -> bool:
+        """Every watch has listed once (the extender's readiness)."""
+        return bool(self._synced) and all(e.is_set() for e in self._synced.values())
 
     async def wait_synced(self, timeout_s: float = 30.0) -> None:
         await asyncio.wait_for(

@@ -9,7 +9,15 @@
   KubeSchedulerConfiguration has one profile, ``tierserve-scheduler``, calling the
   extender for filter, prioritize and bind (``nodeCacheCapable: true``,
   ``ignorable: false``: a pod with a policy is never placed without it);
-* the extender + deletion-cost controller Deployment and the extender's Service.
+* the extender + pod controllers Deployment and the extender's Service;
+* the extender speaks HTTPS and takes filter/prioritize/bind only from a client
+  certificate named after the scheduler: its serving certificate (and the CA that
+  signed the scheduler's) come from Secret ``tierserve-extender-tls``, the scheduler's
+  client certificate (and the CA that signed the extender's) from Secret
+  ``<scheduler>-client`` (``tls.crt``, ``tls.key``, ``ca.crt``; create them with
+  cert-manager or openssl, see docs/kubernetes.md); a NetworkPolicy lets only the
+  scheduler's pods reach it, and Prometheus pods that carry
+  ``tierserve.io/scrape: "true"``.
 """
 
 from __future__ import annotations
@@ -27,6 +35,9 @@ DEFAULT_VERSION = "v1.37.2"
 """The Kubernetes release of the second scheduler's image (and of the test control plane)."""
 SCHEDULER_NAME = "tierserve-scheduler"
 EXTENDER_PORT = 8890
+EXTENDER_TLS_SECRET = "tierserve-extender-tls"
+SCRAPE_LABEL = "tierserve.io/scrape"
+"""Pods with this label set to ``"true"`` (Prometheus) may reach the extender's metrics."""
 PART_OF = {"app.kubernetes.io/part-of": "tierserve"}
 
 
@@ -44,24 +55,38 @@ class ManifestOptions:
         return ACK_GROUP if self.ack_compatible else TIERSERVE_GROUP
 
 
-def extender_stanza(url_prefix: str, node_cache_capable: bool = True) -> Obj:
+def extender_stanza(
+    url_prefix: str, node_cache_capable: bool = True, tls_config: Obj | None = None
+) -> Obj:
     """One ``extenders`` entry of a KubeSchedulerConfiguration: the tierserve extender at
-    ``url_prefix`` for filter, prioritize and bind, not ignorable."""
-    return {
+    ``url_prefix`` for filter, prioritize and bind, not ignorable; over HTTPS when the
+    URL says so, with ``tls_config`` (``caFile``, ``certFile``, ``keyFile``: the CA that
+    signed the extender's certificate, and the client certificate kube-scheduler shows)."""
+    stanza: Obj = {
         "urlPrefix": url_prefix,
         "filterVerb": "filter",
         "prioritizeVerb": "prioritize",
         "bindVerb": "bind",
         "weight": 1,
-        "enableHTTPS": False,
+        "enableHTTPS": url_prefix.startswith("https://"),
         "nodeCacheCapable": node_cache_capable,
         "ignorable": False,
         "httpTimeout": "5s",
     }
+    if tls_config is not None:
+        stanza["tlsConfig"] = dict(tls_config)
+    return stanza
 
 
 def scheduler_configuration(opts: ManifestOptions) -> Obj:
     """The second scheduler's KubeSchedulerConfiguration."""
+    client = "/etc/kubernetes/tierserve/client"
+    tls = {
+        "caFile": f"{client}/ca.crt",
+        "certFile": f"{client}/tls.crt",
+        "keyFile": f"{client}/tls.key",
+    }
+    url = f"https://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}"
     return {
         "apiVersion": "kubescheduler.config.k8s.io/v1",
         "kind": "KubeSchedulerConfiguration",
@@ -75,9 +100,7 @@ def scheduler_configuration(opts: ManifestOptions) -> Obj:
         # and a pod that should overflow fails and retries
         "percentageOfNodesToScore": 100,
         "profiles": [{"schedulerName": opts.scheduler_name}],
-        "extenders": [
-            extender_stanza(f"http://tierserve-extender.{opts.namespace}.svc:{EXTENDER_PORT}")
-        ],
+        "extenders": [extender_stanza(url, tls_config=tls)],
     }
 
 
@@ -104,7 +127,6 @@ def _rbac(opts: ManifestOptions) -> list[Obj]:
                     "verbs": ["get", "list", "watch", "patch"],
                 },
                 {"apiGroups": [""], "resources": ["pods/binding"], "verbs": ["create"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
                 {"apiGroups": groups, "resources": [PLURAL], "verbs": ["get", "list", "watch"]},
             ],
         },
@@ -232,12 +254,18 @@ def _scheduler(opts: ManifestOptions) -> list[Obj]:
                         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
                         "securityContext": {**_SECURITY, "runAsUser": 65532},
                         "volumeMounts": [
-                            {"name": "config", "mountPath": "/etc/kubernetes/tierserve"}
+                            {"name": "config", "mountPath": "/etc/kubernetes/tierserve"},
+                            {
+                                "name": "client",
+                                "mountPath": "/etc/kubernetes/tierserve/client",
+                                "readOnly": True,
+                            },
                         ],
                     }
                 ],
                 "volumes": [
-                    {"name": "config", "configMap": {"name": f"{opts.scheduler_name}-config"}}
+                    {"name": "config", "configMap": {"name": f"{opts.scheduler_name}-config"}},
+                    {"name": "client", "secret": {"secretName": f"{opts.scheduler_name}-client"}},
                 ],
             },
         ),
@@ -254,9 +282,30 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             "securityContext": {**_SECURITY, "runAsUser": 65532},
         }
 
-    extender = container("extender", ["extender", f"--listen=0.0.0.0:{EXTENDER_PORT}"])
-    extender["ports"] = [{"name": "http", "containerPort": EXTENDER_PORT}]
-    extender["readinessProbe"] = {"httpGet": {"path": "/healthz", "port": EXTENDER_PORT}}
+    tls = "/etc/tierserve/tls"
+    extender = container(
+        "extender",
+        [
+            "extender",
+            f"--listen=0.0.0.0:{EXTENDER_PORT}",
+            f"--tls-cert={tls}/tls.crt",
+            f"--tls-key={tls}/tls.key",
+            f"--client-ca={tls}/ca.crt",
+            f"--client-name={opts.scheduler_name}",
+            f"--scheduler-name={opts.scheduler_name}",
+        ],
+    )
+    extender["ports"] = [{"name": "https", "containerPort": EXTENDER_PORT}]
+    # ready once its cache has listed nodes, pods and policies
+    extender["readinessProbe"] = {
+        "httpGet": {"path": "/readyz", "port": EXTENDER_PORT, "scheme": "HTTPS"}
+    }
+    extender["livenessProbe"] = {
+        "httpGet": {"path": "/healthz", "port": EXTENDER_PORT, "scheme": "HTTPS"},
+        "initialDelaySeconds": 10,
+    }
+    extender["volumeMounts"] = [{"name": "tls", "mountPath": tls, "readOnly": True}]
+    selector = {"app.kubernetes.io/name": "tierserve"}
     return [
         _deployment(
             "tierserve",
@@ -264,6 +313,7 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             {
                 "serviceAccountName": "tierserve",
                 "containers": [extender, container("controller", ["controller"])],
+                "volumes": [{"name": "tls", "secret": {"secretName": EXTENDER_TLS_SECRET}}],
             },
         ),
         {
@@ -271,8 +321,33 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             "kind": "Service",
             "metadata": _meta("tierserve-extender", opts),
             "spec": {
-                "selector": {"app.kubernetes.io/name": "tierserve"},
-                "ports": [{"name": "http", "port": EXTENDER_PORT, "targetPort": "http"}],
+                "selector": dict(selector),
+                "ports": [{"name": "https", "port": EXTENDER_PORT, "targetPort": "https"}],
+            },
+        },
+        {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "NetworkPolicy",
+            "metadata": _meta("tierserve-extender", opts),
+            "spec": {
+                "podSelector": {"matchLabels": dict(selector)},
+                "policyTypes": ["Ingress"],
+                "ingress": [
+                    {
+                        "from": [
+                            {
+                                "podSelector": {
+                                    "matchLabels": {"app.kubernetes.io/name": opts.scheduler_name}
+                                }
+                            },
+                            {
+                                "namespaceSelector": {},
+                                "podSelector": {"matchLabels": {SCRAPE_LABEL: "true"}},
+                            },
+                        ],
+                        "ports": [{"protocol": "TCP", "port": EXTENDER_PORT}],
+                    }
+                ],
             },
         },
     ]

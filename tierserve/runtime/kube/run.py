@@ -7,9 +7,13 @@ import asyncio
 import contextlib
 import gc
 import logging
+import ssl
+from dataclasses import dataclass
+from pathlib import Path
 
 from aiohttp import web
 
+from tierserve.errors import FieldError, ValidationError
 from tierserve.runtime.kube.cache import ClusterCache, installed_groups
 from tierserve.runtime.kube.client import KubeClient, KubeConfig
 from tierserve.runtime.kube.controller import DeletionCostController, RequeueController
@@ -25,14 +29,55 @@ async def _groups(kube: KubeClient, groups: list[str] | None) -> list[str]:
     return found
 
 
+@dataclass(frozen=True)
+class ExtenderTLS:
+    """HTTPS for the extender, and who may call its verbs.
+
+    kube-scheduler's extender client supports ``enableHTTPS`` with a ``tlsConfig``
+    (``caFile`` to check this server, ``certFile``/``keyFile`` to present a client
+    certificate). With ``client_ca`` set, filter/prioritize/bind demand a client
+    certificate signed by it (and, with ``client_names``, one of those common names);
+    ``/healthz``, ``/readyz`` and ``/metrics`` stay open to probes and Prometheus.
+    """
+
+    cert_file: str
+    key_file: str
+    client_ca: str | None = None
+    client_names: tuple[str, ...] = ()
+
+    def context(self) -> ssl.SSLContext:
+        for flag, value in (
+            ("--tls-cert", self.cert_file),
+            ("--tls-key", self.key_file),
+            ("--client-ca", self.client_ca),
+        ):
+            if value is not None and not Path(value).is_file():
+                raise ValidationError("", [FieldError(flag, f"{value!r} is not a readable file")])
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+            if self.client_ca is not None:
+                ctx.load_verify_locations(self.client_ca)
+                # optional at the handshake (probes have no certificate); the verbs check
+                ctx.verify_mode = ssl.CERT_OPTIONAL
+        except ssl.SSLError as exc:
+            what = f"cannot load the certificate, key or CA: {exc}"
+            raise ValidationError("", [FieldError("--tls-cert", what)]) from exc
+        return ctx
+
+
 async def serve_extender(
     config: KubeConfig,
     host: str,
     port: int,
     groups: list[str] | None = None,
     with_controller: bool = False,
+    tls: ExtenderTLS | None = None,
+    scheduler_name: str = "tierserve-scheduler",
+    webhook: tuple[str, int] | None = None,
 ) -> None:
-    """Serve the extender (and optionally the deletion-cost controller) until cancelled."""
+    """Serve the extender (and optionally the pod controllers) until cancelled."""
+    ssl_context = tls.context() if tls is not None else None
     async with KubeClient(config) as kube:
         cache = ClusterCache()
         watch = asyncio.create_task(cache.run(kube, await _groups(kube, groups)))
@@ -44,12 +89,28 @@ async def serve_extender(
         cache.snapshot()
         gc.collect()
         gc.freeze()  # the cache is long-lived: keep full collections from walking it (p99)
-        runner = web.AppRunner(app(Extender(cache, kube)), access_log=None)
+        extender = Extender(cache, kube, scheduler_name=scheduler_name)
+        require = None
+        if tls is not None and tls.client_ca is not None:
+            require = tls.client_names or ("*",)
+        else:
+            log.warning(
+                "the extender accepts filter/prioritize/bind from any client: serve it with "
+                "--tls-cert/--tls-key/--client-ca so only kube-scheduler can bind pods"
+            )
+        runner = web.AppRunner(app(extender, clients=require), access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, host, port)
+        site = web.TCPSite(runner, host, port, ssl_context=ssl_context)
         await site.start()
-        log.info("tierserve extender on http://%s:%d (%d nodes)", host, port, len(cache.nodes))
-        print(f"tierserve extender listening on http://{host}:{port}", flush=True)
+        if webhook is not None:
+            # the admission webhook on its own port: kube-apiserver calls it from outside
+            # the pod network, so the NetworkPolicy can open this port alone
+            await web.TCPSite(runner, webhook[0], webhook[1], ssl_context=ssl_context).start()
+        scheme = "https" if ssl_context is not None else "http"
+        log.info(
+            "tierserve extender on %s://%s:%d (%d nodes)", scheme, host, port, len(cache.nodes)
+        )
+        print(f"tierserve extender listening on {scheme}://{host}:{port}", flush=True)
         try:
             await asyncio.gather(*tasks)
         finally:
@@ -76,4 +137,4 @@ async def run_controller(config: KubeConfig, groups: list[str] | None = None) ->
             watch.cancel()
 
 
-__all__ = ["run_controller", "serve_extender"]
+__all__ = ["ExtenderTLS", "run_controller", "serve_extender"]
