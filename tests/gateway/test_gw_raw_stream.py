@@ -145,12 +145,19 @@ async def test_each_chunk_reaches_the_client_as_it_comes() -> None:
         assert first + await r.read() == PAYLOAD
 
 
-async def test_wire_bytes_are_chunked_with_one_last_chunk() -> None:
+@pytest.mark.parametrize("at_once", [False, True], ids=["paced", "ended-before-relay"])
+async def test_wire_bytes_are_chunked_with_one_last_chunk(at_once: bool) -> None:
     """Pins down how ``start_raw_chunked_body`` steps around aiohttp's writer: the head
-    first, then whole chunks, then exactly one ``0\\r\\n\\r\\n`` -- fails if aiohttp changes."""
+    first, then whole chunks, then exactly one ``0\\r\\n\\r\\n`` -- fails if aiohttp changes.
+    (A stream that ended before the relay started goes as one write through aiohttp.)"""
     wire = SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n"
+    script: list[Step] = (
+        [wire + chunked(*EVENTS)]
+        if at_once
+        else [wire, chunked(*EVENTS[:3], end=False), 0.05, chunked(*EVENTS[3:])]
+    )
     async with (
-        raw_replica(wire, chunked(*EVENTS[:3], end=False), 0.05, chunked(*EVENTS[3:])) as rep,
+        raw_replica(*script) as rep,
         gateway([service(Backend("r0", rep.url))]) as gw,
     ):
         port = int(gw.url.rsplit(":", 1)[1])
@@ -361,8 +368,10 @@ async def test_a_full_client_buffer_pauses_reading_from_the_replica() -> None:
     conn.data_received(chunked(EVENTS[1], end=False)[5:])
     await asyncio.sleep(0)  # one loop hop: both reads leave as one chunk
     assert client.written[1:] == [chunked(EVENTS[1], end=False)]
-    conn.data_received(chunked(EVENTS[2]))  # the end is written at once
-    assert conn.done and client.written[2:] == [chunked(EVENTS[2], end=False)]
+    conn.data_received(chunked(EVENTS[2]))  # the end: left to the handler's last chunk
+    assert conn.done and client.written[2:] == [] and conn.pieces == [EVENTS[2]]
+    conn.detach()
+    assert conn.take() == EVENTS[2] and client.written[2:] == []
 
 
 def test_relay_on_uvloop() -> None:

@@ -33,23 +33,32 @@ from tierserve.gateway.upstream import Origin, UpstreamConnection, origin_of, re
 from tierserve.policy.retry import Attempt, Failure, fault_of
 
 
+class HeldHeadResponse(web.StreamResponse):
+    """A ``StreamResponse`` whose head aiohttp holds back for the first body bytes, as
+    it does for a ``web.Response``, so that both leave in one write. (aiohttp's own
+    switch, ``_send_headers_immediately``; an aiohttp without it sends the head at
+    ``prepare``: the same bytes, one write more.)"""
+
+    _send_headers_immediately = False
+
+
 async def start_raw_chunked_body(
-    resp: web.StreamResponse, request: web.Request
+    resp: web.StreamResponse, request: web.Request, first: bytes
 ) -> tuple[asyncio.Transport | None, AbstractStreamWriter]:
-    """Send ``resp``'s head, chunked, and return the client transport that body bytes
-    already framed as whole chunks may be written to directly (``None`` if the client
-    is gone), and the writer to drain it with.
+    """Send ``resp``'s head, chunked, with ``first`` as its first chunk (one write), and
+    return the client transport that body bytes already framed as whole chunks may be
+    written to directly (``None`` if the client is gone), and the writer to drain it with.
 
     The one place that steps around aiohttp's writer: it relies on the head being on the
-    wire once this returns (``write(b"")`` flushes a head aiohttp would otherwise hold
-    back for the first body bytes) and on aiohttp framing only what goes through it --
-    further ``write``s as whole chunks, and ``write_eof``'s last chunk ``0\\r\\n\\r\\n``.
-    tests/gateway/test_gw_raw_stream.py checks the bytes on the wire.
+    wire once this returns (aiohttp holds a head back for the first body bytes and sends
+    both in one write; ``write(b"")`` sends it alone) and on aiohttp framing only what
+    goes through it -- further ``write``s as whole chunks, and ``write_eof``'s last chunk
+    ``0\\r\\n\\r\\n``. tests/gateway/test_gw_raw_stream.py checks the bytes on the wire.
     """
     resp.enable_chunked_encoding()
     writer = await resp.prepare(request)
     assert writer is not None
-    await resp.write(b"")
+    await resp.write(first)
     return request.transport, writer
 
 
@@ -159,13 +168,20 @@ class RawClient:
         t0: float,
         deadline: float,
     ) -> web.StreamResponse:
-        """Pass a started SSE body through until it ends."""
+        """Pass a started SSE body through until it ends. The head goes with what
+        arrived so far in one write, and the body's last payload with the last chunk
+        (``write_eof``): a stream that already ended is one write in all."""
         loop = asyncio.get_running_loop()
         ttfb = loop.time() - t0
-        resp = web.StreamResponse(status=status, headers=response_headers(headers, backend))
-        transport, writer = await start_raw_chunked_body(resp, request)
+        resp = HeldHeadResponse(status=status, headers=response_headers(headers, backend))
         broke: BaseException | None = None
         try:
+            if conn.done:  # short answers, error streams: head, body and end at once
+                resp.enable_chunked_encoding()
+                await resp.prepare(request)
+                await resp.write_eof(conn.take())
+                return self.ends.streamed(resp, route, backend, status, ttfb, t0)
+            transport, writer = await start_raw_chunked_body(resp, request, conn.take())
             if transport is None:
                 raise ConnectionResetError("the client went away")
             conn.relay_to(transport)
@@ -186,8 +202,9 @@ class RawClient:
                 raise ConnectionResetError("the client went away")
             broke = broke or conn.error
             if broke is not None:
+                await resp.write(conn.take())  # what arrived before it broke
                 return await self.ends.broken(resp, route, backend, broke, ttfb, t0)
-            await resp.write_eof()
+            await resp.write_eof(conn.take())  # the last payload, with the last chunk
         except ConnectionResetError:  # the client went away: closing ``conn`` cancels upstream
             return self.ends.client_gone(resp, route, backend, ttfb, t0)
         return self.ends.streamed(resp, route, backend, status, ttfb, t0)

@@ -8,7 +8,8 @@ CPU per stream (docs/gateway.md). Here ``data_received`` strips the replica's ch
 framing (``framing.ChunkedBody``) and, once the client's response has started, queues
 the payload; one ``call_soon`` later (the same hop a task wake-up takes, so no added
 latency) everything queued goes to the client as one chunk in one write. The handler
-task only wakes for the end of the body, a failure, or back-pressure.
+task only wakes for the end of the body (it sends the last payload with the last
+chunk, one write), a failure, or back-pressure.
 
 - ``pool.UpstreamPool`` keeps idle connections per replica for reuse.
 - ``UpstreamConnection``: ``send(request)``, then ``wait()`` (wakes on any progress)
@@ -158,9 +159,12 @@ class UpstreamConnection(asyncio.Protocol):
         self._flush()
 
     def detach(self) -> None:
-        """Stop relaying (what is queued goes first): the handler writes the rest itself.
-        A body not read to its end is dropped with the connection (not reusable)."""
-        self.flush()
+        """Stop relaying: the handler writes the rest itself, starting with what is still
+        queued (``take()``). A body not read to its end is dropped with the connection
+        (not reusable)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
         self._client = None
         if not self.done:
             self.close()
@@ -225,11 +229,10 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if pieces:
             self.pieces += pieces
-            if self._flush_handle is None:
-                self._flush_handle = self._loop.call_soon(self._flush)
-        if body.done:
-            self.flush()
+        if body.done:  # the handler sends what is queued with the last chunk: one write
             self._wake()
+        elif pieces and self._flush_handle is None:
+            self._flush_handle = self._loop.call_soon(self._flush)
 
     def eof_received(self) -> bool | None:
         self.closed = True  # never reused; connection_lost says whether the body was complete
