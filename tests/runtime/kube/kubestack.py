@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tierserve.testing.kube import ControlPlane, issue_certificate, stop_group
+from tierserve.testing.kube import ControlPlane, free_port, issue_certificate, stop_group
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +27,8 @@ class Stack:
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     tls: bool = True
     """Serve the extender over HTTPS, verbs only for kube-scheduler's client certificate."""
+    webhook_port: int = field(default_factory=free_port)
+    """The pod-defaults admission webhook's port (with TLS)."""
 
     @property
     def pki(self) -> Path:
@@ -84,6 +86,7 @@ class Stack:
                 f"--tls-key={self.pki / 'extender.key'}",
                 f"--client-ca={self.plane.ca}",
                 "--client-name=tierserve-scheduler",
+                f"--webhook-listen=127.0.0.1:{self.webhook_port}",
             ]
         self._spawn("extender", args)
         deadline = time.monotonic() + 60

@@ -240,3 +240,28 @@ def test_a_filter_racing_the_pods_deletion_does_not_bring_it_back() -> None:
     assert ("default", "p0") not in cache.pods  # it would hold one of max's places for 30 s
     for i in (1, 2):
         assert extender.filter(_filter_args(f"p{i}", f"uid-{i}"))["NodeNames"] != []
+
+
+def test_admission_review_answers_a_json_patch_for_a_selected_pod() -> None:
+    import base64
+
+    cache = cache_with()
+    pod = {"kind": "Pod", "metadata": {"generateName": "gpu-demo-", "labels": {"app": "gpu-demo"}},
+           "spec": {"containers": [{"name": "c"}]}}  # fmt: skip
+    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+              "request": {"uid": "r1", "namespace": "default", "operation": "CREATE",
+                          "object": pod}}  # fmt: skip
+    answer = Extender(cache, None).admit(review)
+    assert answer["kind"] == "AdmissionReview"
+    response = answer["response"]
+    assert response["uid"] == "r1" and response["allowed"] is True
+    patch = json.loads(base64.b64decode(response["patch"]))
+    assert patch == [
+        {"op": "add", "path": "/spec/schedulerName", "value": "tierserve-scheduler"},
+        {"op": "add", "path": "/spec/tolerations", "value": [
+            {"key": "virtual-kubelet.io/provider", "operator": "Exists", "value": "",
+             "effect": "NoSchedule"}]},
+    ]  # fmt: skip
+    # a pod no policy selects: allowed, untouched
+    pod["metadata"]["labels"] = {"app": "other"}
+    assert "patch" not in Extender(cache, None).admit(review)["response"]

@@ -346,3 +346,81 @@ async def extender_metric(stack: Stack, series: str) -> float:
         if line.startswith(series + " "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
+
+
+# --- 5. ACK-style manifests verbatim ------------------------------------------------------
+
+
+def seed_style_deployment(replicas: int) -> Obj:
+    """A Deployment as an ACK user writes it: no schedulerName, no toleration."""
+    labels = {"app": "isvc.deepseek-predictor"}
+    requests = {"cpu": "4", "memory": "12Gi", "nvidia.com/gpu": "1"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "deepseek-predictor"},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 0,
+                    "containers": [{"name": "kserve-container", "image": "vllm", "command":
+                                    ["vllm", "serve", "/model/DeepSeek-R1-Distill-Qwen-7B"],
+                                    "resources": {"requests": requests, "limits": requests}}],
+                },
+            },
+        },
+    }  # fmt: skip
+
+
+async def test_ack_manifests_work_as_written_through_the_pod_defaults_webhook(
+    kube: KubeClient, stack: Stack
+) -> None:
+    if not stack.tls:
+        pytest.skip("the webhook needs the extender's TLS")
+    import base64
+
+    import yaml
+    from test_scheduling import seed_policy_yaml
+
+    from tierserve.runtime.kube import manifests
+    from tierserve.runtime.kube.crd import ACK_GROUP
+
+    ca = base64.b64encode(stack.plane.ca.read_bytes()).decode()
+    client = {"url": f"https://127.0.0.1:{stack.webhook_port}/mutate-pods", "caBundle": ca}
+    webhook = manifests.pod_defaults_webhook(manifests.ManifestOptions(), client)
+    path = "/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations"
+    await kube.create(path, webhook)
+    try:
+        await kube.create(policies_path(ACK_GROUP, "default"), yaml.safe_load(seed_policy_yaml()))
+        await extender_sees_policies(kube, stack)
+
+        async def mutating() -> object:  # the API server has loaded the webhook
+            probe = seed_style_deployment(1)["spec"]["template"]
+            pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "probe",
+                   **probe["metadata"]}, "spec": probe["spec"]}  # fmt: skip
+            made = await kube.create(PODS, pod, dry_run=True)
+            return made["spec"].get("schedulerName") == "tierserve-scheduler"
+
+        await until(mutating)
+        await kube.create("/apis/apps/v1/namespaces/default/deployments", seed_style_deployment(3))
+
+        async def spilled() -> object:
+            pods = await live_pods(kube, "isvc.deepseek-predictor")
+            return placement(pods) == {IDC: 1, VIRTUAL: 2} and pods
+
+        pods: Any = await until(spilled)
+        for pod in pods:
+            assert pod["spec"]["schedulerName"] == "tierserve-scheduler"
+            assert TOLERATE_VIRTUAL in pod["spec"]["tolerations"], pod["spec"]["tolerations"]
+        # a pod no policy selects is left as it was written
+        other = bare_pod("plain", "plain")
+        del other["spec"]["schedulerName"]
+        other["spec"]["tolerations"] = []
+        made = await kube.create(PODS, other, dry_run=True)
+        assert made["spec"]["schedulerName"] == "default-scheduler"
+        assert TOLERATE_VIRTUAL not in (made["spec"].get("tolerations") or [])
+    finally:
+        await kube.delete(f"{path}/{webhook['metadata']['name']}")

@@ -28,6 +28,7 @@ _PLURALS = {
     "NetworkPolicy": "networkpolicies",
     "PodDisruptionBudget": "poddisruptionbudgets",
     "Secret": "secrets",
+    "MutatingWebhookConfiguration": "mutatingwebhookconfigurations",
 }
 _CLUSTER_SCOPED = {
     "Namespace",
@@ -35,6 +36,7 @@ _CLUSTER_SCOPED = {
     "ClusterRole",
     "ClusterRoleBinding",
     "CustomResourceDefinition",
+    "MutatingWebhookConfiguration",
 }
 
 

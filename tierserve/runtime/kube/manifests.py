@@ -17,7 +17,14 @@
   ``<scheduler>-client`` (``tls.crt``, ``tls.key``, ``ca.crt``; create them with
   cert-manager or openssl, see docs/kubernetes.md); a NetworkPolicy lets only the
   scheduler's pods reach it, and Prometheus pods that carry
-  ``tierserve.io/scrape: "true"``.
+  ``tierserve.io/scrape: "true"``;
+* a mutating admission webhook (served by the extender on its own port) that gives every
+  new pod a ResourcePolicy selects ``schedulerName: tierserve-scheduler`` and, where the
+  policy has an ``eci``/``acs`` unit, the virtual-kubelet toleration, so ACK's manifests
+  (which set neither) work as written. ``failurePolicy: Ignore``: while the webhook is
+  down pods are still created, with what they say (a pod that then names no scheduler
+  is placed by the default one, outside its policy); kube-system and tierserve's own
+  namespace are never sent to it.
 """
 
 from __future__ import annotations
@@ -35,6 +42,8 @@ DEFAULT_VERSION = "v1.37.2"
 """The Kubernetes release of the second scheduler's image (and of the test control plane)."""
 SCHEDULER_NAME = "tierserve-scheduler"
 EXTENDER_PORT = 8890
+WEBHOOK_PORT = 8891
+WEBHOOK_NAME = "pod-defaults.scheduling.tierserve.io"
 EXTENDER_TLS_SECRET = "tierserve-extender-tls"
 SCRAPE_LABEL = "tierserve.io/scrape"
 """Pods with this label set to ``"true"`` (Prometheus) may reach the extender's metrics."""
@@ -293,9 +302,13 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             f"--client-ca={tls}/ca.crt",
             f"--client-name={opts.scheduler_name}",
             f"--scheduler-name={opts.scheduler_name}",
+            f"--webhook-listen=0.0.0.0:{WEBHOOK_PORT}",
         ],
     )
-    extender["ports"] = [{"name": "https", "containerPort": EXTENDER_PORT}]
+    extender["ports"] = [
+        {"name": "https", "containerPort": EXTENDER_PORT},
+        {"name": "webhook", "containerPort": WEBHOOK_PORT},
+    ]
     # ready once its cache has listed nodes, pods and policies
     extender["readinessProbe"] = {
         "httpGet": {"path": "/readyz", "port": EXTENDER_PORT, "scheme": "HTTPS"}
@@ -322,7 +335,10 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             "metadata": _meta("tierserve-extender", opts),
             "spec": {
                 "selector": dict(selector),
-                "ports": [{"name": "https", "port": EXTENDER_PORT, "targetPort": "https"}],
+                "ports": [
+                    {"name": "https", "port": EXTENDER_PORT, "targetPort": "https"},
+                    {"name": "webhook", "port": 443, "targetPort": "webhook"},
+                ],
             },
         },
         {
@@ -346,11 +362,63 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
                             },
                         ],
                         "ports": [{"protocol": "TCP", "port": EXTENDER_PORT}],
-                    }
+                    },
+                    # kube-apiserver calls the webhook from outside the pod network
+                    {"ports": [{"protocol": "TCP", "port": WEBHOOK_PORT}]},
                 ],
             },
         },
     ]
+
+
+def pod_defaults_webhook(opts: ManifestOptions, client_config: Obj | None = None) -> Obj:
+    """The MutatingWebhookConfiguration of the pod-defaults webhook. ``client_config``
+    defaults to the extender's Service (its CA injected by cert-manager from the
+    extender's Certificate, or set ``caBundle`` yourself)."""
+    config = client_config or {
+        "service": {
+            "namespace": opts.namespace,
+            "name": "tierserve-extender",
+            "path": "/mutate-pods",
+            "port": 443,
+        }
+    }
+    meta = _meta("tierserve-pod-defaults", opts, namespaced=False)
+    meta["annotations"] = {"cert-manager.io/inject-ca-from": f"{opts.namespace}/tierserve-extender"}
+    return {
+        "apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "MutatingWebhookConfiguration",
+        "metadata": meta,
+        "webhooks": [
+            {
+                "name": WEBHOOK_NAME,
+                "clientConfig": config,
+                "rules": [
+                    {
+                        "operations": ["CREATE"],
+                        "apiGroups": [""],
+                        "apiVersions": ["v1"],
+                        "resources": ["pods"],
+                        "scope": "Namespaced",
+                    }
+                ],
+                "namespaceSelector": {
+                    "matchExpressions": [
+                        {
+                            "key": "kubernetes.io/metadata.name",
+                            "operator": "NotIn",
+                            "values": ["kube-system", opts.namespace],
+                        }
+                    ]
+                },
+                "failurePolicy": "Ignore",
+                "sideEffects": "None",
+                "admissionReviewVersions": ["v1"],
+                "timeoutSeconds": 5,
+                "reinvocationPolicy": "IfNeeded",
+            }
+        ],
+    }
 
 
 def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
@@ -367,6 +435,7 @@ def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
         *_rbac(opts),
         *_scheduler(opts),
         *_tierserve(opts),
+        pod_defaults_webhook(opts),
     ]
 
 
@@ -382,5 +451,6 @@ __all__ = [
     "dump",
     "extender_stanza",
     "manifests",
+    "pod_defaults_webhook",
     "scheduler_configuration",
 ]
