@@ -39,6 +39,15 @@ def test_the_series_keeps_the_newest_points_oldest_first() -> None:
     assert isinstance(last.cloud_ready, int)
 
 
+def test_the_newest_points_only() -> None:
+    s = Series(capacity=4)
+    for t in range(6):
+        s.append(Point(t=float(t)))
+    assert s.columns(2)["t"] == [4.0, 5.0]
+    assert s.columns(0)["t"] == []
+    assert s.columns(10)["t"] == [2.0, 3.0, 4.0, 5.0]
+
+
 def test_an_empty_series_has_no_last_point_and_empty_columns() -> None:
     s = Series(capacity=4)
     assert s.last() is None

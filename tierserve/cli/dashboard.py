@@ -154,7 +154,8 @@ def render(overview: dict[str, Any]) -> RenderableType:
 
 
 def _overview(client: Client) -> dict[str, Any]:
-    data: dict[str, Any] = client.request("GET", OVERVIEW_PATH)
+    # The newest points only: top draws a sparkline of SPARK_POINTS, not the whole history.
+    data: dict[str, Any] = client.request("GET", f"{OVERVIEW_PATH}?points={SPARK_POINTS}")
     return data
 
 

@@ -8,6 +8,7 @@ middleware.
     POST /dashboard/logout               clears the cookie, 303
     GET  /dashboard/static/{file}        the page's JS/CSS and the vendored uPlot
     GET  /api/v1/dashboard/overview      JSON: every service's history and tables
+                                         (``?points=N``: only the newest N points)
     GET  /api/v1/dashboard/stream        text/event-stream: ``overview`` then ``update``s
 
 Auth: the data routes take the API's ``Authorization: Bearer <token>`` or the session
@@ -30,6 +31,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from aiohttp import web
+
+from tierserve.errors import FieldError, ValidationError
 
 log = logging.getLogger("tierserve.dashboard")
 
@@ -63,7 +66,7 @@ SECURITY_HEADERS = {
 class Feed(Protocol):
     """What the routes read (``runtime.local.feed.DashboardFeed`` has it)."""
 
-    def overview(self) -> dict[str, Any]: ...
+    def overview(self, points: int | None = None) -> dict[str, Any]: ...
 
     def subscribe(self) -> asyncio.Queue[dict[str, Any] | None]: ...
 
@@ -108,6 +111,21 @@ def _html(text: str, status: int = 200) -> web.Response:
         text=text, status=status, content_type="text/html", charset="utf-8",
         headers=SECURITY_HEADERS,
     )  # fmt: skip
+
+
+MAX_POINTS = 1_000_000
+
+
+def _points(text: str | None) -> int | None:
+    """``?points=``: a whole number of points, or None when absent."""
+    if text is None:
+        return None
+    if not (text.isascii() and text.isdigit()) or len(text) > 7 or int(text) > MAX_POINTS:
+        raise ValidationError(
+            "request",
+            [FieldError("points", f"{text[:40]!r} is not a whole number from 0 to {MAX_POINTS}")],
+        )
+    return int(text)
 
 
 def _see_other(location: str) -> web.Response:
@@ -181,8 +199,11 @@ class DashboardRoutes:
             headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
-    async def _overview(self, _: web.Request) -> web.Response:
-        return web.json_response(self.feed.overview(), headers={"Cache-Control": "no-store"})
+    async def _overview(self, request: web.Request) -> web.Response:
+        points = _points(request.query.get("points"))
+        return web.json_response(
+            self.feed.overview(points), headers={"Cache-Control": "no-store"}
+        )
 
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(

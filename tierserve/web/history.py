@@ -135,10 +135,12 @@ class Series:
         start = (self._next - self._len) % self.capacity
         return ((start + k) % self.capacity for k in range(self._len))
 
-    def columns(self) -> dict[str, list[float | None]]:
+    def columns(self, last: int | None = None) -> dict[str, list[float | None]]:
         """Every field as a list in time order (oldest first), missing values as None:
-        the plain series a chart takes."""
+        the plain series a chart takes; only the newest ``last`` points when given."""
         order = list(self._order())
+        if last is not None:
+            order = order[len(order) - min(last, len(order)) :]
         out: dict[str, list[float | None]] = {}
         for name in FIELDS:
             column = self._columns[name]

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from tierserve.model import load_documents
 from tierserve.runtime.clock import SystemClock
 from tierserve.runtime.local.api import ApiServer
 from tierserve.runtime.local.feed import DashboardFeed, FeedSettings
@@ -20,6 +21,12 @@ from tierserve.runtime.local.store import SqliteStore
 from tierserve.web.dashboard import SESSION_COOKIE, DashboardRoutes, session_value
 
 TOKEN = "s3cret-t0ken-value"
+SERVICE = """\
+apiVersion: serving.tierserve.io/v1alpha1
+kind: InferenceService
+metadata: {name: deepseek}
+spec: {gpus: 1, command: vllm serve /model}
+"""
 
 
 class Metrics:
@@ -97,6 +104,31 @@ async def test_the_bearer_token_opens_the_data(site: Site) -> None:
         assert r.status == 200
         body = await r.json()
         assert body["bytesPerServiceHour"] > 0 and body["services"] == []
+
+
+@pytest.mark.parametrize("given", ["abc", "-1", "1.5", "9" * 5000, "2000000"])
+async def test_a_bad_points_query_is_a_400_naming_it(site: Site, given: str) -> None:
+    async with aiohttp.ClientSession() as s, s.get(
+        site.url + "/api/v1/dashboard/overview",
+        params={"points": given},
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as r:
+        assert r.status == 400
+        message = (await r.json())["error"]["message"]
+        assert "points" in message and "whole number from 0 to 1000000" in message
+
+
+async def test_points_keeps_the_newest_only(site: Site) -> None:
+    site.feed.store.put_all(load_documents(SERVICE, "svc"))
+    for t in (2.0, 3.0, 4.0):
+        site.feed.sample(t)
+    async with aiohttp.ClientSession() as s, s.get(
+        site.url + "/api/v1/dashboard/overview?points=2",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    ) as r:
+        assert r.status == 200
+        (service,) = (await r.json())["services"]
+        assert service["history"]["t"] == [3.0, 4.0]
 
 
 async def test_login_sets_an_httponly_strict_cookie_that_is_not_the_token(site: Site) -> None:

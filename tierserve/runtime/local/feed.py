@@ -449,15 +449,17 @@ class DashboardFeed:
 
     # -- reading ------------------------------------------------------------------------------
 
-    def overview(self) -> dict[str, Any]:
+    def overview(self, points: int | None = None) -> dict[str, Any]:
         """Everything the dashboard draws: each service's history (plain series, oldest
-        first) and current tables, the nodes and the kept events."""
+        first; its newest ``points`` when given) and current tables, the nodes and the
+        kept events."""
         series = self.history.series
         services = []
         for detail in self._current["services"]:
             key = _key(detail["namespace"], detail["name"])
             s = series.get(key)
-            services.append({**detail, "history": s.columns() if s is not None else {}})
+            history = s.columns(points) if s is not None else {}
+            services.append({**detail, "history": history})
         return {
             "now": self._last_s,
             "intervalS": self.settings.interval_s,
