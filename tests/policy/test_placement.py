@@ -583,3 +583,17 @@ def test_policies_may_be_any_iterable_and_a_changed_list_is_reindexed() -> None:
     assert isinstance(place(pod("p").build(), snap, policies, 0), Unschedulable)
     policies.append(seed_policy())  # same list object, new contents
     assert placed(place(pod("p").build(), snap, policies, 0)).unit == 1
+
+
+def test_a_unit_whose_nodes_kube_scheduler_already_dropped_says_so() -> None:
+    # with nodeCacheCapable, kube-scheduler sends only the nodes its own filters kept: a
+    # full IDC node is not a candidate, and "unit 0: no nodes" would be wrong
+    rp = policy().seed_units().build()
+    snap = snapshot([idc(), virtual()], FULL_IDC)
+    result = filter_nodes(pod("new").build(), snap, [rp], 0.0, [VK])
+    placed(result.decision)
+    assert placed(result.decision).reasons == (LackResource(0, 0, (), filtered=1),)
+    assert placed(result.decision).reasons[0].message() == (
+        "unit 0: its 1 node was ruled out by kube-scheduler's own filters "
+        "(no room, taint or selector)"
+    )

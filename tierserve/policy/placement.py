@@ -205,9 +205,10 @@ def _decide_policy(
             tried.append(full)
             continue
         members = unit_nodes(snapshot, unit)
+        scanned = restrict(members, candidates)
         scan = scan_nodes(
             snapshot,
-            restrict(members, candidates),
+            scanned,
             requests,
             pod,
             unit_tolerations(unit, pod),
@@ -229,7 +230,7 @@ def _decide_policy(
                 preempt_policy=spec.preempt_policy,
             )
             return _Outcome(placement, scan.fits, scan.by_node or {}, OutsideUnit(name, index))
-        lack = LackResource(index, scan.total, scan.why())
+        lack = LackResource(index, scan.total, scan.why(), len(members) - scan.total)
         if try_next_policy == "ExceedMax" and _waits_in(unit):
             return waiting(lack, WaitingInUnit(index))
         if try_next_policy == "TimeoutOrExceedMax" and _waits_in(unit):

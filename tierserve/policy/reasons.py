@@ -134,13 +134,22 @@ class LackResource:
     """No node of ``unit`` can take the pod now; ``nodes`` is how many the unit has.
 
     ``why`` groups the nodes by reason (e.g. 3 x Insufficient nvidia.com/gpu).
+    ``filtered`` counts the unit's nodes that were not candidates at all: kube-scheduler's
+    own filters ruled them out (a full node, most often) before asking the extender.
     """
 
     unit: int
     nodes: int
     why: tuple[NodeCount, ...] = ()
+    filtered: int = 0
 
     def message(self) -> str:
+        if not self.nodes and self.filtered:
+            nodes = "node was" if self.filtered == 1 else "nodes were"
+            return (
+                f"unit {self.unit}: its {self.filtered} {nodes} ruled out by "
+                "kube-scheduler's own filters (no room, taint or selector)"
+            )
         if not self.nodes:
             return f"unit {self.unit}: no nodes"
         parts = ", ".join(f"{c.nodes} x {c.reason.message()}" for c in self.why)

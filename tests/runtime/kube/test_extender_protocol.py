@@ -265,3 +265,14 @@ def test_admission_review_answers_a_json_patch_for_a_selected_pod() -> None:
     # a pod no policy selects: allowed, untouched
     pod["metadata"]["labels"] = {"app": "other"}
     assert "patch" not in Extender(cache, None).admit(review)["response"]
+
+
+def test_a_pod_rejected_as_a_whole_is_told_why_once() -> None:
+    cache = cache_with(policy=False)
+    grouped = {**CAPPED, "spec": {**CAPPED["spec"], "matchLabelKeys": ["pod-template-hash"]}}
+    cache.set_policy("scheduling.tierserve.io", grouped)
+    reply = Extender(cache, None).filter(_filter_args("p0", "uid-0"))
+    messages = set(reply["FailedAndUnresolvableNodes"].values())
+    assert messages == {
+        "ResourcePolicy capped groups by label 'pod-template-hash', which the pod lacks"
+    }

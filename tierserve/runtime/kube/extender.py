@@ -48,7 +48,7 @@ from tierserve.model.resources import Toleration
 from tierserve.policy.admission import pod_defaults
 from tierserve.policy.decisions import FilterResult, Placement, Retry, Unschedulable
 from tierserve.policy.placement import bind, filter_nodes, score_nodes
-from tierserve.policy.reasons import NodeReason
+from tierserve.policy.reasons import NodeReason, PodRejected
 from tierserve.policy.units import UNIT_ANNOTATION, selects
 from tierserve.runtime.kube.cache import ClusterCache
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
@@ -93,7 +93,9 @@ def filter_reply(
         for n, r in result.rejected.items():
             text = rendered.get(r)
             if text is None:
-                text = rendered[r] = f"{r.message()} ({why})" if why else r.message()
+                # a pod rejected as a whole already says why: do not say it twice
+                said = why and not isinstance(r, PodRejected)
+                text = rendered[r] = f"{r.message()} ({why})" if said else r.message()
             messages[n] = text
         failed = {} if never else messages
         unresolvable = messages if never else {}
