@@ -25,13 +25,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tierserve.model import GPU, InferenceService, Node, Phase, Replica, ResourcePolicy
-from tierserve.policy.autoscaling import AutoscalerConfig, policy_of
+from tierserve.model import InferenceService, Node, Phase, Replica, ResourcePolicy
+from tierserve.policy.autoscaling import AutoscalerConfig
 from tierserve.policy.billing import CLOUD_COST
-from tierserve.policy.units import recorded_unit, selects
 from tierserve.runtime.local.scraper import BUCKETS
 from tierserve.runtime.local.store import Event, Store
-from tierserve.web import histogram
+from tierserve.web import histogram, tables
 from tierserve.web.history import (
     DEFAULT_POINTS,
     FIELDS,
@@ -177,7 +176,7 @@ class DashboardFeed:
             self._arrived.pop(gone, None)
         events = self._new_events()
         self.history.add_events(events)
-        self._current = {"services": details, "nodes": self._nodes(nodes, replicas)}
+        self._current = {"services": details, "nodes": tables.node_rows(nodes, replicas)}
         update = {"now": now, "points": points, **self._current, "events": events}
         self._push(update)
         return update
@@ -259,7 +258,7 @@ class DashboardFeed:
             by_tier[node.tier].append(r)
             if node.virtual and r.status.scheduled_s is not None:
                 cloud_now.add(r.name)
-                cost_per_hour += _replica_price(r, node)
+                cost_per_hour += tables.replica_price(r, node)
             if r.terminating:
                 continue
             counts[node.tier][0] += 1
@@ -321,117 +320,16 @@ class DashboardFeed:
         policies: Sequence[ResourcePolicy],
         now: float,
     ) -> dict[str, Any]:
-        rows = []
-        for r in sorted(replicas, key=lambda r: r.status.created_s):
-            node = nodes.get(r.node_name or "")
-            ttft = histogram.quantile(self._window([r], TTFT), 0.5)
-            billed = node is not None and node.virtual and r.status.scheduled_s is not None
-            rows.append(
-                {
-                    "name": r.name,
-                    "phase": r.phase.value,
-                    "ready": r.ready,
-                    "node": r.node_name or "",
-                    "tier": node.tier if node is not None else "",
-                    "unit": r.status.unit,
-                    "ageS": round(max(0.0, now - r.status.created_s), 1),
-                    "restarts": r.status.restarts,
-                    "inFlight": self.gateway.in_flight(r.name),
-                    "ttftP50": _round(ttft),
-                    "costPerHour": round(_replica_price(r, node), 4) if billed and node else 0.0,
-                    "reason": r.status.reason,
-                    "message": r.status.message,
-                }
-            )
-        units = []
-        for policy in policies:
-            members = [r for r in replicas if selects(policy, r)]
-            if not members and not _selects_service(policy, service):
-                continue
-            for index, unit in enumerate(policy.spec.units):
-                fill = sum(
-                    1 for r in members if not r.terminating and recorded_unit(policy, r) == index
-                )
-                units.append(
-                    {
-                        "policy": policy.name,
-                        "index": index,
-                        "resource": unit.resource,
-                        "nodeSelector": dict(unit.node_selector),
-                        "max": unit.max,
-                        "fill": fill,
-                    }
-                )
-        spec = service.spec
-        auto = spec.autoscaling
-        plan = service.status.autoscaler
-        return {
-            "namespace": service.namespace,
-            "name": service.name,
-            "host": f"{service.name}-{service.namespace}.example.com",
-            "replicas": spec.replicas,
-            "ready": sum(r.ready for r in replicas),
-            "slo": (
-                {
-                    "ttftSeconds": auto.slo.ttft_seconds,
-                    "tpotSeconds": auto.slo.tpot_seconds,
-                    "attainment": auto.slo.attainment,
-                }
-                if auto is not None and auto.slo is not None
-                else None
-            ),
-            "autoscaler": {
-                "policy": policy_of(service),
-                "minReplicas": spec.min_replicas,
-                "maxReplicas": spec.max_replicas,
-                "scaleMetric": spec.scale_metric,
-                "scaleTarget": spec.scale_target,
-                "metrics": [{"name": m.name, "target": m.target} for m in spec.metrics],
-                "budgetPerHour": (
-                    auto.budget.cloud_cost_per_hour
-                    if auto is not None and auto.budget is not None
-                    else None
-                ),
-                "periodS": self.autoscaler.period_s,
-                "downscaleStabilizationS": self.autoscaler.downscale_stabilization_s,
-                "lastPlan": plan.model_dump(by_alias=True, mode="json") if plan else None,
-            },
-            "pods": rows,
-            "units": units,
-        }
-
-    @staticmethod
-    def _nodes(nodes: Mapping[str, Node], replicas: Sequence[Replica]) -> list[dict[str, Any]]:
-        out = []
-        for node in nodes.values():
-            on = [r for r in replicas if r.node_name == node.name and r.phase != Phase.PENDING]
-            used = sum(r.spec.requests.get(GPU, 0) for r in on) / 1000
-            total = node.allocatable().get(GPU, 0) / 1000
-            virtual = node.spec.virtual
-            out.append(
-                {
-                    "name": node.name,
-                    "tier": node.tier,
-                    "gpuModel": node.spec.gpu.model if node.spec.gpu is not None else None,
-                    "gpus": total,
-                    "gpusUsed": used,
-                    "gpusFree": max(0.0, total - used),
-                    "pricePerGpuHour": virtual.price_per_gpu_hour if virtual else None,
-                    "gpuQuota": virtual.gpu_quota if virtual else None,
-                    "coldStartS": virtual.cold_start_seconds if virtual else None,
-                    "replicas": [
-                        {
-                            "name": r.name,
-                            "service": r.spec.service,
-                            "namespace": r.namespace,
-                            "phase": r.phase.value,
-                            "gpus": list(r.status.gpus),
-                        }
-                        for r in on
-                    ],
-                }
-            )
-        return out
+        return tables.service_table(
+            service,
+            replicas,
+            nodes,
+            policies,
+            now,
+            in_flight=self.gateway.in_flight,
+            ttft_p50=lambda r: _round(histogram.quantile(self._window([r], TTFT), 0.5)),
+            autoscaler=self.autoscaler,
+        )
 
     def _new_events(self) -> list[dict[str, Any]]:
         new = []
@@ -506,18 +404,3 @@ def _close(queue: asyncio.Queue[dict[str, Any] | None]) -> None:
             return
         except asyncio.QueueFull:
             queue.get_nowait()
-
-
-def _replica_price(replica: Replica, node: Node | None) -> float:
-    """What the replica costs per hour now: its GPUs at the virtual node's price."""
-    if node is None or node.spec.virtual is None:
-        return 0.0
-    return replica.spec.requests.get(GPU, 0) / 1000 * node.spec.virtual.price_per_gpu_hour
-
-
-def _selects_service(policy: ResourcePolicy, service: InferenceService) -> bool:
-    """The policy would apply to the service's replicas (it has none now)."""
-    labels = {"app": f"isvc.{service.name}-predictor", **service.spec.labels}
-    return policy.namespace == service.namespace and all(
-        labels.get(k) == v for k, v in policy.spec.selector.items()
-    )
