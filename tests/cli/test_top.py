@@ -96,12 +96,22 @@ def test_top_renders_updates_and_exits_on_ctrl_c(cli: testing.Cli, tmp_path: Pat
         tmux.kill()
 
 
-def test_dashboard_prints_the_url_and_the_token_file_not_the_token(cli: testing.Cli) -> None:
+def test_dashboard_prints_the_url_and_the_token_file_not_the_token(
+    cli: testing.Cli, tmp_path: Path
+) -> None:
     out = cli("dashboard").stdout
     config = cli.config()
-    assert f"Dashboard: {config['api_url']}/dashboard" in out
+    url = f"{config['api_url']}/dashboard"
+    assert f"Dashboard: {url}" in out
     assert str(cli.root / "token") in out
     assert config["token"] not in out
+    # --open hands the URL (and only it) to the browser ($BROWSER: a stand-in here).
+    opened = tmp_path / "opened"
+    browser = tmp_path / "browser.py"
+    browser.write_text(f"import sys; open({str(opened)!r}, 'w').write(sys.argv[1])\n")
+    cli.env["BROWSER"] = f"{sys.executable} {browser} %s"
+    cli("dashboard", "--open")
+    assert opened.read_text() == url
 
 
 def test_top_without_a_control_plane_says_so(tmp_path: Path) -> None:

@@ -214,6 +214,8 @@ class DashboardRoutes:
             }
         )
         await response.prepare(request)
+        if request.method == "HEAD":  # the headers only: no stream to keep open
+            return response
         queue = self.feed.subscribe()
         try:
             await response.write(sse("overview", self.feed.overview()))

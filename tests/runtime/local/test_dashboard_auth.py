@@ -171,6 +171,15 @@ async def test_the_cookie_opens_nothing_but_the_dashboard(site: Site) -> None:
                     assert r.status == 401
 
 
+async def test_head_of_the_stream_answers_at_once(site: Site) -> None:
+    async with aiohttp.ClientSession() as s, s.head(
+        site.url + "/api/v1/dashboard/stream",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=aiohttp.ClientTimeout(total=5),
+    ) as r:
+        assert r.status == 200 and r.headers["Content-Type"].startswith("text/event-stream")
+
+
 async def test_a_wrong_token_is_refused_with_the_form_again(site: Site) -> None:
     async with site.session() as s:
         r = await site.login(s, "nope")
