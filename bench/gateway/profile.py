@@ -26,69 +26,34 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from run import BODY_JSON, BODY_SSE, HOST, free_port, started, wait_port
+from run import (
+    BODY_JSON,
+    BODY_SSE,
+    HOST,
+    free_port,
+    gateway_up,
+    listeners,
+    started,
+    tierserve_cmd,
+    wait_port,
+)
 
 HERE = Path(__file__).resolve().parent
 
 
 def _tierserve(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tierserve.cli.main", *args]
-
-
-@contextlib.contextmanager
-def gateway_up(tmp: Path, upstream_cmd: str) -> Iterator[tuple[int, int]]:
-    """``tierserve up`` with one service whose replica runs ``upstream_cmd``: (port, pid)."""
-    port = free_port()
-    env = {"TIERSERVE_STATE_DIR": str(tmp / "state")}
-    cmd = _tierserve("up", "--gateway-port", str(port))
-    with started(cmd, port, env):
-        pid = _pid_on(port)
-        subprocess.run(
-            _tierserve(
-                "serve", "kserve", "--name", "deepseek", "--model-name", "deepseek-r1",
-                upstream_cmd,
-            ),
-            env={**os.environ, **env},
-            check=True,
-            capture_output=True,
-        )  # fmt: skip
-        _wait_routed(port)
-        try:
-            yield port, pid
-        finally:
-            subprocess.run(
-                _tierserve("down"), env={**os.environ, **env}, capture_output=True, timeout=60
-            )
+    return tierserve_cmd(*args)
 
 
 def _pid_on(port: int) -> int:
-    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
-    m = re.search(r"pid=(\d+)", out.stdout)
-    if not m:
+    pids = listeners(port)
+    if not pids:
         raise RuntimeError(f"nothing listens on {port}")
-    return int(m.group(1))
-
-
-def _wait_routed(port: int, timeout_s: float = 60.0) -> None:
-    import urllib.request
-
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        req = urllib.request.Request(
-            f"http://127.0.0.1:{port}/v1/chat/completions",
-            data=BODY_JSON.encode(),
-            headers={"Host": HOST, "Content-Type": "application/json"},
-        )
-        with contextlib.suppress(OSError), urllib.request.urlopen(req, timeout=2) as resp:
-            if resp.status == 200:
-                return
-        time.sleep(0.2)
-    raise TimeoutError("the service never became routable")
+    return pids[0]
 
 
 def top(raw: Path, n: int = 25) -> str:
@@ -182,8 +147,9 @@ def main() -> None:
     name = f"{args.label}-{args.path}-{args.mode}"
     with contextlib.ExitStack() as stack:
         if args.path == "up":
-            cmd = f"{sys.executable} {HERE / 'fake_upstream.py'} {{port}}"
-            port, pid = stack.enter_context(gateway_up(tmp, cmd))
+            port = free_port()
+            stack.enter_context(gateway_up(tmp, port))
+            pid = _pid_on(port)
         else:
             stack.enter_context(started(upstream, up))
             routes = {

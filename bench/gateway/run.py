@@ -1,12 +1,17 @@
 """Gateway benchmark: direct upstream vs nginx (1 worker) vs the tierserve gateway
-(1 process, and ``--workers N``) vs a FastAPI + httpx proxy, side by side in one run.
+(``tierserve gateway``, ``--workers N``, and inside ``tierserve up``'s control plane) vs
+an optional FastAPI + httpx proxy, side by side in one run.
 
-    .venv/bin/python bench/gateway/run.py [--duration 4] [--peer-python /path/to/python]
+    .venv/bin/python bench/gateway/run.py [--rounds 3] [--duration 4] [--conns 32]
+        [--workers 2] [--no-up] [--peer-python /path/to/python]
 
 Needs ``wrk`` and ``nginx`` (Debian: wrk, nginx-light); the peer baseline needs a Python
 with fastapi, uvicorn, httpx and sniffio (skipped when ``--peer-python`` is not given or
-lacks them). Prints req/s and p50/p99 for small JSON and 32-chunk SSE at 32 and 128
-connections, unloaded added latency / time to first chunk, and the goal ratios.
+lacks them). Every round drives each target in turn (small JSON and 32-chunk SSE, wrk
+-t1) and reads the CPU seconds its processes used, so a round's ratios compare figures
+taken seconds apart on the same machine. Prints each figure with nginx's own in the
+same round, the ratio and the goal, then the unloaded added latency / time to first
+chunk, the cores and the load average.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -191,6 +197,65 @@ def wrk(port: int, body: str, conns: int, duration_s: int, lua_dir: Path) -> dic
     }
 
 
+def listeners(port: int) -> list[int]:
+    """The pids of the processes listening on ``port`` (nginx's master and worker, each
+    ``--workers`` process, the control plane)."""
+    out = subprocess.run(["ss", "-Hltnp", f"sport = :{port}"], capture_output=True, text=True)
+    return sorted({int(p) for p in re.findall(r"pid=(\d+)", out.stdout)})
+
+
+def cpu_s(pids: list[int]) -> float:
+    """User + system CPU seconds the processes used so far."""
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def tierserve_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tierserve.cli.main", *args]
+
+
+@contextlib.contextmanager
+def gateway_up(tmp: Path, port: int) -> Iterator[None]:
+    """``tierserve up`` (its own state directory) with one service, ``deepseek``, whose
+    replica is the fake upstream: the gateway users of ``up`` get."""
+    env = {"TIERSERVE_STATE_DIR": str(tmp / "state")}
+    with started(tierserve_cmd("up", "--gateway-port", str(port)), port, env):
+        subprocess.run(
+            tierserve_cmd(
+                "serve", "kserve", "--name", "deepseek", "--model-name", "deepseek-r1",
+                f"{sys.executable} {HERE / 'fake_upstream.py'} {{port}}",
+            ),
+            env={**os.environ, **env}, check=True, capture_output=True,
+        )  # fmt: skip
+        wait_routed(port)
+        try:
+            yield
+        finally:
+            subprocess.run(
+                tierserve_cmd("down"), env={**os.environ, **env}, capture_output=True, timeout=60
+            )
+
+
+def wait_routed(port: int, timeout_s: float = 60.0) -> None:
+    """Until a chat completion through the gateway on ``port`` answers 200."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        req = urllib.request.Request(
+            f"http://127.0.0.1:{port}/v1/chat/completions",
+            data=BODY_JSON.encode(),
+            headers={"Host": HOST, "Content-Type": "application/json"},
+        )
+        with contextlib.suppress(OSError), urllib.request.urlopen(req, timeout=2) as resp:
+            if resp.status == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"nothing routable on {port}")
+
+
 def has_peer(python: str | None) -> bool:
     if not python:
         return False
@@ -200,17 +265,25 @@ def has_peer(python: str | None) -> bool:
     return probe.returncode == 0
 
 
+Results = dict[tuple[int, str, str, int], dict[str, float]]
+"""(round, target, mode, conns) -> req/s, p50, p99, CPU microseconds per request."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3, help="rounds of every wrk run")
     ap.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    ap.add_argument("--conns", default="32", help="wrk connections, comma-separated")
     ap.add_argument("--workers", type=int, default=2, help="workers for the --workers run")
+    ap.add_argument("--no-up", action="store_true", help="skip the gateway inside tierserve up")
     ap.add_argument("--peer-python", default=None, help="python with fastapi+uvicorn+httpx")
     args = ap.parse_args()
-    for tool in ("wrk", "nginx"):
+    conns_list = [int(c) for c in args.conns.split(",")]
+    for tool in ("wrk", "nginx", "ss"):
         if shutil.which(tool) is None:
-            sys.exit(f"needs {tool} (apt-get install -y wrk nginx-light)")
+            sys.exit(f"needs {tool} (apt-get install -y wrk nginx-light iproute2)")
     tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
-    up, ng, gw, gwn, peer = (free_port() for _ in range(5))
+    up, ng, gw, gwn, gwu, peer = (free_port() for _ in range(6))
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=ng))
     routes = {
         "services": [
@@ -223,26 +296,17 @@ def main() -> None:
         ]
     }
     (tmp / "routes.json").write_text(json.dumps(routes))
-    gateway = [
-        sys.executable,
-        "-m",
-        "tierserve.cli.main",
-        "gateway",
-        "--routes",
-        str(tmp / "routes.json"),
-        "--log-level",
-        "WARNING",
-    ]
-    targets: dict[str, int] = {
-        "direct": up,
-        "nginx": ng,
-        "gateway": gw,
-        f"gateway-w{args.workers}": gwn,
-    }
+    gateway = tierserve_cmd(
+        "gateway", "--routes", str(tmp / "routes.json"), "--log-level", "WARNING"
+    )
+    wn = f"gateway-w{args.workers}"
+    targets: dict[str, int] = {"direct": up, "nginx": ng, "gateway": gw, wn: gwn}
+    if not args.no_up:
+        targets["gateway-up"] = gwu
     use_peer = has_peer(args.peer_python)
     if use_peer:
         targets["fastapi+httpx"] = peer
-    results: dict[tuple[str, str, int], dict[str, float]] = {}
+    results: Results = {}
     lat: dict[tuple[str, str], float] = {}
     with contextlib.ExitStack() as stack:
         stack.enter_context(started([sys.executable, str(HERE / "fake_upstream.py"), str(up)], up))
@@ -253,6 +317,8 @@ def main() -> None:
         stack.enter_context(
             started([*gateway, "--port", str(gwn), "--workers", str(args.workers)], gwn)
         )
+        if not args.no_up:
+            stack.enter_context(gateway_up(tmp, gwu))
         if use_peer:
             assert args.peer_python
             stack.enter_context(
@@ -268,67 +334,123 @@ def main() -> None:
             )
         time.sleep(1.0)
         for name, port in targets.items():
-            if name.startswith("gateway-w"):
+            if name == wn:
                 continue
             for mode, body in (("json", BODY_JSON), ("sse", BODY_SSE)):
                 lat[(name, mode)] = unloaded(port, body)
-        for name, port in targets.items():
-            for mode, body in (("json", BODY_JSON), ("sse", BODY_SSE)):
-                if name.startswith("gateway-w") and mode == "sse":
-                    continue
-                for conns in (32, 128):
-                    results[(name, mode, conns)] = wrk(port, body, conns, args.duration, tmp)
-                    r = results[(name, mode, conns)]
-                    print(
-                        f"  {name:15} {mode:4} c={conns:<3} {r['rps']:9.0f} req/s "
-                        f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms"
-                        + (f"  non-2xx {r['non2xx']:.0f}" if r["non2xx"] else ""),
-                        flush=True,
-                    )
+        loads = []
+        for rnd in range(1, args.rounds + 1):
+            for name, port in targets.items():
+                pids = listeners(port)
+                for mode, body in (("json", BODY_JSON), ("sse", BODY_SSE)):
+                    for conns in conns_list:
+                        c0 = cpu_s(pids)
+                        r = wrk(port, body, conns, args.duration, tmp)
+                        used = cpu_s(pids) - c0
+                        r["cpu_us"] = 1e6 * used / max(1.0, r["rps"] * args.duration)
+                        results[(rnd, name, mode, conns)] = r
+                        print(
+                            f"  round {rnd} {name:15} {mode:4} c={conns:<3} {r['rps']:9.0f} req/s "
+                            f"p50 {r['p50']:7.2f} ms p99 {r['p99']:7.2f} ms "
+                            f"CPU {r['cpu_us']:6.1f} us/req"
+                            + (f"  non-2xx {r['non2xx']:.0f}" if r["non2xx"] else ""),
+                            flush=True,
+                        )
+            loads.append(os.getloadavg()[0])
     shutil.rmtree(tmp, ignore_errors=True)
-    report(results, lat, targets, use_peer, args.workers)
+    report(results, lat, targets, args.rounds, conns_list, wn, loads)
 
 
 def report(
-    results: dict[tuple[str, str, int], dict[str, float]],
+    results: Results,
     lat: dict[tuple[str, str], float],
     targets: dict[str, int],
-    use_peer: bool,
-    workers: int,
+    rounds: int,
+    conns_list: list[int],
+    wn: str,
+    loads: list[float],
 ) -> None:
-    print("\n| target | mode | conns | req/s | p50 ms | p99 ms |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (name, mode, conns), r in results.items():
-        print(f"| {name} | {mode} | {conns} | {r['rps']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} |")
+    print("\n| round | target | mode | conns | req/s | p50 ms | p99 ms | CPU us/req |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for (rnd, name, mode, conns), r in results.items():
+        print(
+            f"| {rnd} | {name} | {mode} | {conns} | {r['rps']:.0f} | {r['p50']:.2f} | "
+            f"{r['p99']:.2f} | {r['cpu_us']:.1f} |"
+        )
+    print("\nGoals, per round (each figure, nginx's own in the same round, the ratio):")
+    print("| round | figure | gateway | nginx (1 worker) | ratio to | ratio | goal | met |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for rnd in range(1, rounds + 1):
+        for conns in conns_list:
+            for gw in ("gateway", "gateway-up"):
+                if gw not in targets:
+                    continue
+                for mode, goal in (("json", 0.10), ("sse", 0.60)):
+                    g = results[(rnd, gw, mode, conns)]["rps"]
+                    n = results[(rnd, "nginx", mode, conns)]["rps"]
+                    label = f"{gw} {mode} req/s (c={conns})"
+                    _goal_row(rnd, label, f"{g:.0f}", f"{n:.0f}", "nginx", g / n, goal)
+            for mode in ("json", "sse"):
+                one = results[(rnd, "gateway", mode, conns)]["rps"]
+                w = results[(rnd, wn, mode, conns)]["rps"]
+                n = results[(rnd, "nginx", mode, conns)]["rps"]
+                _goal_row(
+                    rnd, f"{wn} {mode} req/s (c={conns})", f"{w:.0f}", f"{n:.0f}",
+                    f"1 process ({one:.0f})", w / one, 1.8 if mode == "json" else None,
+                )  # fmt: skip
+        for gw in ("gateway", wn, "gateway-up"):
+            for mode in ("json", "sse"):
+                if (rnd, gw, mode, conns_list[0]) not in results:
+                    continue
+                g = results[(rnd, gw, mode, conns_list[0])]["cpu_us"]
+                n = results[(rnd, "nginx", mode, conns_list[0])]["cpu_us"]
+                label = f"{gw} {mode} CPU us/req"
+                _goal_row(rnd, label, f"{g:.1f}", f"{n:.1f}", "nginx", g / n, None)
+    d = "direct"
+    for gw in ("gateway", "gateway-up"):
+        if (gw, "json") not in lat:
+            continue
+        added = lat[(gw, "json")] - lat[(d, "json")]
+        ttfc = lat[(gw, "sse")] - lat[(d, "sse")]
+        n_added = lat[("nginx", "json")] - lat[(d, "json")]
+        n_ttfc = lat[("nginx", "sse")] - lat[(d, "sse")]
+        for what, value, base, goal in (
+            ("added p50", added, n_added, 0.5),
+            ("added TTFC", ttfc, n_ttfc, 1.0),
+        ):
+            ratio = value / base if base > 0 else float("nan")
+            label = f"{gw} {what} ms, unloaded"
+            _goal_row(0, label, f"{value:.3f}", f"{base:.3f}", "nginx", ratio, goal, upper=True)
     print("\nUnloaded p50 (one connection): JSON whole response / SSE time to first chunk, ms")
     for name in targets:
         if (name, "json") in lat:
             print(f"  {name:15} json {lat[(name, 'json')]:.3f}  sse-ttfc {lat[(name, 'sse')]:.3f}")
-    g, n, d = "gateway", "nginx", "direct"
-    print("\nGoals (one gateway process vs one nginx worker):")
-    for conns in (32, 128):
-        j = results[(g, "json", conns)]["rps"] / results[(n, "json", conns)]["rps"]
-        s = results[(g, "sse", conns)]["rps"] / results[(n, "sse", conns)]["rps"]
-        print(f"  c={conns}: JSON {j:.0%} of nginx (goal >= 10%), SSE {s:.0%} (goal >= 60%)")
-        if use_peer:
-            pj = (
-                results[(g, "json", conns)]["rps"]
-                / results[("fastapi+httpx", "json", conns)]["rps"]
-            )
-            ps = results[(g, "sse", conns)]["rps"] / results[("fastapi+httpx", "sse", conns)]["rps"]
-            print(f"        vs FastAPI+httpx: JSON {pj:.1f}x, SSE {ps:.1f}x (goal >= 5x)")
-        w = (
-            results[(f"gateway-w{workers}", "json", conns)]["rps"]
-            / results[(g, "json", conns)]["rps"]
-        )
-        print(f"        --workers {workers} JSON: {w:.2f}x one process")
     print(
-        f"  added p50 unloaded: {lat[(g, 'json')] - lat[(d, 'json')]:.3f} ms (goal <= 1 ms); "
-        f"added TTFC: {lat[(g, 'sse')] - lat[(d, 'sse')]:.3f} ms (goal <= 1.5 ms); "
-        f"nginx adds {lat[(n, 'json')] - lat[(d, 'json')]:.3f} / "
-        f"{lat[(n, 'sse')] - lat[(d, 'sse')]:.3f} ms"
+        f"\n{os.cpu_count()} cores (wrk, upstream and proxy share them); load average at the "
+        f"end of each round: {', '.join(f'{x:.2f}' for x in loads)}"
     )
-    print(f"  cores: {os.cpu_count()} (wrk, upstream and proxy share them)")
+
+
+def _goal_row(
+    rnd: int,
+    label: str,
+    value: str,
+    nginx: str,
+    base: str,
+    ratio: float,
+    goal: float | None,
+    upper: bool = False,
+) -> None:
+    """One goal line: ``ratio`` is ``value`` over ``base``'s figure; ``upper``: the goal
+    bounds the value itself (ms), else the ratio from below."""
+    if goal is None:
+        met, goal_text = "", ""
+    elif upper:
+        met, goal_text = ("yes" if float(value) <= goal else "no"), f"<= {goal:g} ms"
+    else:
+        met, goal_text = ("yes" if ratio >= goal else "no"), f">= {goal:.2f}"
+    where = str(rnd) if rnd else "unloaded"
+    print(f"| {where} | {label} | {value} | {nginx} | {base} | {ratio:.2f} | {goal_text} | {met} |")
 
 
 if __name__ == "__main__":
