@@ -47,6 +47,7 @@ CHROMEDRIVER = shutil.which("chromedriver")
 ARTIFACTS = Path(os.environ.get("TIERSERVE_TEST_ARTIFACTS", REPO / "test-artifacts")) / "dashboard"
 DOCS_IMG = REPO / "docs" / "img"
 VIRTUAL = "virtual-kubelet-cn-hangzhou-b"
+SLO = {"ttftSeconds": 0.04, "tpotSeconds": 0.02}
 
 if CHROMIUM is None or CHROMEDRIVER is None:
     pytest.skip(
@@ -189,6 +190,12 @@ def test_the_dashboard_in_a_real_browser(
     seed.write_text(seed_text("model-storage.yaml") + "---\n" + seed_text("resourcepolicy.yaml"))
     cli("apply", "-f", str(seed))
     cli(*SEED_SERVE)  # the seed's arena serve: SM-util HPA at 50 %, 1..3 replicas
+    # An SLO for the page to draw against (the HPA still scales on SM utilisation):
+    # emulated seconds, tight enough that some of the seed's requests miss it.
+    isvc = json.loads(cli("get", "isvc", "deepseek", "-o", "json").stdout)
+    isvc["spec"]["autoscaling"] = {"policy": "hpa", "slo": SLO}
+    (tmp_path / "isvc.json").write_text(json.dumps(isvc))
+    cli("apply", "-f", str(tmp_path / "isvc.json"))
     wait_until(
         lambda: [(p["status"].get("nodeName"), p["status"]["phase"]) for p in cli.pods()]
         == [("idc001", "Ready")],
@@ -279,7 +286,12 @@ def test_the_dashboard_in_a_real_browser(
     assert per_hour[0] == 0 and per_hour[-1] > 0
     assert total[-1] > total[0] and total == sorted(total)
     assert per_hour[-1] == pytest.approx(5.0)  # 2 cloud GPUs at the default 2.5 per hour
-    assert any(v is not None for v in plotted(driver, "ttft")[1])
+    ttft = plotted(driver, "ttft")  # t, p50, p90, the SLO line
+    assert len(ttft) == 4 and any(v is not None for v in ttft[1])
+    assert set(ttft[3]) == {SLO["ttftSeconds"]}
+    attained = [v for v in history(driver, "attainmentTtft") if v is not None]
+    assert attained and all(0 <= v <= 1 for v in attained)
+    assert "%" in text(driver, "#tile-attainment")
     assert max(v or 0 for v in history(driver, "requestRate")) > 0  # the load, seen
 
     # The decisions: the HPA's rescale with its reason, and the placements.
@@ -312,6 +324,7 @@ def test_the_dashboard_in_a_real_browser(
     assert "ecs" in units and "eci" in units
     autoscaler = text(driver, "#autoscaler")
     assert "DCGM_CUSTOM_PROCESS_SM_UTIL target 50" in autoscaler and "1 – 3" in autoscaler
+    assert "TTFT 0.04 s, TPOT 0.02 s" in autoscaler
     shots("service")
 
     # The token was in no URL the browser asked for, nor in the control plane's log.

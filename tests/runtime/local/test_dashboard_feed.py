@@ -133,7 +133,7 @@ def test_points_tables_and_events(store: SqliteStore) -> None:
     p = update["points"]["default/deepseek"]
     assert (p["idcAllocated"], p["idcReady"]) == (1, 1)
     assert (p["cloudAllocated"], p["cloudReady"], p["pending"]) == (2, 1, 1)
-    assert p["requestRate"] == 10.0  # (100 - 50) / 5 s
+    assert p["requestRate"] == 10.0  # (100 - 50) / 5 s: over rate_s (5 s)
     # 20 TTFTs: 8 <= 0.1, 20 <= 1.0. p50 = rank 10: 0.1 + 0.9 * (10 - 8) / 12 = 0.25
     assert p["ttftP50"] == pytest.approx(0.25)
     # SLO 0.5 s: (8 + 12 * 0.4 / 0.9) / 20 = 0.6667
@@ -189,6 +189,18 @@ def test_a_repeated_event_is_sent_again_and_gone_services_are_forgotten(
     store.delete(service)
     feed.sample(4.0)
     assert feed.overview()["services"] == [] and feed.history.series == {}
+
+
+def test_the_rate_is_over_rate_s_not_one_short_interval(store: SqliteStore) -> None:
+    gateway = Gateway()
+    feed = DashboardFeed(store, Metrics(), gateway, FeedSettings(interval_s=0.5, rate_s=2.0))
+    rates = []
+    for i in range(9):  # 4 requests arrive together every 2 s: at t = 0.2, 2.2, 4.2
+        gateway.count = 4 * (1 + int((i * 0.5 - 0.2) // 2)) if i else 0
+        rates.append(feed.sample(i * 0.5)["points"]["default/deepseek"]["requestRate"])
+    assert rates[0] is None
+    # Over >= 2 s the rate stays near 2/s instead of jumping between 0 and 8/s.
+    assert all(1.0 <= r <= 4.0 for r in rates[4:]), rates
 
 
 def test_due_every_interval(store: SqliteStore) -> None:

@@ -72,6 +72,10 @@ class FeedSettings:
     """Points kept per service (the ring's size)."""
     window_s: float = 60.0
     """The window of quantiles, attainment and $/1M tokens."""
+    rate_s: float = 5.0
+    """The request rate is over (at least) this long, or one interval when longer: a
+    shorter look at the arrival counter would show the gaps between a batch of requests
+    that start and end together."""
     metric_max_age_s: float = 30.0
 
 
@@ -128,7 +132,7 @@ class DashboardFeed:
         self._periods = max(1, math.ceil(self.settings.window_s / self.settings.interval_s))
         self._last_s: float | None = None
         self._replicas: dict[tuple[str, str], _ReplicaSeen] = {}
-        self._arrived: dict[str, int] = {}
+        self._arrived: dict[str, deque[tuple[float, int]]] = {}
         self._cloud_seen: dict[str, set[str]] = {}
         self._cost_window: dict[str, deque[float]] = {}
         self._events_seen: dict[tuple[str, str, str, str, float], tuple[int, float, str]] = {}
@@ -148,7 +152,6 @@ class DashboardFeed:
     def sample(self, now: float) -> dict[str, Any]:
         """One point per service, the current tables, the new events; pushed to every
         subscriber and returned."""
-        dt = None if self._last_s is None else now - self._last_s
         self._last_s = now
         services = self.store.list(InferenceService, None)
         replicas = self.store.list(Replica, None)
@@ -165,7 +168,7 @@ class DashboardFeed:
                 for r in replicas
                 if r.namespace == service.namespace and r.spec.service == service.name
             ]
-            point = self._point(service, theirs, nodes, costs.get(key, 0.0), now, dt)
+            point = self._point(service, theirs, nodes, costs.get(key, 0.0), now)
             self.history.append(key, point)
             points[key] = point.to_dict()
             details.append(self._detail(service, theirs, nodes, policies, now))
@@ -242,7 +245,6 @@ class DashboardFeed:
         nodes: Mapping[str, Node],
         cost_total: float,
         now: float,
-        dt: float | None,
     ) -> Point:
         key = _key(service.namespace, service.name)
         counts = {"idc": [0, 0], "cloud": [0, 0]}
@@ -267,11 +269,14 @@ class DashboardFeed:
         cold_starts = len(cloud_now - seen) if self.history.series.get(key) else 0
         self._cloud_seen[key] = cloud_now
         arrived = self.gateway.arrived(service.namespace, service.name)
-        before = self._arrived.get(key)
-        self._arrived[key] = arrived
+        seen_arrivals = self._arrived.setdefault(key, deque())
+        seen_arrivals.append((now, arrived))
+        while len(seen_arrivals) > 2 and now - seen_arrivals[1][0] >= self.settings.rate_s:
+            seen_arrivals.popleft()  # keep the oldest look at least rate_s old
         rate = None
-        if before is not None and dt is not None and dt > 0:
-            rate = max(0, arrived - before) / dt
+        first_s, first = seen_arrivals[0]
+        if now > first_s:
+            rate = max(0, arrived - first) / (now - first_s)
         ttft = self._window(replicas, TTFT)
         tpot = self._window(replicas, TPOT)
         slo = service.spec.autoscaling.slo if service.spec.autoscaling is not None else None
