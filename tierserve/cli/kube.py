@@ -18,7 +18,12 @@ from tierserve.runtime.kube import manifests as kube_manifests
 from tierserve.runtime.kube.apply import describe, install_crd
 from tierserve.runtime.kube.client import KubeClient, load_config
 from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP
-from tierserve.runtime.kube.run import ExtenderTLS, run_controller, serve_extender
+from tierserve.runtime.kube.run import (
+    ExtenderTLS,
+    LeaderElection,
+    run_controller,
+    serve_extender,
+)
 
 KubeconfigOption = typer.Option(
     None, "--kubeconfig", envvar="KUBECONFIG", help="Path to a kubeconfig (default ~/.kube/config)."
@@ -127,6 +132,25 @@ def register(app: typer.Typer) -> None:
             help="Also serve the pod-defaults admission webhook (POST /mutate-pods) on "
             "HOST:PORT (HTTPS: needs --tls-cert).",
         ),
+        leader_elect: bool = typer.Option(
+            False,
+            "--leader-elect",
+            help="Run as one of several replicas: only the holder of a Lease answers "
+            "(and runs the controllers); the others stand by, not ready.",
+        ),
+        lease_namespace: str = typer.Option(
+            kube_manifests.ManifestOptions.namespace,
+            "--lease-namespace",
+            envvar="POD_NAMESPACE",
+            help="Namespace of the Lease.",
+        ),
+        lease_name: str = typer.Option("tierserve-extender", "--lease-name"),
+        lease_duration: float = typer.Option(
+            15.0,
+            "--lease-duration",
+            min=1.0,
+            help="Seconds without renewal after which a standby takes over.",
+        ),
         scheduler_name: str = typer.Option(
             kube_manifests.SCHEDULER_NAME,
             "--scheduler-name",
@@ -151,6 +175,11 @@ def register(app: typer.Typer) -> None:
                     raise ValidationError("", [FieldError("--webhook-listen", what)])
                 webhook = _listen(webhook_listen, "--webhook-listen")
             config = load_config(kubeconfig, context)
+            leader = (
+                LeaderElection(lease_namespace, lease_name, lease_duration)
+                if leader_elect
+                else None
+            )
             asyncio.run(
                 serve_extender(
                     config,
@@ -161,6 +190,7 @@ def register(app: typer.Typer) -> None:
                     tls,
                     scheduler_name,
                     webhook,
+                    leader,
                 )
             )
         except TierserveError as exc:

@@ -6,6 +6,7 @@ once and count pods in the units they are in."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from typing import Any
 
@@ -424,3 +425,94 @@ async def test_ack_manifests_work_as_written_through_the_pod_defaults_webhook(
         assert TOLERATE_VIRTUAL not in (made["spec"].get("tolerations") or [])
     finally:
         await kube.delete(f"{path}/{webhook['metadata']['name']}")
+
+
+# --- 7. two extenders, one Lease: a failover in the middle of a burst -----------------------
+
+HA_CAP = 8
+HA_BURST = 12
+
+
+async def test_a_standby_extender_takes_over_mid_burst_without_exceeding_max(
+    kube: KubeClient, stack: Stack
+) -> None:
+    if not stack.tls:
+        pytest.skip("the HA stack uses the extender's TLS")
+    from tierserve.testing.kube import free_port, scheduler_config
+    from tierserve.testing.readyproxy import ReadyProxy
+
+    profile = "tierserve-ha"
+    ports = {"ha-a": free_port(), "ha-b": free_port()}
+
+    def start(name: str) -> None:
+        stack._spawn(name, [
+            "extender", f"--listen=127.0.0.1:{ports[name]}", "--leader-elect",
+            "--lease-namespace=default", "--lease-name=ha-test", "--lease-duration=3",
+            f"--scheduler-name={profile}",
+            f"--tls-cert={stack.pki / 'extender.crt'}", f"--tls-key={stack.pki / 'extender.key'}",
+            f"--client-ca={stack.plane.ca}", "--client-name=tierserve-scheduler",
+        ])  # fmt: skip
+
+    proxy = ReadyProxy([("127.0.0.1", p) for p in ports.values()], ca=str(stack.plane.ca))
+    proxy_port = await proxy.start()
+    config = stack.plane.root / f"{profile}.yaml"
+    config.write_text(
+        scheduler_config(
+            stack.plane.root / "kube-scheduler.kubeconfig",
+            profile=profile,
+            extender=f"https://127.0.0.1:{proxy_port}",
+            tls_config=stack.scheduler_tls(),
+        )
+    )
+    await create_policy(
+        kube,
+        {
+            "metadata": {"name": "ha"},
+            "spec": {"selector": {"app": "ha"}, "units": [{"resource": "eci", "max": HA_CAP}]},
+        },
+    )
+    await extender_sees_policies(kube, stack)
+    try:
+        for name in ports:
+            start(name)
+        stack.plane.start_scheduler(profile, config)
+
+        async def one_leader() -> object:
+            return len(proxy.ready) == 1 and proxy.ready[0]
+
+        for round_ in range(3):
+            leader: Any = await until(one_leader, 30)
+            leading = next(n for n, p in ports.items() if p == leader[1])
+            pods = [bare_pod(f"ha-{round_}-{i}", "ha") for i in range(HA_BURST)]
+            for pod in pods:
+                pod["spec"]["schedulerName"] = profile
+            half = HA_BURST // 2
+            # the first half goes to the leader, which dies at once; the second half is
+            # created during the failover and placed by the new leader, which must count
+            # every pod the old one bound
+            await asyncio.gather(*(kube.create(PODS, p) for p in pods[:half]))
+            stack.stop(leading)  # the whole process group, at once
+            await asyncio.gather(*(kube.create(PODS, p) for p in pods[half:]))
+
+            async def settled() -> object:
+                listed = (await kube.get(PODS, {"labelSelector": "app=ha"})).get("items") or []
+                bound = [p for p in listed if p["spec"].get("nodeName")]
+                if len(bound) > HA_CAP:
+                    return listed
+                done = len(bound) == HA_CAP and all(map(tried, listed))
+                return done and listed
+
+            listed: Any = await until(settled, 60)
+            bound = [p for p in listed if p["spec"].get("nodeName")]
+            assert len(bound) == HA_CAP, f"round {round_}: {len(bound)} bound of max {HA_CAP}"
+            standby = next(n for n in ports if n != leading)
+            assert proxy.ready == [("127.0.0.1", ports[standby])]  # it placed the rest
+            start(leading)  # back, as the standby now
+            await delete_all(kube, "ha")
+    finally:
+        stack.plane.stop_process(profile)
+        for name in ports:
+            stack.stop(name)
+        await proxy.stop()
+        with contextlib.suppress(Exception):
+            await kube.delete("/apis/coordination.k8s.io/v1/namespaces/default/leases/ha-test")

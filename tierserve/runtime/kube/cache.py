@@ -267,20 +267,28 @@ class ClusterCache:
 
         return apply
 
+    async def relist(self, kube: Api, name: str, path: str) -> str:
+        """List ``path`` and fold it in (what disappeared is forgotten); returns the list's
+        resourceVersion. Also used to catch up at once (a new leader)."""
+        apply = {"nodes": self.set_node, "pods": self.set_pod}.get(name) or self._policy_setter(
+            name
+        )
+        listed = await kube.request("GET", path)
+        seen = set()
+        for obj in listed.get("items") or []:
+            apply(obj, False)
+            meta = obj["metadata"]
+            seen.add((meta.get("namespace", ""), meta["name"]))
+        self._forget_missing(name, seen)
+        return str(listed.get("metadata", {}).get("resourceVersion", ""))
+
     async def _list_watch(
         self, kube: Api, name: str, path: str, apply: Callable[[Obj, bool], None]
     ) -> None:
         while True:
             try:
-                listed = await kube.request("GET", path)
-                seen = set()
-                for obj in listed.get("items") or []:
-                    apply(obj, False)
-                    meta = obj["metadata"]
-                    seen.add((meta.get("namespace", ""), meta["name"]))
-                self._forget_missing(name, seen)
+                version = await self.relist(kube, name, path)
                 self._synced[name].set()
-                version = str(listed.get("metadata", {}).get("resourceVersion", ""))
                 async for kind, obj in kube.watch(path, version):
                     if kind == "ERROR":
                         log.info("watch %s: %s; relisting", name, obj.get("message", obj))

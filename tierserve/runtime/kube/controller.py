@@ -104,9 +104,12 @@ class DeletionCostController:
             log.info("pod %s/%s: %s=%s", namespace, name, DELETION_COST_ANNOTATION, value)
         return len(wanted)
 
-    async def run(self) -> None:
+    async def run(self, gate: asyncio.Event | None = None) -> None:
+        """Reconcile on every change; with ``gate``, only while it is set (leading)."""
         changed = self.cache.changed()
         while True:
+            if gate is not None:
+                await gate.wait()
             await changed.wait()
             await asyncio.sleep(self.debounce_s)
             changed.clear()
@@ -157,8 +160,12 @@ class RequeueController:
             log.info("requeue pod %s/%s: %s", item.namespace, item.name, item.reason)
         return None if plan.next_s is None else plan.next_s + self.SKEW_S
 
-    async def run(self, debounce_s: float = 0.2) -> None:
+    async def run(self, debounce_s: float = 0.2, gate: asyncio.Event | None = None) -> None:
+        """Touch what is due, then sleep until the next deadline or change; with ``gate``,
+        only while it is set (leading)."""
         while True:
+            if gate is not None:
+                await gate.wait()
             next_s = await self.reconcile()
             wait_s = None if next_s is None else max(0.0, next_s - self.clock())
             with contextlib.suppress(TimeoutError):

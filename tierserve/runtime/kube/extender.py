@@ -31,6 +31,7 @@ waiting in a unit is refused until its timeout passes (from its creation time).
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
@@ -148,6 +149,9 @@ class Extender:
     filtered: dict[str, _Filtered] = field(default_factory=dict)
     """The last filter per pod UID, for bind."""
     calls: dict[str, int] = field(default_factory=dict)
+    leading: asyncio.Event | None = None
+    """With leader election: set while this replica holds the Lease (a standby answers
+    the verbs with 503 and reports not ready)."""
     metrics: ExtenderMetrics = field(default_factory=lambda: ExtenderMetrics())
 
     def _count(self, verb: str) -> None:
@@ -457,7 +461,13 @@ def app(extender: Extender, clients: tuple[str, ...] | None = None) -> web.Appli
     async def authenticate(
         request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        if clients is not None and request.method == "POST" and request.path != MUTATE_PATH:
+        verb = request.method == "POST" and request.path != MUTATE_PATH
+        if verb and extender.leading is not None and not extender.leading.is_set():
+            return web.json_response(
+                {"Error": "tierserve extender: a standby replica (not the leader); retry"},
+                status=503,
+            )
+        if clients is not None and verb:
             name = _client_name(request)
             if name is None or ("*" not in clients and name not in clients):
                 metrics.unauthorized.inc()
@@ -513,6 +523,8 @@ def app(extender: Extender, clients: tuple[str, ...] | None = None) -> web.Appli
     async def readyz(_: web.Request) -> web.Response:
         if not extender.cache.synced():
             return web.Response(text="cache not synced yet\n", status=503)
+        if extender.leading is not None and not extender.leading.is_set():
+            return web.Response(text="standby: another replica leads\n", status=503)
         return web.Response(text="ok")
 
     async def metrics_(_: web.Request) -> web.Response:

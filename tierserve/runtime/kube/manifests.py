@@ -9,7 +9,10 @@
   KubeSchedulerConfiguration has one profile, ``tierserve-scheduler``, calling the
   extender for filter, prioritize and bind (``nodeCacheCapable: true``,
   ``ignorable: false``: a pod with a policy is never placed without it);
-* the extender + pod controllers Deployment and the extender's Service;
+* the extender + pod controllers Deployment (two replicas, active/passive on the Lease
+  ``tierserve-extender``: only the leader is Ready, so the Service routes kube-scheduler
+  to it, and only it runs the controllers; a PodDisruptionBudget keeps one up) and the
+  extender's Service;
 * the extender speaks HTTPS and takes filter/prioritize/bind only from a client
   certificate named after the scheduler: its serving certificate (and the CA that
   signed the scheduler's) come from Secret ``tierserve-extender-tls``, the scheduler's
@@ -172,6 +175,35 @@ def _rbac(opts: ManifestOptions) -> list[Obj]:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
+            "metadata": _meta("tierserve-leader-election", opts),
+            "rules": [
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "verbs": ["create"],
+                },
+                {
+                    "apiGroups": ["coordination.k8s.io"],
+                    "resources": ["leases"],
+                    "resourceNames": ["tierserve-extender"],
+                    "verbs": ["get", "update"],
+                },
+            ],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": _meta("tierserve-leader-election", opts),
+            "roleRef": {
+                "apiGroup": "rbac.authorization.k8s.io",
+                "kind": "Role",
+                "name": "tierserve-leader-election",
+            },
+            "subjects": [{"kind": "ServiceAccount", "name": "tierserve", "namespace": ns}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
             "metadata": _meta(f"{opts.scheduler_name}-leader-election", opts),
             "rules": [
                 {
@@ -211,14 +243,14 @@ def _cluster_binding(name: str, role: str, account: str, ns: str, opts: Manifest
     }
 
 
-def _deployment(name: str, opts: ManifestOptions, pod_spec: Obj) -> Obj:
+def _deployment(name: str, opts: ManifestOptions, pod_spec: Obj, replicas: int = 1) -> Obj:
     labels = {"app.kubernetes.io/name": name, **PART_OF}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _meta(name, opts),
         "spec": {
-            "replicas": 1,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app.kubernetes.io/name": name}},
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
@@ -282,20 +314,16 @@ def _scheduler(opts: ManifestOptions) -> list[Obj]:
 
 
 def _tierserve(opts: ManifestOptions) -> list[Obj]:
-    def container(name: str, args: list[str]) -> Obj:
-        return {
-            "name": name,
-            "image": opts.image,
-            "command": ["tierserve", "kube", *args],
-            "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
-            "securityContext": {**_SECURITY, "runAsUser": 65532},
-        }
-
     tls = "/etc/tierserve/tls"
-    extender = container(
-        "extender",
-        [
+    extender: Obj = {
+        "name": "extender",
+        "image": opts.image,
+        "command": [
+            "tierserve",
+            "kube",
             "extender",
+            "--with-controller",
+            "--leader-elect",
             f"--listen=0.0.0.0:{EXTENDER_PORT}",
             f"--tls-cert={tls}/tls.crt",
             f"--tls-key={tls}/tls.key",
@@ -304,14 +332,25 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             f"--scheduler-name={opts.scheduler_name}",
             f"--webhook-listen=0.0.0.0:{WEBHOOK_PORT}",
         ],
-    )
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
+        "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
+        "securityContext": {**_SECURITY, "runAsUser": 65532},
+    }
     extender["ports"] = [
         {"name": "https", "containerPort": EXTENDER_PORT},
         {"name": "webhook", "containerPort": WEBHOOK_PORT},
     ]
-    # ready once its cache has listed nodes, pods and policies
+    # ready once its cache has listed nodes, pods and policies and it holds the Lease: the
+    # Service then sends kube-scheduler to the leader only; the standby keeps a warm cache
     extender["readinessProbe"] = {
-        "httpGet": {"path": "/readyz", "port": EXTENDER_PORT, "scheme": "HTTPS"}
+        "httpGet": {"path": "/readyz", "port": EXTENDER_PORT, "scheme": "HTTPS"},
+        "periodSeconds": 2,
     }
     extender["livenessProbe"] = {
         "httpGet": {"path": "/healthz", "port": EXTENDER_PORT, "scheme": "HTTPS"},
@@ -325,10 +364,17 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             opts,
             {
                 "serviceAccountName": "tierserve",
-                "containers": [extender, container("controller", ["controller"])],
+                "containers": [extender],
                 "volumes": [{"name": "tls", "secret": {"secretName": EXTENDER_TLS_SECRET}}],
             },
+            replicas=2,  # active/passive on the Lease: one leads, one stands by warm
         ),
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta("tierserve", opts),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": dict(selector)}},
+        },
         {
             "apiVersion": "v1",
             "kind": "Service",

@@ -7,8 +7,11 @@ import asyncio
 import contextlib
 import gc
 import logging
+import os
+import socket
 import ssl
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from aiohttp import web
@@ -18,6 +21,7 @@ from tierserve.runtime.kube.cache import ClusterCache, installed_groups
 from tierserve.runtime.kube.client import KubeClient, KubeConfig
 from tierserve.runtime.kube.controller import DeletionCostController, RequeueController
 from tierserve.runtime.kube.extender import Extender, app
+from tierserve.runtime.kube.lease import LeaderElector
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +70,24 @@ class ExtenderTLS:
         return ctx
 
 
+def default_identity() -> str:
+    """A replica's name in the Lease: the pod name (hostname) and a random suffix, so a
+    restarted container does not pass for its former self."""
+    return f"{os.environ.get('POD_NAME') or socket.gethostname()}_{uuid.uuid4().hex[:8]}"
+
+
+@dataclass(frozen=True)
+class LeaderElection:
+    """Active/passive replicas: only the holder of this Lease answers kube-scheduler (and
+    runs the controllers); the others keep a warm cache, report not ready (so a Service
+    sends them nothing) and take over when the holder stops renewing."""
+
+    namespace: str
+    name: str = "tierserve-extender"
+    duration_s: float = 15.0
+    identity: str = field(default_factory=default_identity)
+
+
 async def serve_extender(
     config: KubeConfig,
     host: str,
@@ -75,6 +97,7 @@ async def serve_extender(
     tls: ExtenderTLS | None = None,
     scheduler_name: str = "tierserve-scheduler",
     webhook: tuple[str, int] | None = None,
+    leader: LeaderElection | None = None,
 ) -> None:
     """Serve the extender (and optionally the pod controllers) until cancelled."""
     ssl_context = tls.context() if tls is not None else None
@@ -83,13 +106,32 @@ async def serve_extender(
         watch = asyncio.create_task(cache.run(kube, await _groups(kube, groups)))
         tasks = [watch]
         await cache.wait_synced(60.0)
+        extender = Extender(cache, kube, scheduler_name=scheduler_name)
+        gate = None
+        if leader is not None:
+
+            async def catch_up() -> None:
+                # what the last leader bound may not have reached our watch yet: list
+                # the pods afresh before answering, and start with no stale memory
+                await cache.relist(kube, "pods", "/api/v1/pods")
+                extender.filtered.clear()
+
+            elector = LeaderElector(
+                kube,
+                leader.namespace,
+                leader.name,
+                leader.identity,
+                leader.duration_s,
+                on_lead=catch_up,
+            )
+            gate = extender.leading = elector.leading
+            tasks.append(asyncio.create_task(elector.run()))
         if with_controller:
-            tasks.append(asyncio.create_task(DeletionCostController(cache, kube).run()))
-            tasks.append(asyncio.create_task(RequeueController(cache, kube).run()))
+            tasks.append(asyncio.create_task(DeletionCostController(cache, kube).run(gate=gate)))
+            tasks.append(asyncio.create_task(RequeueController(cache, kube).run(gate=gate)))
         cache.snapshot()
         gc.collect()
         gc.freeze()  # the cache is long-lived: keep full collections from walking it (p99)
-        extender = Extender(cache, kube, scheduler_name=scheduler_name)
         require = None
         if tls is not None and tls.client_ca is not None:
             require = tls.client_names or ("*",)
@@ -137,4 +179,4 @@ async def run_controller(config: KubeConfig, groups: list[str] | None = None) ->
             watch.cancel()
 
 
-__all__ = ["ExtenderTLS", "run_controller", "serve_extender"]
+__all__ = ["ExtenderTLS", "LeaderElection", "default_identity", "run_controller", "serve_extender"]
