@@ -422,9 +422,9 @@ class Walkthrough:
                 self.load()
                 self.scale_in()
             self.cost()
+            self.say("Done.")
         finally:
-            self.down()
-        self.say("Done.")
+            self.down()  # the last lines: where the dashboard is (and with --keep, stays)
 
 
 def register(app: typer.Typer) -> None:
