@@ -516,3 +516,34 @@ async def test_a_standby_extender_takes_over_mid_burst_without_exceeding_max(
         await proxy.stop()
         with contextlib.suppress(Exception):
             await kube.delete("/apis/coordination.k8s.io/v1/namespaces/default/leases/ha-test")
+
+
+async def test_bind_puts_the_units_labels_and_annotations_on_the_pod(
+    kube: KubeClient, stack: Stack
+) -> None:
+    await create_policy(
+        kube,
+        {
+            "metadata": {"name": "marked"},
+            "spec": {
+                "selector": {"app": "marked"},
+                "units": [
+                    {"resource": "eci", "podLabels": {"tier": "cloud"},
+                     "podAnnotations": {"billing.example.com/pool": "spot"}},
+                ],
+            },
+        },
+    )  # fmt: skip
+    await extender_sees_policies(kube, stack)
+    await kube.create(PODS, bare_pod("marked-0", "marked"))
+
+    async def bound() -> object:
+        pod = await kube.get(f"{PODS}/marked-0")
+        return pod["spec"].get("nodeName") and pod
+
+    pod: Any = await until(bound)
+    assert pod["metadata"]["labels"]["tier"] == "cloud"
+    annotations = pod["metadata"]["annotations"]
+    assert annotations["billing.example.com/pool"] == "spot"
+    assert annotations["scheduling.tierserve.io/unit"] == "eci"
+    assert annotations["scheduling.tierserve.io/policy"] == "marked"

@@ -218,16 +218,21 @@ class Extender:
                 filtered = await self._filter_again(path, uid, node)
             self._check_bind(filtered, node)
             placement = filtered.placement
+            meta: Obj = {"name": name, "namespace": namespace, "uid": uid}
             if placement is not None and placement.policy is not None:
                 annotations = {**placement.pod_annotations, POLICY_ANNOTATION: placement.policy}
                 if placement.unit_id is not None:
                     annotations[UNIT_ANNOTATION] = placement.unit_id
-                patch = {"metadata": {"labels": placement.pod_labels, "annotations": annotations}}
-                await self.kube.request("PATCH", path, patch, content_type=MERGE_PATCH)
+                # the API server copies a Binding's annotations onto the pod as it binds:
+                # one request per bind; the unit's podLabels still need a patch first
+                meta["annotations"] = annotations
+                if placement.pod_labels:
+                    patch = {"metadata": {"labels": placement.pod_labels}}
+                    await self.kube.request("PATCH", path, patch, content_type=MERGE_PATCH)
             binding = {
                 "apiVersion": "v1",
                 "kind": "Binding",
-                "metadata": {"name": name, "namespace": namespace, "uid": uid},
+                "metadata": meta,
                 "target": {"apiVersion": "v1", "kind": "Node", "name": node},
             }
             await self.kube.request("POST", f"{path}/binding", binding)
