@@ -364,14 +364,15 @@ async def test_a_full_client_buffer_pauses_reading_from_the_replica() -> None:
     client.buffered = 0
     conn.resume()
     assert not conn.need_drain and up.reading
-    conn.data_received(chunked(EVENTS[1], end=False)[:5])
-    conn.data_received(chunked(EVENTS[1], end=False)[5:])
-    await asyncio.sleep(0)  # one loop hop: both reads leave as one chunk
-    assert client.written[1:] == [chunked(EVENTS[1], end=False)]
+    wire = chunked(EVENTS[1], end=False)
+    conn.data_received(wire[:5])  # the size line and one byte of the payload
+    conn.data_received(wire[5:])
+    each_read = [chunked(EVENTS[1][:1], end=False), chunked(EVENTS[1][1:], end=False)]
+    assert client.written[1:] == each_read  # what each read brought leaves at once
     conn.data_received(chunked(EVENTS[2]))  # the end: left to the handler's last chunk
-    assert conn.done and client.written[2:] == [] and conn.pieces == [EVENTS[2]]
+    assert conn.done and client.written[3:] == [] and conn.pieces == [EVENTS[2]]
     conn.detach()
-    assert conn.take() == EVENTS[2] and client.written[2:] == []
+    assert conn.take() == EVENTS[2] and client.written[3:] == []
 
 
 def test_relay_on_uvloop() -> None:

@@ -5,9 +5,11 @@ Why: through aiohttp's client every SSE event (one HTTP chunk each, as vLLM writ
 them) is parsed into a ``StreamReader`` with flow-control calls, wakes the handler
 task, and is written back with ``await resp.write``; that is most of the gateway's
 CPU per stream (docs/gateway.md). Here ``data_received`` strips the replica's chunk
-framing (``framing.ChunkedBody``) and, once the client's response has started, queues
-the payload; one ``call_soon`` later (the same hop a task wake-up takes, so no added
-latency) everything queued goes to the client as one chunk in one write. The handler
+framing (``framing.ChunkedBody``) and, once the client's response has started, writes
+what one read brought to the client at once, as one chunk in one write. (It did so one
+``call_soon`` later, to batch reads: the event loop reads a socket once per iteration,
+so there was nothing to batch, and at 500 paced streams the hop added to every
+chunk's delay; bench/gateway/streams.py.) The handler
 task only wakes for the end of the body (it sends the last payload with the last
 chunk, one write), a failure, or back-pressure.
 
@@ -106,7 +108,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.need_drain = False
         self._client: asyncio.Transport | None = None
         self._high_water = 0
-        self._flush_handle: asyncio.Handle | None = None
         self._waiter: asyncio.Future[None] | None = None
 
     # ------------------------------------------------------------ what the handler calls
@@ -154,17 +155,12 @@ class UpstreamConnection(asyncio.Protocol):
 
     def flush(self) -> None:
         """Write what is queued for the client now."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
         self._flush()
 
     def detach(self) -> None:
         """Stop relaying: the handler writes the rest itself, starting with what is still
         queued (``take()``). A body not read to its end is dropped with the connection
         (not reusable)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
         self._client = None
         if not self.done:
             self.close()
@@ -189,9 +185,6 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = now
 
     def close(self) -> None:
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
         self._client = None  # nothing more reaches the client from here
         if self.transport is not None and not self.closed:
             self.transport.close()  # the replica sees the disconnect and aborts its request
@@ -231,8 +224,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.pieces += pieces
         if body.done:  # the handler sends what is queued with the last chunk: one write
             self._wake()
-        elif pieces and self._flush_handle is None:
-            self._flush_handle = self._loop.call_soon(self._flush)
+        elif pieces:
+            self._flush()
 
     def eof_received(self) -> bool | None:
         self.closed = True  # never reused; connection_lost says whether the body was complete
@@ -277,7 +270,6 @@ class UpstreamConnection(asyncio.Protocol):
         self._wake()
 
     def _flush(self) -> None:
-        self._flush_handle = None
         pieces = self.pieces
         client = self._client
         if not pieces or client is None:

@@ -1,0 +1,362 @@
+"""What LLM traffic costs a proxy: many long, paced SSE streams at once, through the
+gateway and through nginx (1 worker), side by side with the upstream direct.
+
+    .venv/bin/python bench/gateway/streams.py [--streams 500,2000] [--chunks 512]
+        [--interval-ms 25] [--ramp-s 2]
+
+For each concurrency, fresh processes: a pacing fake upstream (one SSE chunk per
+``--interval-ms`` per stream, ``--chunks`` chunks, each stamped with the monotonic time
+it was written; streams are spread over the interval so writes are even), nginx, and
+``tierserve gateway``. A client process opens every stream within ``--ramp-s`` and
+reads them to the end. Per target it reports:
+
+- CPU seconds the proxy's processes used per 1 M relayed chunks (and nginx's);
+- each chunk's delay, upstream write to client read, p50/p99, and the delay the proxy
+  adds over the direct run's at the same percentile;
+- the gaps between a stream's chunks at the client (p50, p99, the worst: a stall);
+- memory per open stream: the proxy's resident memory with every stream open, less
+  before the first one, over the streams.
+
+Everything (upstream, client, proxy) shares this machine's cores, so the figures show
+what one machine does at each concurrency, not a proxy alone. Subcommands
+``upstream PORT CHUNKS INTERVAL_MS`` and ``client PORT N RAMP_S`` are the two helpers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import array
+import asyncio
+import contextlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from run import HOST, NGINX_CONF, cpu_s, free_port, listeners, started, tierserve_cmd
+
+HERE = Path(__file__).resolve().parent
+SSE_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream; charset=utf-8\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n"
+)
+REQUEST_BODY = json.dumps(
+    {"model": "deepseek-r1", "messages": [{"role": "user", "content": "hi"}], "stream": True}
+).encode()
+_CL = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
+_STAMP = re.compile(rb'"t":([0-9.]+)')
+
+
+def _loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+
+        return uvloop.new_event_loop()
+    except ImportError:  # pragma: no cover
+        return asyncio.new_event_loop()
+
+
+# ------------------------------------------------------------------ pacing upstream
+
+
+class _Pacer:
+    """Every millisecond, writes the next chunk of the streams whose turn it is: stream
+    ``i`` is in slot ``i % interval_ms``, so each stream gets a chunk per interval and
+    the writes spread evenly over it."""
+
+    def __init__(self, chunks: int, interval_ms: int) -> None:
+        self.chunks = chunks
+        self.interval_ms = interval_ms
+        self.slots: list[list[Paced]] = [[] for _ in range(interval_ms)]
+        self.next_slot = 0
+
+    def add(self, stream: Paced) -> None:
+        self.slots[self.next_slot % self.interval_ms].append(stream)
+        self.next_slot += 1
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        tick = 0
+        start = loop.time()
+        while True:
+            slot = self.slots[tick % self.interval_ms]
+            if slot:
+                now = time.monotonic()
+                keep = []
+                for s in slot:
+                    if s.tick(now):
+                        keep.append(s)
+                slot[:] = keep
+            tick += 1
+            await asyncio.sleep(max(0.0, start + tick / 1000 - loop.time()))
+
+
+class Paced(asyncio.Protocol):
+    pacer: _Pacer
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+        self.buf = b""
+        self.sent = 0
+        self.active = False
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        end = self.buf.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        m = _CL.search(self.buf, 0, end + 2)
+        total = end + 4 + (int(m.group(1)) if m else 0)
+        if len(self.buf) < total:
+            return
+        self.buf = self.buf[total:]
+        self.t.write(SSE_HEAD)
+        self.sent = 0
+        if not self.active:
+            self.active = True
+            self.pacer.add(self)
+
+    def tick(self, now: float) -> bool:
+        """Write the next chunk; False once the stream ended (or the client left)."""
+        if self.t.is_closing():
+            self.active = False
+            return False
+        if self.sent < self.pacer.chunks:
+            event = (
+                b'data: {"object":"chat.completion.chunk","choices":[{"index":0,'
+                b'"delta":{"content":" tok"}}],"n":%d,"t":%.6f}\n\n' % (self.sent, now)
+            )
+            self.t.write(b"%x\r\n%s\r\n" % (len(event), event))
+            self.sent += 1
+            return True
+        self.t.write(b"e\r\ndata: [DONE]\n\n\r\n0\r\n\r\n")
+        self.active = False
+        return False
+
+
+async def _upstream(port: int, chunks: int, interval_ms: int) -> None:
+    pacer = _Pacer(chunks, interval_ms)
+    Paced.pacer = pacer
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Paced, "127.0.0.1", port, backlog=8192)
+    async with server:
+        await pacer.run()
+
+
+# ------------------------------------------------------------------ client
+
+
+class _Reader(asyncio.Protocol):
+    """One stream: sends the request, stamps every chunk's delay and the gaps."""
+
+    def __init__(self, stats: _ClientStats, request: bytes) -> None:
+        self.stats = stats
+        self.request = request
+        self.last = 0.0
+        self.done = asyncio.get_running_loop().create_future()
+        self.tail = b""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.t: asyncio.Transport = transport  # type: ignore[assignment]
+        self.t.write(self.request)
+
+    def data_received(self, data: bytes) -> None:
+        now = time.monotonic()
+        data = self.tail + data
+        cut = data.rfind(b"\n\n")
+        self.tail = data[cut + 2 :] if cut >= 0 else data
+        body = data[: cut + 2] if cut >= 0 else b""
+        stamps = _STAMP.findall(body)
+        st = self.stats
+        if stamps:
+            if self.last:
+                st.gaps.append(now - self.last)
+            self.last = now
+            for s in stamps:
+                st.delays.append(now - float(s))
+            st.chunks += len(stamps)
+        if b"data: [DONE]" in body and not self.done.done():
+            st.completed += 1
+            self.done.set_result(None)
+            self.t.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            self.stats.broken += 1
+            self.done.set_result(None)
+
+
+class _ClientStats:
+    def __init__(self) -> None:
+        self.delays = array.array("d")
+        self.gaps = array.array("d")
+        self.chunks = 0
+        self.completed = 0
+        self.broken = 0
+        self.open = 0
+
+
+async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
+    loop = asyncio.get_running_loop()
+    stats = _ClientStats()
+    request = (
+        f"POST /v1/chat/completions HTTP/1.1\r\nHost: {HOST}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(REQUEST_BODY)}\r\n\r\n"
+    ).encode() + REQUEST_BODY
+    readers: list[_Reader] = []
+    t0 = loop.time()
+    for i in range(n):
+        await asyncio.sleep(max(0.0, t0 + ramp_s * i / n - loop.time()))
+        _, reader = await loop.create_connection(lambda: _Reader(stats, request), "127.0.0.1", port)
+        readers.append(reader)
+    print("all-open", flush=True)  # the driver reads memory now
+    await asyncio.gather(*(r.done for r in readers))
+    gaps, delays = sorted(stats.gaps), sorted(stats.delays)
+
+    def q(values: list[float], p: float) -> float:
+        return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else 0.0
+
+    return {
+        "chunks": stats.chunks,
+        "completed": stats.completed,
+        "broken": stats.broken,
+        "delay_p50_ms": q(delays, 0.50),
+        "delay_p99_ms": q(delays, 0.99),
+        "gap_p50_ms": q(gaps, 0.50),
+        "gap_p99_ms": q(gaps, 0.99),
+        "gap_max_ms": gaps[-1] * 1000 if gaps else 0.0,
+        "wall_s": loop.time() - t0,
+    }
+
+
+# ------------------------------------------------------------------ driver
+
+
+def rss_kib(pids: list[int]) -> int:
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            m = re.search(r"VmRSS:\s+(\d+)", Path(f"/proc/{pid}/status").read_text())
+            total += int(m.group(1)) if m else 0
+    return total
+
+
+def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float]:
+    """Run the client against ``port``; CPU and memory of the ``proxy`` pids alongside."""
+    rss0, cpu0 = rss_kib(proxy), cpu_s(proxy)
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "client", str(port), str(n), str(ramp_s)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    rss_open = 0
+    out = ""
+    for line in proc.stdout:
+        if line.strip() == "all-open":
+            time.sleep(1.0)  # let the last streams start
+            rss_open = rss_kib(proxy)
+        else:
+            out += line
+    proc.wait()
+    result: dict[str, float] = json.loads(out)
+    result["cpu_s"] = cpu_s(proxy) - cpu0
+    result["rss_per_stream_kib"] = (rss_open - rss0) / n if proxy else 0.0
+    return result
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--streams", default="500,2000", help="concurrencies, comma-separated")
+    ap.add_argument("--chunks", type=int, default=512)
+    ap.add_argument("--interval-ms", type=int, default=25)
+    ap.add_argument("--ramp-s", type=float, default=2.0)
+    args = ap.parse_args()
+    rows: list[tuple[int, str, dict[str, float]]] = []
+    for n in (int(x) for x in args.streams.split(",")):
+        tmp = Path(tempfile.mkdtemp(prefix="gwstreams-"))
+        up, ng, gw = free_port(), free_port(), free_port()
+        conf = NGINX_CONF.format(tmp=tmp, up=up, port=ng).replace(
+            "worker_connections 8192", "worker_connections 32768"
+        )
+        (tmp / "nginx.conf").write_text(conf)
+        routes = {
+            "services": [
+                {
+                    "namespace": "default",
+                    "name": "deepseek",
+                    "models": ["deepseek-r1"],
+                    "backends": [{"replica": "paced-0", "url": f"http://127.0.0.1:{up}"}],
+                }
+            ]
+        }
+        (tmp / "routes.json").write_text(json.dumps(routes))
+        upstream = [sys.executable, __file__, "upstream", str(up), str(args.chunks)]
+        upstream.append(str(args.interval_ms))
+        gateway = tierserve_cmd("gateway", "--routes", str(tmp / "routes.json"))
+        gateway += ["--port", str(gw), "--log-level", "WARNING"]
+        nginx = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr"]
+        with (
+            started(upstream, up),
+            started(nginx, ng),
+            started(gateway, gw),
+        ):
+            time.sleep(1.0)
+            for name, port in (("direct", up), ("nginx", ng), ("gateway", gw)):
+                proxy = [] if name == "direct" else listeners(port)
+                r = drive(port, n, args.ramp_s, proxy)
+                rows.append((n, name, r))
+                print(f"  {n} streams {name:8} {json.dumps(r)}", flush=True)
+    report(rows, args)
+
+
+def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespace) -> None:
+    print(
+        f"\n{args.chunks} chunks a stream, one per {args.interval_ms} ms; "
+        f"{os.cpu_count()} cores shared by upstream, client and proxy; "
+        f"load average {os.getloadavg()[0]:.2f}\n"
+    )
+    print(
+        "| streams | target | chunks | done / broken | CPU s per 1M chunks | delay p50 / p99 ms "
+        "| added p50 / p99 ms | gap p50 / p99 / max ms | KiB per open stream |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    direct = {n: r for n, name, r in rows if name == "direct"}
+    nginx_cpu = {n: r["cpu_s"] / max(1, r["chunks"]) for n, name, r in rows if name == "nginx"}
+    for n, name, r in rows:
+        d = direct[n]
+        per_m = r["cpu_s"] / max(1, r["chunks"]) * 1e6
+        added = (
+            "-"
+            if name == "direct"
+            else f"{r['delay_p50_ms'] - d['delay_p50_ms']:.2f} / "
+            f"{r['delay_p99_ms'] - d['delay_p99_ms']:.2f}"
+        )
+        cpu = "-" if name == "direct" else f"{per_m:.1f}"
+        if name == "gateway" and nginx_cpu.get(n):
+            cpu += f" ({per_m / (nginx_cpu[n] * 1e6):.1f}x nginx)"
+        mem = "-" if name == "direct" else f"{r['rss_per_stream_kib']:.1f}"
+        print(
+            f"| {n} | {name} | {r['chunks']:.0f} | {r['completed']:.0f} / {r['broken']:.0f} | "
+            f"{cpu} | {r['delay_p50_ms']:.2f} / {r['delay_p99_ms']:.2f} | {added} | "
+            f"{r['gap_p50_ms']:.1f} / {r['gap_p99_ms']:.1f} / {r['gap_max_ms']:.0f} | {mem} |"
+        )
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "upstream":
+        port, chunks, interval = (int(a) for a in sys.argv[2:5])
+        with asyncio.Runner(loop_factory=_loop) as runner:
+            runner.run(_upstream(port, chunks, interval))
+    elif len(sys.argv) > 1 and sys.argv[1] == "client":
+        port, n = int(sys.argv[2]), int(sys.argv[3])
+        with asyncio.Runner(loop_factory=_loop) as runner:
+            print(json.dumps(runner.run(_client(port, n, float(sys.argv[4])))), flush=True)
+    else:
+        main()
