@@ -25,6 +25,7 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _CTL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 # chunk-size [ BWS ; chunk-ext ] -- the extension is allowed and ignored.
 _CHUNK_SIZE = re.compile(rb"([0-9A-Fa-f]{1,16})[ \t]*(?:;[^\r\n]*)?")
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
 _NO_BODY = frozenset({204, 304})
 
 
@@ -133,10 +134,14 @@ class ChunkedBody:
                 if eol < 0:
                     self._keep_line(data, pos)
                     return out
-                m = _CHUNK_SIZE.fullmatch(data, pos, eol)
-                if m is None:
-                    raise FramingError(f"bad chunk size line {data[pos:eol][:40]!r}")
-                size = int(m.group(1), 16)
+                line = data[pos:eol]
+                if 0 < len(line) <= 16 and not line.strip(_HEX_DIGITS):  # the usual: digits
+                    size = int(line, 16)
+                else:  # extensions, whitespace, or bad
+                    m = _CHUNK_SIZE.fullmatch(data, pos, eol)
+                    if m is None:
+                        raise FramingError(f"bad chunk size line {line[:40]!r}")
+                    size = int(m.group(1), 16)
                 pos = eol + 2
                 if size:
                     self._state, self._need = 1, size
