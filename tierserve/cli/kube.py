@@ -132,6 +132,12 @@ def register(app: typer.Typer) -> None:
             help="Also serve the pod-defaults admission webhook (POST /mutate-pods) on "
             "HOST:PORT (HTTPS: needs --tls-cert).",
         ),
+        all_feasible: bool = typer.Option(
+            False,
+            "--all-feasible",
+            help="Filter allows every fitting node of the unit (kube-scheduler's own scoring "
+            "then weighs in, one more call per pod) instead of the best-packed node only.",
+        ),
         leader_elect: bool = typer.Option(
             False,
             "--leader-elect",
@@ -191,6 +197,7 @@ def register(app: typer.Typer) -> None:
                     scheduler_name,
                     webhook,
                     leader,
+                    all_feasible,
                 )
             )
         except TierserveError as exc:

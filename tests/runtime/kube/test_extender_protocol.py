@@ -66,7 +66,8 @@ def test_filter_full_nodes_keeps_idc_first() -> None:
     reply = Extender(cache_with(), None).filter(args)
     assert [n["metadata"]["name"] for n in reply["Nodes"]["items"]] == ["idc001"]
     assert reply["NodeNames"] is None and reply["Error"] == ""
-    assert "virtual-kubelet-cn-hangzhou-b" in reply["FailedNodes"]
+    # placed: the refused nodes' reasons are not sent (they only explain a failure)
+    assert reply["FailedNodes"] == {} and reply["FailedAndUnresolvableNodes"] == {}
 
 
 def test_filter_node_names_when_node_cache_capable() -> None:
@@ -276,3 +277,16 @@ def test_a_pod_rejected_as_a_whole_is_told_why_once() -> None:
     assert messages == {
         "ResourcePolicy capped groups by label 'pod-template-hash', which the pod lacks"
     }
+
+
+def test_a_placed_pod_is_allowed_its_best_node_or_with_all_feasible_every_fitting_one() -> None:
+    cache = cache_with()
+    for name in ("idc002", "idc003"):
+        cache.set_node({**IDC, "metadata": {**IDC["metadata"], "name": name}})
+    args = reference("002_prioritize.json")
+    args["NodeNames"] = ["idc001", "idc002", "idc003", "virtual-kubelet-cn-hangzhou-b"]
+    args.pop("Nodes")
+    best = Extender(cache_with(), None).filter(dict(args))
+    assert best["NodeNames"] == ["idc001"]  # one node: kube-scheduler skips scoring
+    every = Extender(cache, None, all_feasible=True).filter(dict(args))
+    assert every["NodeNames"] == ["idc001", "idc002", "idc003"]

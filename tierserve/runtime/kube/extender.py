@@ -9,8 +9,10 @@ kube-scheduler POSTs ``ExtenderArgs`` (``Pod``, and ``Nodes`` or, with
 
 * filter: :func:`~tierserve.policy.placement.filter_nodes` over the cache's snapshot.
   A pod no ResourcePolicy selects passes through untouched (every candidate allowed).
-  Nodes refused for a reason that cannot change (``Retry.NEVER``) go to
-  ``FailedAndUnresolvableNodes`` so the scheduler does not try preemption for them.
+  For a pod that cannot go anywhere now, each refused node comes with its reason; those
+  refused for a reason that cannot change (``Retry.NEVER``) go to
+  ``FailedAndUnresolvableNodes`` so the scheduler does not try preemption for them. For
+  a placed pod only the allowed nodes are sent.
 * prioritize: :func:`~tierserve.policy.placement.score_nodes` (binpacking) for selected
   pods, 0 for the rest.
 * bind: the unit's ``podLabels``/``podAnnotations`` and the unit's identity
@@ -77,21 +79,34 @@ def filter_reply(
     full: dict[str, Obj] | None,
     cache: ClusterCache,
     now_s: float,
+    all_feasible: bool = False,
 ) -> tuple[Obj, FilterResult | None]:
     """The ExtenderFilterResult for ``pod`` (pure apart from reading the cache; the
-    snapshot is taken only for a pod some policy selects)."""
+    snapshot is taken only for a pod some policy selects).
+
+    A placed pod is allowed its best node only (binpacking in the unit, as prioritize
+    scores): kube-scheduler then skips scoring and the prioritize call, one round trip
+    less per pod. ``all_feasible`` allows every fitting node of the unit instead, for
+    kube-scheduler's own scoring (spreading, preferred affinity) to weigh in."""
     if not _selected(pod, cache):
         allowed, failed, unresolvable = names, {}, {}
         result = None
     else:
         result = filter_nodes(pod, cache.snapshot(), cache.policies(), now_s, names)
-        allowed = list(result.allowed)
         decision = result.decision
+        if isinstance(decision, Placement) and not all_feasible:
+            allowed = [decision.node]
+        else:
+            allowed = list(result.allowed)
         never = isinstance(decision, Unschedulable) and decision.retry is Retry.NEVER
         why = "; ".join(decision.messages()) if isinstance(decision, Unschedulable) else ""
         rendered: dict[NodeReason, str] = {}  # thousands of nodes share a few reasons
         messages = {}
-        for n, r in result.rejected.items():
+        # A placed pod will be scheduled: kube-scheduler reads the failed nodes' reasons
+        # only to explain a failure (and for preemption), so they are not sent; with
+        # thousands of candidates they were most of every reply's bytes.
+        rejected = result.rejected if isinstance(decision, Unschedulable) else {}
+        for n, r in rejected.items():
             text = rendered.get(r)
             if text is None:
                 # a pod rejected as a whole already says why: do not say it twice
@@ -146,6 +161,8 @@ class Extender:
     clock: Callable[[], float] = time.time
     scheduler_name: str = "tierserve-scheduler"
     """The kube-scheduler profile this extender serves: bind refuses other pods."""
+    all_feasible: bool = False
+    """Allow every fitting node of the unit, not only the best (see :func:`filter_reply`)."""
     filtered: dict[str, _Filtered] = field(default_factory=dict)
     """The last filter per pod UID, for bind."""
     calls: dict[str, int] = field(default_factory=dict)
@@ -163,14 +180,14 @@ class Extender:
         pod = replica_from_pod(pod_obj)
         names, full = _candidates(args)
         now_s = self.clock()
-        reply, result = filter_reply(pod, names, full, self.cache, now_s)
+        reply, result = filter_reply(pod, names, full, self.cache, now_s, self.all_feasible)
         uid = str(pod_obj.get("metadata", {}).get("uid", ""))
         scheduler = str((pod_obj.get("spec") or {}).get("schedulerName") or "default-scheduler")
         self._forget_stale(now_s)
         if result is None:
             self.filtered[uid] = _Filtered(pod, scheduler, None, None, now_s)
         elif isinstance(result.decision, Placement):
-            allowed = frozenset(result.allowed)
+            allowed = frozenset(result.allowed if self.all_feasible else [result.decision.node])
             self.filtered[uid] = _Filtered(pod, scheduler, result.decision, allowed, now_s)
             if result.decision.node is not None:
                 # kube-scheduler filters the next pod before binding this one: count it now

@@ -98,6 +98,7 @@ async def serve_extender(
     scheduler_name: str = "tierserve-scheduler",
     webhook: tuple[str, int] | None = None,
     leader: LeaderElection | None = None,
+    all_feasible: bool = False,
 ) -> None:
     """Serve the extender (and optionally the pod controllers) until cancelled."""
     ssl_context = tls.context() if tls is not None else None
@@ -106,7 +107,7 @@ async def serve_extender(
         watch = asyncio.create_task(cache.run(kube, await _groups(kube, groups)))
         tasks = [watch]
         await cache.wait_synced(60.0)
-        extender = Extender(cache, kube, scheduler_name=scheduler_name)
+        extender = Extender(cache, kube, scheduler_name=scheduler_name, all_feasible=all_feasible)
         gate = None
         if leader is not None:
 
