@@ -2,8 +2,8 @@
 
 In process (``Extender.filter`` + ``Extender.prioritize`` on ExtenderArgs dicts) and over
 HTTP (aiohttp server on 127.0.0.1, ``nodeCacheCapable: true`` requests, as kube-scheduler
-sends them). ``--e2e N`` also schedules N pods end to end on the test control plane
-(kube-scheduler -> extender -> bind) and reports pods per second.
+sends them). ``--e2e N`` also schedules N pods end to end on the test control plane with
+and without the extender (``e2e.py``: pods per second side by side).
 
     .venv/bin/python bench/extender/bench.py [--nodes 5000] [--pods 20000] [--rounds 300]
                                              [--e2e 200]
@@ -177,9 +177,10 @@ def main() -> None:
     http = asyncio.run(over_http(extender, args, opts.rounds))
     print("HTTP        filter+prioritize:", percentiles(http))
     if opts.e2e:
-        from e2e import end_to_end
+        from e2e import run
 
-        print(end_to_end(opts.e2e))
+        for line in run(nodes=500, pods=opts.e2e, rounds=3):
+            print(line)
 
 
 if __name__ == "__main__":

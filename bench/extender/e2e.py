@@ -150,7 +150,8 @@ async def _bench(plane: ControlPlane, nodes: int, pods: int, rounds: int) -> lis
             },
         )
         await asyncio.sleep(2.0)  # the extender's watch has nodes and the policy
-        default, extender = [], []
+        default: list[float] = []
+        extender: list[float] = []
         for r in range(rounds):
             # alternate which goes first, so neither always meets a warmer API server
             order = [("default", "default-scheduler"), ("ext", "tierserve-scheduler")]
