@@ -547,3 +547,68 @@ async def test_bind_puts_the_units_labels_and_annotations_on_the_pod(
     assert annotations["billing.example.com/pool"] == "spot"
     assert annotations["scheduling.tierserve.io/unit"] == "eci"
     assert annotations["scheduling.tierserve.io/policy"] == "marked"
+
+
+# --- 6. every node is a candidate: no FailedScheduling retries on overflow ---------------
+
+MANY = 150
+
+
+async def test_overflow_past_a_full_unit_needs_no_retry_on_a_larger_cluster(
+    kube: KubeClient, stack: Stack
+) -> None:
+    # With kube-scheduler's default sampling (100 of 151 nodes here), a pod that must
+    # overflow past a unit at its max is often sent without the virtual node among its
+    # candidates: refused, FailedScheduling, retried. The rendered configuration scores
+    # every node (percentageOfNodesToScore: 100).
+    cap = {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": "1", "pods": "110"}
+    ready = {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "fake"}
+    names = [f"many{i:03d}" for i in range(MANY)]
+
+    async def node(name: str) -> None:
+        await kube.create("/api/v1/nodes", {"apiVersion": "v1", "kind": "Node",
+                          "metadata": {"name": name, "labels": {"pool": "many"}}})  # fmt: skip
+        await kube.patch(
+            f"/api/v1/nodes/{name}/status",
+            {"status": {"capacity": cap, "allocatable": cap, "conditions": [ready]}},
+        )
+
+    try:
+        for start in range(0, MANY, 25):
+            await asyncio.gather(*(node(n) for n in names[start : start + 25]))
+        await create_policy(
+            kube,
+            {
+                "metadata": {"name": "wide"},
+                "spec": {
+                    "selector": {"app": "wide"},
+                    "units": [
+                        {"resource": "ecs", "nodeSelector": {"pool": "many"}, "max": 1},
+                        {"resource": "eci"},
+                    ],
+                },
+            },
+        )
+        await extender_sees_policies(kube, stack)
+        for i in range(7):
+            await kube.create(PODS, bare_pod(f"wide-{i}", "wide", gpus=1))
+
+        async def spread() -> object:
+            pods = await live_pods(kube, "wide")
+            where = placement(pods)
+            return where.get(VIRTUAL) == 6 and sum(where.values()) == 7 and where
+
+        await until(spread, 60)
+        events = await kube.get(
+            "/api/v1/namespaces/default/events", {"fieldSelector": "reason=FailedScheduling"}
+        )
+        failed = [
+            e for e in events.get("items") or []
+            if e.get("involvedObject", {}).get("name", "").startswith("wide-")
+        ]  # fmt: skip
+        assert failed == [], [e["message"] for e in failed]
+    finally:
+        await delete_all(kube, "wide")
+        for name in names:
+            with contextlib.suppress(Exception):
+                await kube.delete(f"/api/v1/nodes/{name}")
