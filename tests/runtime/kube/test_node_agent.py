@@ -1,0 +1,155 @@
+"""Pods that really run on the test control plane: the test-only node agent plays the
+kubelet for an IDC node and a virtual node, runs each pod's ``vllm serve`` as the
+emulator on its own loopback address, reports readiness and deletion like a kubelet,
+and leaves no process behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+import aiohttp
+import pytest
+from kubestack import Stack, until
+from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
+
+from tierserve.model.service import InferenceService
+from tierserve.runtime.kube import serving
+from tierserve.runtime.kube.apply import apply_all
+from tierserve.runtime.kube.client import KubeClient, load_config
+from tierserve.testing.nodeagent import FakeNode, NodeAgent, container_argv
+
+pytestmark = [pytest.mark.kube, pytest.mark.slow]
+
+IDC = FakeNode("agent-idc", {"pool": "agent-idc"}, gpus=1)
+VIRTUAL = FakeNode("agent-vk", {"agent": "yes"}, gpus=8, virtual=True, cold_start_s=1.0)
+APP = "isvc.agentdemo-predictor"
+
+
+def test_vllm_serve_becomes_the_emulator_on_the_pods_address() -> None:
+    argv = container_argv(
+        {"command": ["vllm", "serve", "/model/m", "--port", "8080"]}, IDC, "127.0.0.101"
+    )
+    assert argv[1:5] == ["-m", "tierserve.cli.main", "engine", "emulate"]
+    assert argv[argv.index("--host") + 1] == "127.0.0.101"
+    assert argv[argv.index("--port") + 1] == "8080"
+    assert argv[argv.index("--gpu") + 1] == "A10-24G"
+    assert container_argv({"command": ["sleep"], "args": ["5"]}, IDC, "127.0.0.1") == [
+        "sleep",
+        "5",
+    ]
+
+
+@pytest.fixture
+async def kube(stack: Stack) -> Any:
+    async with KubeClient(load_config(stack.kubeconfig)) as client:
+        yield client
+        await cleanup(client)
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+async def test_pods_run_serve_get_ready_and_go_away_like_a_kubelets(
+    kube: KubeClient, stack: Stack
+) -> None:
+    agent = NodeAgent(kube, [IDC, VIRTUAL], stack.plane.logs / "agent")
+    await agent.start()
+    try:
+        await create_policy(
+            kube,
+            {
+                "metadata": {"name": "agentdemo"},
+                "spec": {
+                    "selector": {"app": APP},
+                    "units": [
+                        {"resource": "ecs", "nodeSelector": {"pool": "agent-idc"}},
+                        {"resource": "eci", "nodeSelector": {"agent": "yes"}},
+                    ],
+                },
+            },
+        )
+        await extender_sees_policies(kube, stack)
+        service = InferenceService.new(
+            "agentdemo",
+            spec={
+                "gpus": 1,
+                "replicas": 2,
+                "command": "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 "
+                "--served-model-name deepseek-r1",
+                # Ready when the engine answers, as a kubelet's probe decides
+                "readinessProbe": {"httpGet": {"path": "/health"}, "periodSeconds": 1},
+            },
+        )
+        policies = await serving.cluster_policies(kube, "default")
+        objects = serving.render(service, raw=True, policies=policies)
+        template = objects[0]["spec"]["template"]
+        template["spec"]["terminationGracePeriodSeconds"] = 5
+        await apply_all(kube, objects[:1])
+
+        seen: list[object] = []
+
+        async def ready() -> object:
+            pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
+            seen[:] = [
+                (p["metadata"]["name"], p["spec"].get("nodeName"),
+                 (p.get("status") or {}).get("phase"),
+                 [(c["type"], c["status"], c.get("message", "")[:200])
+                  for c in (p.get("status") or {}).get("conditions") or []])
+                for p in pods
+            ]  # fmt: skip
+            done = [
+                p for p in pods
+                if any(c["type"] == "Ready" and c["status"] == "True"
+                       for c in (p.get("status") or {}).get("conditions") or [])
+            ]  # fmt: skip
+            return len(done) == 2 and done
+
+        try:
+            pods: Any = await until(ready, 60)
+        except AssertionError as exc:
+            logs = sorted((stack.plane.logs / "agent").glob("*.log"))
+            tail = [f"{f.name}: {f.read_text()[-600:]}" for f in logs]
+            raise AssertionError(f"{seen}\n{tail}") from exc
+        where = {p["spec"]["nodeName"]: p["status"]["podIP"] for p in pods}
+        assert set(where) == {"agent-idc", "agent-vk"}  # IDC first, then the virtual node
+        assert len(set(where.values())) == 2
+        assert all(ip.startswith("127.0.0.") for ip in where.values())
+        # each pod serves on its own address, port 8080, as in a cluster
+        async with aiohttp.ClientSession() as session:
+            for ip in where.values():
+                async with session.get(f"http://{ip}:8080/v1/models") as resp:
+                    body = await resp.json()
+                    assert [m["id"] for m in body["data"]] == ["deepseek-r1"]
+                chat = {"model": "deepseek-r1", "max_tokens": 4,
+                        "messages": [{"role": "user", "content": "hi"}]}  # fmt: skip
+                async with session.post(f"http://{ip}:8080/v1/chat/completions", json=chat) as resp:
+                    assert resp.status == 200, await resp.text()
+                    assert (await resp.json())["usage"]["completion_tokens"] >= 1
+
+        # scale to 1: the ReplicaSet deletes a pod; the agent stops its process, then the
+        # pod is gone from the API
+        procs = {key: p.proc.pid for key, p in agent.pods.items() if p.proc is not None}
+        await kube.patch(
+            "/apis/apps/v1/namespaces/default/deployments/agentdemo-predictor/scale",
+            {"spec": {"replicas": 1}},
+        )
+
+        async def one_left() -> object:
+            pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
+            return len(pods) == 1 and pods
+
+        left: Any = await until(one_left, 30)
+        gone = [pid for key, pid in procs.items() if key[1] != left[0]["metadata"]["name"]]
+        assert len(gone) == 1
+        await until(lambda: asyncio.sleep(0, result=not alive(gone[0])), 10)
+    finally:
+        running = [p.proc.pid for p in agent.pods.values() if p.proc is not None]
+        await agent.stop()
+    assert running and not any(alive(pid) for pid in running), "an engine process outlived"
