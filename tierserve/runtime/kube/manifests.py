@@ -172,20 +172,27 @@ def _rbac(opts: ManifestOptions) -> list[Obj]:
             },
             "subjects": [{"kind": "ServiceAccount", "name": opts.scheduler_name, "namespace": ns}],
         },
+        *_lease_rbac("tierserve", "tierserve-extender", opts),
+        *_lease_rbac(opts.scheduler_name, opts.scheduler_name, opts),
+    ]
+
+
+def _lease_rbac(account: str, lease: str, opts: ManifestOptions) -> list[Obj]:
+    """A Role to create the Lease ``lease`` and then read and renew only it, bound to the
+    ServiceAccount ``account`` (leader election)."""
+    name = f"{account}-leader-election"
+    group = "coordination.k8s.io"
+    return [
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
-            "metadata": _meta("tierserve-leader-election", opts),
+            "metadata": _meta(name, opts),
             "rules": [
+                {"apiGroups": [group], "resources": ["leases"], "verbs": ["create"]},
                 {
-                    "apiGroups": ["coordination.k8s.io"],
+                    "apiGroups": [group],
                     "resources": ["leases"],
-                    "verbs": ["create"],
-                },
-                {
-                    "apiGroups": ["coordination.k8s.io"],
-                    "resources": ["leases"],
-                    "resourceNames": ["tierserve-extender"],
+                    "resourceNames": [lease],
                     "verbs": ["get", "update"],
                 },
             ],
@@ -193,42 +200,9 @@ def _rbac(opts: ManifestOptions) -> list[Obj]:
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "RoleBinding",
-            "metadata": _meta("tierserve-leader-election", opts),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": "tierserve-leader-election",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": "tierserve", "namespace": ns}],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "Role",
-            "metadata": _meta(f"{opts.scheduler_name}-leader-election", opts),
-            "rules": [
-                {
-                    "apiGroups": ["coordination.k8s.io"],
-                    "resources": ["leases"],
-                    "verbs": ["create"],
-                },
-                {
-                    "apiGroups": ["coordination.k8s.io"],
-                    "resources": ["leases"],
-                    "resourceNames": [opts.scheduler_name],
-                    "verbs": ["get", "update"],
-                },
-            ],
-        },
-        {
-            "apiVersion": "rbac.authorization.k8s.io/v1",
-            "kind": "RoleBinding",
-            "metadata": _meta(f"{opts.scheduler_name}-leader-election", opts),
-            "roleRef": {
-                "apiGroup": "rbac.authorization.k8s.io",
-                "kind": "Role",
-                "name": f"{opts.scheduler_name}-leader-election",
-            },
-            "subjects": [{"kind": "ServiceAccount", "name": opts.scheduler_name, "namespace": ns}],
+            "metadata": _meta(name, opts),
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": opts.namespace}],
         },
     ]
 

@@ -67,7 +67,7 @@ from tierserve.runtime.clock import Clock
 from tierserve.runtime.local.command import replica_dirs
 from tierserve.runtime.local.costs import CostCollector, cost_summary
 from tierserve.runtime.local.logfile import LOG_CHUNK_BYTES, read_log
-from tierserve.runtime.local.store import Event, Store, rfc3339
+from tierserve.runtime.local.store import Store, rfc3339
 from tierserve.web import dashboard as web_dashboard
 from tierserve.web.dashboard import DashboardRoutes
 
@@ -131,20 +131,6 @@ def _parse_json(raw: bytes) -> Any:
         raise _bad("body", f"not valid JSON: {exc.msg} at line {exc.lineno}") from None
     except ValueError as exc:  # e.g. an integer past Python's digit limit
         raise _bad("body", f"not valid JSON: {cut(str(exc), 120)}") from None
-
-
-def _event_dict(e: Event) -> dict[str, Any]:
-    return {
-        "kind": e.kind,
-        "namespace": e.namespace,
-        "name": e.name,
-        "type": e.type,
-        "reason": e.reason,
-        "message": e.message,
-        "count": e.count,
-        "firstTimestamp": e.first_s,
-        "lastTimestamp": e.last_s,
-    }
 
 
 def _spec_of(obj: TypedObject) -> dict[str, Any]:
@@ -410,7 +396,7 @@ class ApiServer:
         if "namespace" in q:
             namespace = _checked_namespace(q["namespace"])
             events = [e for e in events if e.namespace in (namespace, "")]
-        return web.json_response({"items": [_event_dict(e) for e in events]})
+        return web.json_response({"items": [e.to_dict() for e in events]})
 
     async def _cost(self, _: web.Request) -> web.Response:
         return web.json_response(cost_summary(self.store))

@@ -84,20 +84,8 @@ def _key(namespace: str, name: str) -> str:
 
 
 def event_dict(e: Event) -> dict[str, Any]:
-    """An event as ``GET /api/v1/events`` lists it, with an ``id`` that stays the same
-    while a repeat bumps its count (or, folded, changes its message)."""
-    return {
-        "id": f"{e.kind}/{e.namespace}/{e.name}/{e.reason}/{e.first_s!r}",
-        "kind": e.kind,
-        "namespace": e.namespace,
-        "name": e.name,
-        "type": e.type,
-        "reason": e.reason,
-        "message": e.message,
-        "count": e.count,
-        "firstTimestamp": e.first_s,
-        "lastTimestamp": e.last_s,
-    }
+    """An event as ``GET /api/v1/events`` lists it (:meth:`Event.to_dict`)."""
+    return e.to_dict()
 
 
 def _round(value: float | None, digits: int = 4) -> float | None:

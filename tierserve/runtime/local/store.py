@@ -90,6 +90,22 @@ class Event:
     first_s: float
     last_s: float
 
+    def to_dict(self) -> dict[str, Any]:
+        """As ``GET /api/v1/events`` lists it, with an ``id`` that stays the same while a
+        repeat bumps its count (or, folded, changes its message)."""
+        return {
+            "id": f"{self.kind}/{self.namespace}/{self.name}/{self.reason}/{self.first_s!r}",
+            "kind": self.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+            "type": self.type,
+            "reason": self.reason,
+            "message": self.message,
+            "count": self.count,
+            "firstTimestamp": self.first_s,
+            "lastTimestamp": self.last_s,
+        }
+
 
 class Store(Protocol):
     """What controllers and the API server need from state."""
