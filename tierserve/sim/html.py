@@ -27,7 +27,7 @@ from typing import Any
 
 from tierserve.errors import NeverPossible
 from tierserve.sim import series
-from tierserve.sim.report import _COMPARED, summarize
+from tierserve.sim.report import COMPARED, compared, summarize
 from tierserve.sim.world import SimResult
 
 STATIC = ("tierserve.web", "static")
@@ -67,13 +67,7 @@ def check_path(path: Path) -> None:
 def _comparison(summaries: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
     """The terminal's comparison table as data: each cell's value, its text and whether it
     is the column's best (ties all best)."""
-    values = [[column.read(s) for column in _COMPARED] for _, s in summaries]
-    best: list[Any] = []
-    for i, column in enumerate(_COMPARED):
-        present = [row[i] for row in values if row[i] is not None]
-        best.append(
-            None if not present else max(present) if column.higher_is_better else min(present)
-        )
+    values, best = compared(summaries)
     rows = []
     for (label, _), row in zip(summaries, values, strict=True):
         cells = [
@@ -82,10 +76,10 @@ def _comparison(summaries: Sequence[tuple[str, dict[str, Any]]]) -> dict[str, An
                 "text": "–" if value is None else column.show(value),
                 "best": value is not None and value == best[i],
             }
-            for i, (column, value) in enumerate(zip(_COMPARED, row, strict=True))
+            for i, (column, value) in enumerate(zip(COMPARED, row, strict=True))
         ]
         rows.append({"label": label, "cells": cells})
-    return {"columns": [c.header for c in _COMPARED], "rows": rows}
+    return {"columns": [c.header for c in COMPARED], "rows": rows}
 
 
 def report_data(

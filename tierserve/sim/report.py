@@ -344,7 +344,7 @@ class _Column:
     higher_is_better: bool
 
 
-_COMPARED = (
+COMPARED = (
     _Column("SLO % (both)", lambda s: s["attainment_pct"]["both"], lambda v: f"{v:.1f} %", True),
     _Column("TTFT p90", lambda s: s["latency_s"]["ttft"]["p90"], _ms, False),
     _Column("cloud GPU-h", lambda s: s["tiers"]["cloud"]["gpu_hours"], lambda v: f"{v:.2f}", False),
@@ -356,33 +356,44 @@ _COMPARED = (
 )
 
 
-def render_comparison(summaries: list[tuple[str, dict[str, Any]]], console: Console) -> None:
-    """One row per configuration; the best value of each column in bold (ties all bold)."""
-    table = Table(title="Comparison", title_justify="left")
-    table.add_column("configuration", no_wrap=True, min_width=12)
-    for column in _COMPARED:
-        table.add_column(column.header, justify="right")
-    values = [[column.read(s) for column in _COMPARED] for _, s in summaries]
+def compared(
+    summaries: Sequence[tuple[str, dict[str, Any]]],
+) -> tuple[list[list[Any]], list[Any]]:
+    """Each configuration's value per :data:`COMPARED` column, and each column's best
+    (highest or lowest as the column says; None when no configuration has a value)."""
+    values = [[column.read(s) for column in COMPARED] for _, s in summaries]
     best: list[Any] = []
-    for i, column in enumerate(_COMPARED):
+    for i, column in enumerate(COMPARED):
         present = [row[i] for row in values if row[i] is not None]
         best.append(
             None if not present else max(present) if column.higher_is_better else min(present)
         )
+    return values, best
+
+
+def render_comparison(summaries: list[tuple[str, dict[str, Any]]], console: Console) -> None:
+    """One row per configuration; the best value of each column in bold (ties all bold)."""
+    table = Table(title="Comparison", title_justify="left")
+    table.add_column("configuration", no_wrap=True, min_width=12)
+    for column in COMPARED:
+        table.add_column(column.header, justify="right")
+    values, best = compared(summaries)
     for (name, _), row in zip(summaries, values, strict=True):
         cells = [
             Text(
                 "–" if value is None else column.show(value),
                 style="bold" if value is not None and value == best[i] else "",
             )
-            for i, (column, value) in enumerate(zip(_COMPARED, row, strict=True))
+            for i, (column, value) in enumerate(zip(COMPARED, row, strict=True))
         ]
         table.add_row(Text(name), *cells)
     console.print(table)
 
 
 __all__ = [
+    "COMPARED",
     "clock",
+    "compared",
     "decisions_json",
     "nearest_rank",
     "render_comparison",
