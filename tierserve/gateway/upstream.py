@@ -1,5 +1,6 @@
-"""A small HTTP/1.1 client for streamed requests: per-replica keep-alive connections
-whose protocol relays a replica's SSE body to the client without a coroutine per chunk.
+"""A small HTTP/1.1 client for the gateway's requests: per-replica keep-alive connections
+whose protocol reads an answer whole, or relays a replica's SSE body to the client
+without a coroutine per chunk.
 
 Why: through aiohttp's client every SSE event (one HTTP chunk each, as vLLM writes
 them) is parsed into a ``StreamReader`` with flow-control calls, wakes the handler
@@ -7,11 +8,10 @@ task, and is written back with ``await resp.write``; that is most of the gateway
 CPU per stream (docs/gateway.md). Here ``data_received`` strips the replica's chunk
 framing (``framing.ChunkedBody``) and, once the client's response has started, writes
 what one read brought to the client at once, as one chunk in one write. (It did so one
-``call_soon`` later, to batch reads: the event loop reads a socket once per iteration,
-so there was nothing to batch, and at 500 paced streams the hop added to every
-chunk's delay; bench/gateway/streams.py.) The handler
-task only wakes for the end of the body (it sends the last payload with the last
-chunk, one write), a failure, or back-pressure.
+``call_soon`` later, to batch reads; but the event loop reads a socket once per
+iteration, so there was nothing to batch, only a callback per read and an iteration
+of delay.) The handler task only wakes for the end of the body (it sends the last
+payload with the last chunk, one write), a failure, or back-pressure.
 
 - ``pool.UpstreamPool`` keeps idle connections per replica for reuse.
 - ``UpstreamConnection``: ``send(request)``, then ``wait()`` (wakes on any progress)
