@@ -238,6 +238,47 @@ async def test_replica_connections_are_kept_alive_unless_it_says_close() -> None
             assert forwarder.upstreams.idle(origin) == (1 if connections == 1 else 0)
 
 
+JSON_ANSWER = b'{"object": "chat.completion", "choices": [{"index": 0}]}'
+JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nX-Engine: e1\r\n"
+
+
+@pytest.mark.parametrize(
+    ("wire", "connections"),
+    [
+        (JSON_HEAD + b"Content-Length: %d\r\n\r\n" % len(JSON_ANSWER) + JSON_ANSWER, 1),
+        (
+            JSON_HEAD
+            + b"Transfer-Encoding: chunked\r\n\r\n"
+            + chunked(JSON_ANSWER[:9], JSON_ANSWER[9:]),
+            1,
+        ),
+        (JSON_HEAD + b"Connection: close\r\n\r\n" + JSON_ANSWER, 3),  # delimited by the close
+        (JSON_HEAD.replace(b"HTTP/1.1", b"HTTP/1.0") + b"\r\n" + JSON_ANSWER, 3),
+    ],
+    ids=["content-length", "chunked", "until-close", "http-1.0"],
+)
+async def test_a_non_streamed_answer_is_read_whole_on_the_raw_path(
+    wire: bytes, connections: int
+) -> None:
+    steps: list[Step] = [*cut(wire, (30, 2, 9))]
+    if connections > 1:
+        steps.append(CLOSE)
+    async with (
+        raw_replica(*steps) as rep,
+        gateway([service(Backend("r0", rep.url))]) as gw,
+        aiohttp.ClientSession() as s,
+    ):
+        for _ in range(3):
+            r = await s.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+            assert (r.status, await r.read()) == (200, JSON_ANSWER)
+            assert r.headers["Content-Length"] == str(len(JSON_ANSWER))
+            assert (r.headers[REPLICA_HEADER], r.headers["X-Engine"]) == ("r0", "e1")
+        assert rep.connections == connections  # kept alive unless the replica said close
+        assert all(
+            req.startswith(b"POST /v1/chat/completions HTTP/1.1\r\n") for req in rep.requests
+        )
+
+
 @pytest.mark.parametrize(
     "wire",
     [
