@@ -71,7 +71,16 @@ def test_recorded_names_used_are_recorded(doc: dict[str, Any]) -> None:
 def test_the_scrape_config_gives_the_engines_the_overview_labels() -> None:
     doc = yaml.safe_load(SCRAPE.read_text())
     jobs = {j["job_name"]: j for j in doc["scrape_configs"]}
-    assert set(jobs) == {"tierserve-control-plane", "tierserve-gateway", "tierserve-engines"}
+    assert set(jobs) == {
+        "tierserve-control-plane",
+        "tierserve-gateway",
+        "tierserve-engines",
+        "tierserve-extender",
+    }
+    extender = jobs["tierserve-extender"]
+    assert extender["scheme"] == "https"
+    keep = extender["relabel_configs"][0]
+    assert keep["action"] == "keep" and re.fullmatch(keep["regex"], "tierserve-extender;https")
     targets = {r.get("target_label") for r in jobs["tierserve-engines"]["relabel_configs"]}
     assert {"namespace", "service", "tier"} <= targets
     for relabel in jobs["tierserve-engines"]["relabel_configs"]:

@@ -39,7 +39,7 @@ from typing import Any
 import aiohttp
 
 from tierserve.errors import ConflictError, NotFoundError, TierserveError
-from tierserve.runtime.kube.client import KubeClient
+from tierserve.runtime.kube.client import STRATEGIC_PATCH, KubeClient
 from tierserve.runtime.local.command import needs_shell
 
 log = logging.getLogger(__name__)
@@ -264,8 +264,9 @@ class NodeAgent:
 
     async def _status(self, pod: _Pod, status: Obj) -> None:
         path = f"/api/v1/namespaces/{pod.key[0]}/pods/{pod.key[1]}/status"
+        # strategic merge: conditions merge by type, so the scheduler's PodScheduled stays
         with contextlib.suppress(NotFoundError):
-            await self.kube.patch(path, {"status": status})
+            await self.kube.patch(path, {"status": status}, STRATEGIC_PATCH)
 
     async def _run(self, pod: _Pod, obj: Obj) -> None:
         spec = obj.get("spec") or {}

@@ -133,6 +133,22 @@ async def test_pods_run_serve_get_ready_and_go_away_like_a_kubelets(
                     assert resp.status == 200, await resp.text()
                     assert (await resp.json())["usage"]["completion_tokens"] >= 1
 
+        # the extender's ledger sees them, one Ready per tier, under the local names
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{stack.extender_url}/metrics", ssl=stack.client_context() or True
+            ) as resp,
+        ):
+            text = await resp.text()
+        for node, tier in (("agent-idc", "idc"), ("agent-vk", "cloud")):
+            ready_series = (
+                f'tierserve_replicas{{namespace="default",node="{node}",phase="Ready",'
+                f'service="agentdemo",tier="{tier}"}} 1.0'
+            )
+            assert ready_series in text.splitlines(), text[-2000:]
+        assert 'tierserve_gpu_seconds_total{namespace="default",node="agent-vk"' in text
+
         # scale to 1: the ReplicaSet deletes a pod; the agent stops its process, then the
         # pod is gone from the API
         procs = {key: p.proc.pid for key, p in agent.pods.items() if p.proc is not None}

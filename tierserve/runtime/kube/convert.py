@@ -2,7 +2,9 @@
 
 * A Node is *virtual* (cloud capacity) when it carries the label ``type: virtual-kubelet``
   or a ``virtual-kubelet.io/provider`` taint, as virtual-kubelet and ACK's virtual nodes
-  do; a Kubernetes Node has no ``spec.virtual`` of its own.
+  do; a Kubernetes Node has no ``spec.virtual`` of its own. Its price per GPU-hour and
+  cold start come from the annotations ``tierserve.io/price-per-gpu-hour`` and
+  ``tierserve.io/cold-start-seconds``.
 * A Pod becomes a :class:`Replica`: requests summed over its containers (the largest init
   container counted if bigger, plus ``overhead``), the unit it was placed in from the
   ``scheduling.tierserve.io/unit`` annotation the extender writes at bind time (the
@@ -29,6 +31,10 @@ Obj = dict[str, Any]
 
 POLICY_ANNOTATION = "scheduling.tierserve.io/policy"
 """Which ResourcePolicy placed the pod."""
+PRICE_ANNOTATION = "tierserve.io/price-per-gpu-hour"
+"""On a virtual node: what one of its GPUs costs per hour (the cloud-cost ledger's rate)."""
+COLD_START_ANNOTATION = "tierserve.io/cold-start-seconds"
+"""On a virtual node: its configured cold start (the planner's prior)."""
 VIRTUAL_KUBELET_LABEL = ("type", "virtual-kubelet")
 VIRTUAL_KUBELET_TAINT_KEY = VIRTUAL_KUBELET_TAINT.key
 
@@ -78,6 +84,34 @@ def _as_quantities(milli: dict[str, int]) -> dict[str, str]:
     return {name: f"{amount}m" for name, amount in milli.items()}
 
 
+def _annotation_float(obj: Obj, key: str) -> float | None:
+    text = ((obj.get("metadata") or {}).get("annotations") or {}).get(key)
+    try:
+        value = float(text) if text is not None else None
+    except ValueError:
+        return None  # a value the ledger cannot read is ignored, not fatal
+    return value if value is not None and value >= 0 else None
+
+
+def _virtual(obj: Obj) -> VirtualSpec:
+    fields: dict[str, float] = {}
+    price = _annotation_float(obj, PRICE_ANNOTATION)
+    if price is not None:
+        fields["price_per_gpu_hour"] = price
+    cold = _annotation_float(obj, COLD_START_ANNOTATION)
+    if cold is not None:
+        fields["cold_start_seconds"] = cold
+    return VirtualSpec(**fields)
+
+
+def _scheduled_s(obj: Obj) -> float | None:
+    """When the pod was bound: its PodScheduled=True condition's transition time."""
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == "PodScheduled" and c.get("status") == "True":
+            return timestamp_s(c.get("lastTransitionTime")) or None
+    return None
+
+
 def node_from_k8s(obj: Obj) -> Node:
     spec = obj.get("spec") or {}
     status = obj.get("status") or {}
@@ -90,7 +124,7 @@ def node_from_k8s(obj: Obj) -> Node:
         spec=NodeSpec(
             taints=taints,
             unschedulable=bool(spec.get("unschedulable", False)),
-            virtual=VirtualSpec() if is_virtual(obj) else None,
+            virtual=_virtual(obj) if is_virtual(obj) else None,
         ),
         status=NodeStatus(
             capacity=_as_quantities(_quantities(status.get("capacity"))),
@@ -177,6 +211,7 @@ def replica_from_pod(obj: Obj) -> Replica:
             node_name=spec.get("nodeName") or None,
             unit=unit,
             created_s=timestamp_s(meta.get("creationTimestamp")),
+            scheduled_s=_scheduled_s(obj) if spec.get("nodeName") else None,
         ),
     )
 
@@ -195,7 +230,9 @@ def policy_from_k8s(obj: Obj) -> ResourcePolicy:
 
 
 __all__ = [
+    "COLD_START_ANNOTATION",
     "POLICY_ANNOTATION",
+    "PRICE_ANNOTATION",
     "UNIT_ANNOTATION",
     "is_virtual",
     "node_from_k8s",

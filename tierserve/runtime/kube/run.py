@@ -22,6 +22,7 @@ from tierserve.runtime.kube.client import KubeClient, KubeConfig
 from tierserve.runtime.kube.controller import DeletionCostController, RequeueController
 from tierserve.runtime.kube.extender import Extender, app
 from tierserve.runtime.kube.lease import LeaderElector
+from tierserve.runtime.kube.ledger import KubeLedger
 
 log = logging.getLogger(__name__)
 
@@ -127,6 +128,9 @@ async def serve_extender(
             )
             gate = extender.leading = elector.leading
             tasks.append(asyncio.create_task(elector.run()))
+        ledger = KubeLedger(cache, leading=gate)
+        extender.metrics.registry.register(ledger)
+        tasks.append(asyncio.create_task(ledger.run()))
         if with_controller:
             tasks.append(asyncio.create_task(DeletionCostController(cache, kube).run(gate=gate)))
             tasks.append(asyncio.create_task(RequeueController(cache, kube).run(gate=gate)))
