@@ -14,13 +14,17 @@ import typer
 
 from tierserve.cli.output import fail
 from tierserve.errors import FieldError, TierserveError, ValidationError
+from tierserve.policy.autoscaling import AutoscalerConfig
 from tierserve.runtime.kube import manifests as kube_manifests
 from tierserve.runtime.kube.apply import describe, install_crd
+from tierserve.runtime.kube.autoscaler import run_autoscaler
 from tierserve.runtime.kube.client import KubeClient, load_config
 from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP
+from tierserve.runtime.kube.lease import LeaderElector
 from tierserve.runtime.kube.run import (
     ExtenderTLS,
     LeaderElection,
+    default_identity,
     run_controller,
     serve_extender,
 )
@@ -200,6 +204,54 @@ def register(app: typer.Typer) -> None:
                     all_feasible,
                 )
             )
+        except TierserveError as exc:
+            fail(exc)
+        except KeyboardInterrupt:
+            pass
+
+    @kube.command("autoscaler")
+    def autoscaler(
+        period: float = typer.Option(
+            15.0, "--period", min=0.1, help="Seconds between evaluations (the HPA's sync period)."
+        ),
+        downscale_stabilization: float = typer.Option(
+            300.0,
+            "--downscale-stabilization",
+            min=0.0,
+            help="Seconds of recommendations a scale-in takes the highest of (the HPA's window).",
+        ),
+        leader_elect: bool = typer.Option(
+            False, "--leader-elect", help="Act only while holding the Lease (several replicas)."
+        ),
+        lease_namespace: str = typer.Option(
+            kube_manifests.ManifestOptions.namespace, "--lease-namespace", envvar="POD_NAMESPACE"
+        ),
+        lease_name: str = typer.Option("tierserve-autoscaler", "--lease-name"),
+        lease_duration: float = typer.Option(15.0, "--lease-duration", min=1.0),
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
+        verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log every rescale."),
+    ) -> None:
+        """Size the services rendered with --autoscaler tierserve: the local runtime's
+        autoscalers on metrics scraped from the pods, writing the Deployment's scale."""
+        _logging(verbose)
+        config = AutoscalerConfig(
+            period_s=period, downscale_stabilization_s=downscale_stabilization
+        )
+
+        async def main() -> None:
+            async with KubeClient(load_config(kubeconfig, context)) as kube:
+                elector = None
+                if leader_elect:
+                    identity = default_identity()
+                    elector = LeaderElector(
+                        kube, lease_namespace, lease_name, identity, lease_duration
+                    )
+                print("tierserve autoscaler running", flush=True)
+                await run_autoscaler(kube, config, elector)
+
+        try:
+            asyncio.run(main())
         except TierserveError as exc:
             fail(exc)
         except KeyboardInterrupt:

@@ -60,7 +60,8 @@ AutoscalerOption = typer.Option(
     None,
     "--autoscaler",
     help="hpa (default: --scale-metric/--scale-target) or slo (the tier planner sizes "
-    "replicas and tiers on --slo).",
+    "replicas and tiers on --slo); with --backend kubernetes also tierserve (the HPA's "
+    "arithmetic run by `tierserve kube autoscaler`, on the metrics it scrapes itself).",
     show_default=False,
 )
 SloOption = typer.Option(
@@ -606,8 +607,17 @@ def register(app: typer.Typer) -> None:
             readiness_probe_path=readiness_probe_path,
             command=command or [],
         )
-        auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
         kube = _kube(backend)
+        by_tierserve = autoscaler == kube_serving.TIERSERVE
+        if by_tierserve:
+            if not kube:
+                what = (
+                    "'tierserve' is for --backend kubernetes (tierserve kube autoscaler); "
+                    "locally tierserve's control plane is the autoscaler: use hpa or slo"
+                )
+                fail(ValidationError("", [FieldError("--autoscaler", what)]))
+            autoscaler = None  # the HPA's arithmetic, run by tierserve's autoscaler
+        auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
         if kube and auto.autoscaler == SLO:
             fail(
                 ValidationError(
@@ -624,6 +634,13 @@ def register(app: typer.Typer) -> None:
             )
         try:
             service = service_for_submit(flags, auto)
+            if by_tierserve:
+                annotations = {
+                    **service.spec.annotations,
+                    kube_serving.AUTOSCALER_ANNOTATION: kube_serving.TIERSERVE,
+                }
+                spec = service.spec.model_copy(update={"annotations": annotations})
+                service = service.model_copy(update={"spec": spec})
             if kube:
                 for line in kube_serving.submit(service, kubeconfig, context, dry_run, raw):
                     typer.echo(line)

@@ -9,8 +9,9 @@ import pytest
 from tierserve.model import InferenceService, Phase, Replica, load_documents
 from tierserve.policy.autoscaling import AutoscalerConfig
 from tierserve.runtime.local.autoscaler import Autoscaler
-from tierserve.runtime.local.scraper import MetricsScraper, parse_metrics
+from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
+from tierserve.runtime.promtext import parse_metrics
 
 T0 = 1_800_000_000.0
 METRIC = "DCGM_CUSTOM_PROCESS_SM_UTIL"

@@ -15,6 +15,7 @@ the cluster of a kubeconfig context and return data for ``arena_layout``.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
@@ -140,11 +141,33 @@ def custom_metric(service: InferenceService) -> bool:
     return any(m.name not in BUILTIN_METRICS for m in service.scale_metrics())
 
 
+AUTOSCALER_ANNOTATION = "autoscaling.tierserve.io/autoscaler"
+"""``tierserve``: tierserve's autoscaler (``tierserve kube autoscaler``) sizes the service,
+not a HorizontalPodAutoscaler."""
+SERVICE_ANNOTATION = "autoscaling.tierserve.io/service"
+"""The tierserve InferenceService (JSON) that tierserve's autoscaler evaluates."""
+TIERSERVE = "tierserve"
+
+
+def autoscaled_by_tierserve(service: InferenceService) -> bool:
+    return service.spec.annotations.get(AUTOSCALER_ANNOTATION) == TIERSERVE
+
+
+def service_annotation(service: InferenceService) -> str:
+    """The service as tierserve's autoscaler reads it back (name, namespace and spec)."""
+    doc = service.model_dump(mode="json", by_alias=True, exclude_none=True)
+    doc.pop("status", None)
+    meta = doc.get("metadata") or {}
+    doc["metadata"] = {"name": meta.get("name"), "namespace": meta.get("namespace")}
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
 def hpa(service: InferenceService) -> Obj | None:
     """arena's HPA ``<name>-hpa`` on ``<name>-predictor``; None when the service does not
-    autoscale (no scale metric or no ``maxReplicas``: ``policy.hpa.target``)."""
+    autoscale (no scale metric or no ``maxReplicas``: ``policy.hpa.target``) or tierserve's
+    autoscaler sizes it."""
     scaler = hpa_spec_for(service)
-    if scaler is None:
+    if scaler is None or autoscaled_by_tierserve(service):
         return None
     metrics = service.scale_metrics()
     low, high = scaler.min_replicas, scaler.max_replicas
@@ -195,15 +218,21 @@ def render(
         template_meta: Obj = {"labels": pod_labels}
         if service.spec.annotations:
             template_meta["annotations"] = dict(service.spec.annotations)
+        deployment_meta: Obj = {
+            "name": service.predictor,
+            "namespace": service.namespace,
+            "labels": labels,
+        }
+        if autoscaled_by_tierserve(service):
+            deployment_meta["annotations"] = {
+                AUTOSCALER_ANNOTATION: TIERSERVE,
+                SERVICE_ANNOTATION: service_annotation(service),
+            }
         objects.append(
             {
                 "apiVersion": "apps/v1",
                 "kind": "Deployment",
-                "metadata": {
-                    "name": service.predictor,
-                    "namespace": service.namespace,
-                    "labels": labels,
-                },
+                "metadata": deployment_meta,
                 "spec": {
                     "replicas": service.spec.replicas,
                     "selector": {"matchLabels": selector},
@@ -228,8 +257,10 @@ def render(
         )
     else:
         annotations = dict(service.spec.annotations)
-        if custom_metric(service):
+        if custom_metric(service) or autoscaled_by_tierserve(service):
             annotations["serving.kserve.io/autoscalerClass"] = "external"
+        if autoscaled_by_tierserve(service):
+            annotations[SERVICE_ANNOTATION] = service_annotation(service)
         low, high = _bounds(service)
         meta: Obj = {"name": service.name, "namespace": service.namespace, "labels": labels}
         if annotations:
@@ -444,6 +475,9 @@ def delete(
 
 
 __all__ = [
+    "AUTOSCALER_ANNOTATION",
+    "SERVICE_ANNOTATION",
+    "autoscaled_by_tierserve",
     "custom_metric",
     "delete",
     "delete_service",
@@ -453,6 +487,7 @@ __all__ = [
     "read_services",
     "render",
     "run",
+    "service_annotation",
     "services_and_pods",
     "submit",
     "submit_async",

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 from tierserve.model import InferenceService, Node, Phase, Replica, ResourcePolicy
 from tierserve.policy.autoscaling import AutoscalerConfig
 from tierserve.policy.billing import CLOUD_COST
-from tierserve.runtime.local.scraper import BUCKETS
 from tierserve.runtime.local.store import Event, Store
+from tierserve.runtime.promtext import BUCKETS
 from tierserve.web import histogram, tables
 from tierserve.web.history import (
     DEFAULT_POINTS,

@@ -20,9 +20,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import aiohttp
-from prometheus_client.parser import text_string_to_metric_families
 
 from tierserve.policy.signals import MetricsSource
+from tierserve.runtime.promtext import HistogramBuckets, parse_metrics
 
 log = logging.getLogger("tierserve.metrics")
 
@@ -30,40 +30,10 @@ Key = tuple[str, str]
 """(namespace, replica name)."""
 
 
-BUCKETS = ("vllm:time_to_first_token_seconds", "vllm:request_time_per_output_token_seconds")
-"""Histograms whose newest buckets are kept per replica (``MetricsScraper.buckets``)."""
-
-HistogramBuckets = dict[str, dict[float, float]]
-"""Histogram name -> upper bound (``le``) -> cumulative count."""
-
-
 @dataclass(frozen=True)
 class Sample:
     at_s: float
     values: Mapping[str, float]
-
-
-def parse_metrics(text: str, buckets: HistogramBuckets | None = None) -> dict[str, float]:
-    """Metric name → sum of its plain samples (counters, gauges, untyped); of a histogram
-    or summary only its ``_sum`` and ``_count`` (per-request means: the tier planner's
-    token mix), never its buckets — but those of ``BUCKETS`` go to ``buckets`` when given
-    (summed over label sets)."""
-    values: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        histogram = family.type in ("histogram", "summary", "gaugehistogram")
-        kept = buckets is not None and family.name in BUCKETS
-        for sample in family.samples:
-            if kept and buckets is not None and sample.name.endswith("_bucket"):
-                le = float(sample.labels.get("le", "inf"))
-                per_le = buckets.setdefault(family.name, {})
-                per_le[le] = per_le.get(le, 0.0) + float(sample.value)
-                continue
-            if histogram and not sample.name.endswith(("_sum", "_count")):
-                continue
-            if sample.name.endswith("_created"):
-                continue
-            values[sample.name] = values.get(sample.name, 0.0) + float(sample.value)
-    return values
 
 
 class MetricsScraper:
