@@ -81,6 +81,7 @@ def register(app: typer.Typer) -> None:
         "manifests.",
     )
     app.add_typer(kube, name="kube")
+    __import__("tierserve.cli.kube_metrics", fromlist=["register"]).register(kube)
 
     @kube.command("install")
     def install(

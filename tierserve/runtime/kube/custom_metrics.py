@@ -1,0 +1,365 @@
+"""``tierserve kube metrics``: the custom metrics API (``custom.metrics.k8s.io/v1beta2``)
+as an aggregated API server, so the stock HPA scales on a pod's GPU and vLLM metrics with
+no Prometheus and no adapter.
+
+The kube-apiserver proxies ``/apis/custom.metrics.k8s.io/v1beta2/...`` here (an
+APIService). Each request for ``namespaces/<ns>/pods/<name|*>/<metric>?labelSelector=...``
+lists the selected pods, scrapes each Running pod's ``/metrics`` at
+``http://<podIP>:<port>/metrics`` (port: the ``prometheus.io/port`` annotation, else the
+first container port, else ``--pod-port``; path: ``prometheus.io/path``, else
+``/metrics``), and answers a ``MetricValueList`` of their values (``policy.metricsapi``).
+A pod that does not answer or lacks the metric is left out (the HPA counts it missing).
+
+The front-proxy check an aggregated server must do: every API request must come over
+TLS with a client certificate signed by the requestheader client CA (the kube-apiserver's
+``--proxy-client-cert-file``), whose common name is one of ``--requestheader-allowed-names``
+when any are given; only then is the ``X-Remote-User`` header believed. No certificate,
+or no user: 401; a certificate of another name: 403. ``/healthz`` and ``/readyz`` are
+open to probes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.parser import text_string_to_metric_families
+
+from tierserve.errors import FieldError, NotFoundError, TierserveError, ValidationError
+from tierserve.policy import metricsapi
+from tierserve.policy.metricsapi import PodValue, Sample, Selector
+from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj
+
+log = logging.getLogger("tierserve.kube.metrics")
+
+API = f"/apis/{metricsapi.GROUP_VERSION}"
+USER_HEADER = "X-Remote-User"
+
+
+@dataclass(frozen=True)
+class FrontProxyTLS:
+    """The server's certificate and the front-proxy check (see the module doc)."""
+
+    cert_file: str
+    key_file: str
+    requestheader_ca: str
+    allowed_names: tuple[str, ...] = ()
+
+    def context(self) -> ssl.SSLContext:
+        for flag, value in (
+            ("--tls-cert", self.cert_file),
+            ("--tls-key", self.key_file),
+            ("--requestheader-client-ca", self.requestheader_ca),
+        ):
+            if not Path(value).is_file():
+                raise ValidationError("", [FieldError(flag, f"{value!r} is not a readable file")])
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        except ssl.SSLError as exc:
+            what = f"cannot load the certificate or key: {exc}"
+            raise ValidationError("", [FieldError("--tls-cert", what)]) from exc
+        try:
+            ctx.load_verify_locations(self.requestheader_ca)
+        except ssl.SSLError as exc:
+            what = f"cannot load the CA: {exc}"
+            raise ValidationError("", [FieldError("--requestheader-client-ca", what)]) from exc
+        # optional at the handshake (probes have no certificate); API requests check it
+        ctx.verify_mode = ssl.CERT_OPTIONAL
+        return ctx
+
+
+class Pods(Protocol):
+    """Where the selected pods come from (the API server; a fake in tests)."""
+
+    async def list(self, namespace: str, selector: str) -> list[Obj]: ...
+
+    async def get(self, namespace: str, name: str) -> Obj: ...
+
+
+class ApiPods:
+    """Pods read from the API server on every request (the HPA asks once a sync)."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+
+    async def list(self, namespace: str, selector: str) -> list[Obj]:
+        params = {"labelSelector": selector} if selector else None
+        listed = await self.kube.get(f"/api/v1/namespaces/{namespace}/pods", params)
+        return list(listed.get("items") or [])
+
+    async def get(self, namespace: str, name: str) -> Obj:
+        return await self.kube.get(f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+
+Fetch = Callable[[str], Awaitable[str | None]]
+"""GET a URL's text; None when it does not answer 200."""
+
+
+def scrape_target(pod: Obj, default_port: int) -> str | None:
+    """``http://<podIP>:<port><path>`` of a Running, not deleting pod (see the module
+    doc), or None."""
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    ip = status.get("podIP")
+    if not ip or status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+        return None
+    annotations = meta.get("annotations") or {}
+    port: object = annotations.get("prometheus.io/port")
+    if port is None:
+        ports = [
+            p.get("containerPort")
+            for c in (pod.get("spec") or {}).get("containers") or []
+            for p in c.get("ports") or []
+        ]
+        port = next((p for p in ports if p), default_port)
+    path = str(annotations.get("prometheus.io/path") or "/metrics")
+    host = f"[{ip}]" if ":" in str(ip) else str(ip)
+    return f"http://{host}:{port}{path if path.startswith('/') else '/' + path}"
+
+
+def parse_samples(text: str) -> list[Sample]:
+    """Every plain sample of a Prometheus text exposition (name, labels, value)."""
+    return [
+        (s.name, s.labels, float(s.value))
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _status(code: int, reason: str, message: str) -> web.Response:
+    return web.json_response(metricsapi.status(code, reason, message), status=code)
+
+
+def client_name(request: web.Request) -> str | None:
+    """The verified client certificate's common name, or None without one."""
+    transport = request.transport
+    peer = transport.get_extra_info("peercert") if transport is not None else None
+    if not peer:
+        return None
+    for rdn in peer.get("subject", ()):
+        for key, value in rdn:
+            if key == "commonName":
+                return str(value)
+    return ""
+
+
+class MetricsApi:
+    """The API's handlers; ``app()`` builds the aiohttp application."""
+
+    def __init__(
+        self,
+        pods: Pods,
+        fetch: Fetch,
+        metrics: Sequence[str] = metricsapi.SERVED_METRICS,
+        default_port: int = 8080,
+        allowed_names: tuple[str, ...] = (),
+        front_proxy: bool = True,
+        window_s: int = 1,
+    ) -> None:
+        self.pods = pods
+        self.fetch = fetch
+        self.metrics = tuple(metrics)
+        self.default_port = default_port
+        self.allowed_names = allowed_names
+        self.front_proxy = front_proxy
+        self.window_s = window_s
+
+    # --- the front-proxy check ---------------------------------------------------------
+
+    @web.middleware
+    async def authenticate(
+        self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        if request.path in ("/healthz", "/readyz", "/livez") or not self.front_proxy:
+            return await handler(request)
+        name = client_name(request)
+        if name is None:
+            log.warning("refused %s: no client certificate", request.path)
+            return _status(
+                401, "Unauthorized",
+                "a client certificate signed by the requestheader client CA is required "
+                "(requests come through the kube-apiserver's front proxy)",
+            )  # fmt: skip
+        if self.allowed_names and name not in self.allowed_names:
+            log.warning("refused %s: client certificate %r not allowed", request.path, name)
+            return _status(
+                403, "Forbidden",
+                f"client certificate {name!r} is not one of --requestheader-allowed-names "
+                f"({', '.join(self.allowed_names)})",
+            )  # fmt: skip
+        if not request.headers.get(USER_HEADER):
+            return _status(401, "Unauthorized", f"no {USER_HEADER} header from the front proxy")
+        return await handler(request)
+
+    # --- handlers ----------------------------------------------------------------------
+
+    async def health(self, _: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    async def groups(self, _: web.Request) -> web.Response:
+        return web.json_response(
+            {"kind": "APIGroupList", "apiVersion": "v1", "groups": [metricsapi.api_group()]}
+        )
+
+    async def group(self, _: web.Request) -> web.Response:
+        return web.json_response(metricsapi.api_group())
+
+    async def resources(self, _: web.Request) -> web.Response:
+        return web.json_response(metricsapi.api_resource_list(self.metrics))
+
+    async def other(self, request: web.Request) -> web.Response:
+        return _status(
+            404, "NotFound",
+            f"{request.path}: tierserve's custom metrics API serves pods' metrics only: "
+            f"{API}/namespaces/<namespace>/pods/<name or *>/<metric>",
+        )  # fmt: skip
+
+    async def pod_metric(self, request: web.Request) -> web.Response:
+        ns = request.match_info["namespace"]
+        name = request.match_info["name"]
+        metric = request.match_info["metric"]
+        if metric not in self.metrics:
+            return _status(
+                404, "NotFound",
+                f"metric {metric!r} is not served for pods; served: {', '.join(self.metrics)} "
+                "(add others with tierserve kube metrics --metric NAME)",
+            )  # fmt: skip
+        try:
+            pod_selector = metricsapi.parse_selector(
+                request.query.get("labelSelector", ""), "labelSelector"
+            )
+            metric_selector = metricsapi.parse_selector(
+                request.query.get("metricLabelSelector", ""), "metricLabelSelector"
+            )
+        except ValidationError as exc:
+            return _status(400, "BadRequest", str(exc))
+        try:
+            if name == "*":
+                pods = await self.pods.list(ns, pod_selector.text)
+            else:
+                pod = await self.pods.get(ns, name)
+                labels = (pod.get("metadata") or {}).get("labels") or {}
+                pods = [pod] if pod_selector.matches(labels) else []
+        except NotFoundError:
+            return _status(404, "NotFound", f"pod {ns}/{name} not found")
+        except TierserveError as exc:
+            log.warning("cannot list pods in %s: %s", ns, exc)
+            return _status(503, "ServiceUnavailable", f"cannot read pods in {ns}: {exc}")
+        values = await self.values(pods, metric, metric_selector)
+        log.info(
+            "%s/%s %s: %s", ns, pod_selector.text or name, metric,
+            ", ".join(f"{v.pod}={v.value:g}" for v in values) or "no values",
+        )  # fmt: skip
+        return web.json_response(
+            metricsapi.metric_value_list(metric, metric_selector, values, self.window_s)
+        )
+
+    async def values(self, pods: list[Obj], metric: str, selector: Selector) -> list[PodValue]:
+        targets = [(p, scrape_target(p, self.default_port)) for p in pods]
+        live = [(p, url) for p, url in targets if url is not None]
+        texts = await asyncio.gather(*(self.fetch(url) for _, url in live))
+        out = []
+        for (pod, url), text in zip(live, texts, strict=True):
+            if text is None:
+                continue
+            try:
+                value = metricsapi.pod_value(parse_samples(text), metric, selector)
+            except ValueError as exc:
+                log.warning("bad /metrics from %s: %s", url, exc)
+                continue
+            if value is not None:
+                meta = pod["metadata"]
+                out.append(PodValue(meta.get("namespace", ""), meta["name"], value, _now()))
+        return sorted(out, key=lambda v: v.pod)
+
+    def app(self) -> web.Application:
+        app = web.Application(middlewares=[self.authenticate])
+        app.router.add_get("/healthz", self.health)
+        app.router.add_get("/readyz", self.health)
+        app.router.add_get("/livez", self.health)
+        app.router.add_get("/apis", self.groups)
+        app.router.add_get(f"/apis/{metricsapi.GROUP}", self.group)
+        app.router.add_get(API, self.resources)
+        app.router.add_get(API + "/namespaces/{namespace}/pods/{name}/{metric}", self.pod_metric)
+        app.router.add_get(API + "/{tail:.*}", self.other)
+        return app
+
+
+class HttpFetch:
+    """Scrapes over one pooled session with a timeout."""
+
+    def __init__(self, timeout_s: float = 2.0) -> None:
+        self.timeout_s = timeout_s
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __call__(self, url: str) -> str | None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s), trust_env=False
+            )
+        try:
+            async with self._session.get(url) as resp:
+                if resp.status != 200:
+                    return None
+                return await resp.text()
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            log.info("scrape %s: %s", url, exc)
+            return None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
+async def serve_metrics_api(
+    config: KubeConfig,
+    host: str,
+    port: int,
+    tls: FrontProxyTLS,
+    metrics: Sequence[str] = metricsapi.SERVED_METRICS,
+    default_port: int = 8080,
+    scrape_timeout_s: float = 2.0,
+) -> None:
+    """Serve the custom metrics API until cancelled."""
+    ssl_context = tls.context()
+    fetch = HttpFetch(scrape_timeout_s)
+    async with KubeClient(config) as kube:
+        api = MetricsApi(ApiPods(kube), fetch, metrics, default_port, tls.allowed_names)
+        runner = web.AppRunner(api.app(), access_log=None)
+        await runner.setup()
+        try:
+            await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+            log.warning(
+                "custom metrics API (%s) on https://%s:%d, %d metrics",
+                metricsapi.GROUP_VERSION, host, port, len(api.metrics),
+            )  # fmt: skip
+            await asyncio.Event().wait()
+        finally:
+            await runner.cleanup()
+            await fetch.close()
+
+
+__all__ = [
+    "API",
+    "ApiPods",
+    "FrontProxyTLS",
+    "HttpFetch",
+    "MetricsApi",
+    "Pods",
+    "parse_samples",
+    "scrape_target",
+    "serve_metrics_api",
+]
