@@ -77,7 +77,18 @@ async def test_serving_renderings_pass_server_side_dry_run(kube: KubeClient) -> 
     kserve = serving.render(seed_service())
     isvc, scaler = kserve
     assert isvc["metadata"]["labels"] == {"servingType": "kserve", "servingName": "deepseek"}
-    assert isvc["metadata"]["annotations"] == {"serving.kserve.io/autoscalerClass": "external"}
+    assert isvc["metadata"]["annotations"] == {
+        "serving.kserve.io/autoscalerClass": "external",
+        # raw Deployments: the HPA's target <name>-predictor exists on a Serverless install too
+        "serving.kserve.io/deploymentMode": "RawDeployment",
+    }
+    container = isvc["spec"]["predictor"]["containers"][0]
+    assert container["readinessProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    assert container["startupProbe"]["httpGet"] == {"path": "/health", "port": 8080}
+    assert (
+        container["startupProbe"]["periodSeconds"] * container["startupProbe"]["failureThreshold"]
+        == 1800
+    )  # the model load's budget
     assert scaler["metadata"]["name"] == "deepseek-hpa"
     assert scaler["spec"]["scaleTargetRef"]["name"] == "deepseek-predictor"
     assert scaler["spec"]["metrics"][0]["type"] == "Pods"

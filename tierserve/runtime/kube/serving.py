@@ -90,8 +90,12 @@ def _pod_spec(service: InferenceService, policies: Sequence[ResourcePolicy], sch
     }
     if spec.env:
         container["env"] = [{"name": k, "value": v} for k, v in spec.env.items()]
-    if spec.readiness_probe is not None:
-        container["readinessProbe"] = _readiness_probe(service, spec.readiness_probe)
+    # Ready when the engine answers its health path (the user's, else the engine's);
+    # a startup probe on the same path gives the model load its budget before the
+    # readiness probe's failures count.
+    probe = spec.readiness_probe if spec.readiness_probe is not None else ReadinessProbe()
+    container["readinessProbe"] = _readiness_probe(service, probe)
+    container["startupProbe"] = _startup_probe(service)
     if mounts:
         container["volumeMounts"] = mounts
     pod: Obj = {"schedulerName": scheduler, "containers": [container]}
@@ -121,6 +125,20 @@ def _readiness_probe(service: InferenceService, probe: ReadinessProbe) -> Obj:
     }
     out.update({k: v for k, v in timings.items() if v is not None})
     return out
+
+
+STARTUP_BUDGET_S = 1800
+"""How long an engine may take to load its model before Kubernetes restarts it (large
+models from a network volume take minutes)."""
+STARTUP_PERIOD_S = 5
+
+
+def _startup_probe(service: InferenceService) -> Obj:
+    return {
+        "httpGet": {"path": service.readiness_paths()[0], "port": service.spec.port},
+        "periodSeconds": STARTUP_PERIOD_S,
+        "failureThreshold": STARTUP_BUDGET_S // STARTUP_PERIOD_S,
+    }
 
 
 def _labels(service: InferenceService) -> dict[str, str]:
@@ -256,7 +274,10 @@ def render(
             }
         )
     else:
-        annotations = dict(service.spec.annotations)
+        # raw Deployments: on a Serverless (Knative) install there is no
+        # Deployment <name>-predictor for an HPA (or tierserve's autoscaler) to scale
+        annotations = {"serving.kserve.io/deploymentMode": "RawDeployment"}
+        annotations.update(service.spec.annotations)
         if custom_metric(service) or autoscaled_by_tierserve(service):
             annotations["serving.kserve.io/autoscalerClass"] = "external"
         if autoscaled_by_tierserve(service):
