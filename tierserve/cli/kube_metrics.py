@@ -32,13 +32,13 @@ def register(kube: typer.Typer) -> None:
             ..., "--tls-cert", help="Serving certificate (PEM), for <service>.<namespace>.svc."
         ),
         tls_key: str = typer.Option(..., "--tls-key", help="The certificate's key (PEM)."),
-        requestheader_client_ca: str = typer.Option(
-            ...,
+        requestheader_client_ca: str | None = typer.Option(
+            None,
             "--requestheader-client-ca",
             help="The front proxy's CA (kube-apiserver --requestheader-client-ca-file; "
-            "in-cluster: kube-system/extension-apiserver-authentication's "
-            "requestheader-client-ca-file). Only clients with a certificate it signed "
-            "are served, and only then is X-Remote-User believed.",
+            "default: read from kube-system/extension-apiserver-authentication, as "
+            "aggregated servers do). Only clients with a certificate it signed are served, "
+            "and only then is X-Remote-User believed.",
         ),
         requestheader_allowed_names: list[str] | None = typer.Option(
             None,

@@ -12,7 +12,12 @@ Facts that make a kubelet-less control plane usable:
 * the node-lifecycle controller is off, otherwise nodes without a kubelet heartbeat are
   tainted unreachable and their pods evicted;
 * pods can only be created once the namespace's ``default`` ServiceAccount exists;
-* node capacity and conditions are set through the ``status`` subresource.
+* node capacity and conditions are set through the ``status`` subresource;
+* the aggregation layer is on (a front-proxy CA of its own, ``front-proxy-ca.crt``, and
+  kube-apiserver's client certificate ``front-proxy-client``), so an APIService can
+  route to a server on 127.0.0.1 through an ExternalName Service (no cluster network);
+* the controller-manager's HPA controller syncs every ``HPA_SYNC_PERIOD`` (1 s, not
+  15 s) and stabilises scale-in over ``HPA_DOWNSCALE_STABILIZATION`` (10 s, not 5 min).
 
 The binaries come from ``scripts/k8s-build`` (``~/.cache/tierserve/k8s/<version>/bin``).
 """
@@ -29,7 +34,7 @@ import subprocess
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -40,6 +45,12 @@ from tierserve.runtime.kube.manifests import DEFAULT_VERSION, extender_stanza
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 ADMIN_TOKEN = "tierserve-admin-token"
+FRONT_PROXY_CLIENT = "front-proxy-client"
+"""The common name of kube-apiserver's client certificate to aggregated API servers."""
+HPA_SYNC_PERIOD = "1s"
+"""kube-controller-manager's HPA sync period on the testbed (default 15s)."""
+HPA_DOWNSCALE_STABILIZATION = "10s"
+"""... and its scale-in stabilisation window (default 5m)."""
 
 
 def free_port() -> int:
@@ -113,11 +124,24 @@ def _certificates(pki: Path) -> None:
     )  # fmt: skip
     _openssl("genrsa", "-out", "sa.key", "2048", cwd=pki)
     _openssl("rsa", "-in", "sa.key", "-pubout", "-out", "sa.pub", cwd=pki)
+    # the aggregation layer: the front proxy's own CA (requestheader client CA) and the
+    # client certificate kube-apiserver presents to aggregated API servers
+    _openssl("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "front-proxy-ca.key",
+             cwd=pki)  # fmt: skip
+    _openssl(
+        "req", "-x509", "-new", "-key", "front-proxy-ca.key", "-days", "2",
+        "-subj", "/CN=tierserve-front-proxy-ca", "-out", "front-proxy-ca.crt", cwd=pki,
+    )  # fmt: skip
+    issue_certificate(pki, "front-proxy-client", FRONT_PROXY_CLIENT, server=False,
+                      ca="front-proxy-ca")  # fmt: skip
 
 
-def issue_certificate(pki: Path, name: str, cn: str, server: bool) -> tuple[Path, Path]:
-    """A certificate signed by the testbed's CA (``pki/ca.crt``): a serving one for
-    127.0.0.1/localhost, or a client one (``cn`` is the client's name). Returns
+def issue_certificate(
+    pki: Path, name: str, cn: str, server: bool, ca: str = "ca", dns: Sequence[str] = ()
+) -> tuple[Path, Path]:
+    """A certificate signed by the testbed's CA (``pki/ca.crt``, or ``pki/<ca>.crt``): a
+    serving one for 127.0.0.1/localhost (and the names in ``dns``, e.g. a Service's
+    ``<name>.<namespace>.svc``), or a client one (``cn`` is the client's name). Returns
     (certificate, key)."""
     key, csr, crt, ext = (pki / f"{name}.{s}" for s in ("key", "csr", "crt", "cnf"))
     # an EC key: a TLS handshake costs the server a P-256 signature (~0.1 ms) instead of
@@ -126,7 +150,9 @@ def issue_certificate(pki: Path, name: str, cn: str, server: bool) -> tuple[Path
     _openssl("req", "-new", "-key", key.name, "-subj", f"/CN={cn}", "-out", csr.name, cwd=pki)
     if server:
         ext.write_text(
-            "[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n"
+            "[ext]\nsubjectAltName=IP:127.0.0.1,DNS:localhost"
+            + "".join(f",DNS:{d}" for d in dns)
+            + "\n"
             "keyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\n"
         )
     else:
@@ -134,7 +160,8 @@ def issue_certificate(pki: Path, name: str, cn: str, server: bool) -> tuple[Path
             "[ext]\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n"
         )
     _openssl(
-        "x509", "-req", "-in", csr.name, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "x509", "-req", "-in", csr.name, "-CA", f"{ca}.crt", "-CAkey", f"{ca}.key",
+        "-CAcreateserial",
         "-days", "2", "-extfile", ext.name, "-extensions", "ext", "-out", crt.name, cwd=pki,
     )  # fmt: skip
     return crt, key
@@ -253,6 +280,14 @@ class ControlPlane:
                 "--disable-admission-plugins=TaintNodesByCondition",
                 f"--cert-dir={pki}",
                 "--endpoint-reconciler-type=none",
+                # the aggregation layer (APIService: tierserve's custom metrics API)
+                f"--requestheader-client-ca-file={pki / 'front-proxy-ca.crt'}",
+                f"--requestheader-allowed-names={FRONT_PROXY_CLIENT}",
+                "--requestheader-username-headers=X-Remote-User",
+                "--requestheader-group-headers=X-Remote-Group",
+                "--requestheader-extra-headers-prefix=X-Remote-Extra-",
+                f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
+                f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
                 "--v=1",
             ],
         )
@@ -276,6 +311,9 @@ class ControlPlane:
                 "--concurrent-replicaset-syncs=5",
                 "--kube-api-qps=200",
                 "--kube-api-burst=400",
+                # the stock HPA controller, quick enough for tests
+                f"--horizontal-pod-autoscaler-sync-period={HPA_SYNC_PERIOD}",
+                f"--horizontal-pod-autoscaler-downscale-stabilization={HPA_DOWNSCALE_STABILIZATION}",
                 "--v=1",
             ],
         )

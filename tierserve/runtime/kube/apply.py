@@ -37,6 +37,7 @@ _CLUSTER_SCOPED = {
     "ClusterRoleBinding",
     "CustomResourceDefinition",
     "MutatingWebhookConfiguration",
+    "APIService",
 }
 
 

@@ -7,7 +7,9 @@ APIService). Each request for ``namespaces/<ns>/pods/<name|*>/<metric>?labelSele
 lists the selected pods, scrapes each Running pod's ``/metrics`` at
 ``http://<podIP>:<port>/metrics`` (port: the ``prometheus.io/port`` annotation, else the
 first container port, else ``--pod-port``; path: ``prometheus.io/path``, else
-``/metrics``), and answers a ``MetricValueList`` of their values (``policy.metricsapi``).
+``/metrics``), and answers a ``MetricValueList`` of their values: one number per pod, the sum of the
+metric's series as the local runtime reads it (``runtime.promtext``), or of the series a
+``metricLabelSelector`` selects (``policy.metricsapi``).
 A pod that does not answer or lacks the metric is left out (the HPA counts it missing).
 
 The front-proxy check an aggregated server must do: every API request must come over
@@ -21,6 +23,8 @@ open to probes.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
@@ -37,6 +41,7 @@ from tierserve.errors import FieldError, NotFoundError, TierserveError, Validati
 from tierserve.policy import metricsapi
 from tierserve.policy.metricsapi import PodValue, Sample, Selector
 from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj
+from tierserve.runtime.promtext import parse_metrics
 
 log = logging.getLogger("tierserve.kube.metrics")
 
@@ -50,8 +55,10 @@ class FrontProxyTLS:
 
     cert_file: str
     key_file: str
-    requestheader_ca: str
+    requestheader_ca: str | None = None
+    """A PEM file; None: ``ca_data`` (read from the cluster, see ``front_proxy_from``)."""
     allowed_names: tuple[str, ...] = ()
+    ca_data: str | None = None
 
     def context(self) -> ssl.SSLContext:
         for flag, value in (
@@ -59,8 +66,11 @@ class FrontProxyTLS:
             ("--tls-key", self.key_file),
             ("--requestheader-client-ca", self.requestheader_ca),
         ):
-            if not Path(value).is_file():
+            if value is not None and not Path(value).is_file():
                 raise ValidationError("", [FieldError(flag, f"{value!r} is not a readable file")])
+        if self.requestheader_ca is None and not self.ca_data:
+            what = "is required (or readable kube-system/extension-apiserver-authentication)"
+            raise ValidationError("", [FieldError("--requestheader-client-ca", what)])
         ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             ctx.load_cert_chain(self.cert_file, self.key_file)
@@ -68,7 +78,10 @@ class FrontProxyTLS:
             what = f"cannot load the certificate or key: {exc}"
             raise ValidationError("", [FieldError("--tls-cert", what)]) from exc
         try:
-            ctx.load_verify_locations(self.requestheader_ca)
+            if self.requestheader_ca is not None:
+                ctx.load_verify_locations(self.requestheader_ca)
+            else:
+                ctx.load_verify_locations(cadata=self.ca_data)
         except ssl.SSLError as exc:
             what = f"cannot load the CA: {exc}"
             raise ValidationError("", [FieldError("--requestheader-client-ca", what)]) from exc
@@ -219,6 +232,15 @@ class MetricsApi:
     async def resources(self, _: web.Request) -> web.Response:
         return web.json_response(metricsapi.api_resource_list(self.metrics))
 
+    async def openapi_v2(self, _: web.Request) -> web.Response:
+        # kube-apiserver aggregates every APIService's OpenAPI; an empty document says
+        # "nothing to publish" (a 404 is retried and logged as an error)
+        info = {"title": "tierserve custom metrics API", "version": metricsapi.VERSION}
+        return web.json_response({"swagger": "2.0", "info": info, "paths": {}})
+
+    async def openapi_v3(self, _: web.Request) -> web.Response:
+        return web.json_response({"paths": {}})
+
     async def other(self, request: web.Request) -> web.Response:
         return _status(
             404, "NotFound",
@@ -275,7 +297,10 @@ class MetricsApi:
             if text is None:
                 continue
             try:
-                value = metricsapi.pod_value(parse_samples(text), metric, selector)
+                if selector.requirements:
+                    value = metricsapi.pod_value(parse_samples(text), metric, selector)
+                else:  # one number per name, exactly as the local runtime reads it
+                    value = parse_metrics(text).get(metric)
             except ValueError as exc:
                 log.warning("bad /metrics from %s: %s", url, exc)
                 continue
@@ -289,6 +314,8 @@ class MetricsApi:
         app.router.add_get("/healthz", self.health)
         app.router.add_get("/readyz", self.health)
         app.router.add_get("/livez", self.health)
+        app.router.add_get("/openapi/v2", self.openapi_v2)
+        app.router.add_get("/openapi/v3", self.openapi_v3)
         app.router.add_get("/apis", self.groups)
         app.router.add_get(f"/apis/{metricsapi.GROUP}", self.group)
         app.router.add_get(API, self.resources)
@@ -324,6 +351,33 @@ class HttpFetch:
             self._session = None
 
 
+AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
+
+
+async def front_proxy_from(kube: KubeClient, tls: FrontProxyTLS) -> FrontProxyTLS:
+    """``tls`` with the front proxy's CA and allowed names from the ConfigMap
+    kube-apiserver publishes (``kube-system/extension-apiserver-authentication``) where
+    flags did not give them, as aggregated servers read them."""
+    if tls.requestheader_ca is not None:
+        return tls
+    try:
+        data = (await kube.get(AUTH_CONFIGMAP)).get("data") or {}
+    except TierserveError as exc:
+        what = f"not given, and cannot read {AUTH_CONFIGMAP}: {exc}"
+        raise ValidationError("", [FieldError("--requestheader-client-ca", what)]) from exc
+    ca = data.get("requestheader-client-ca-file")
+    if not ca:
+        what = "not given, and the cluster publishes none (kube-apiserver has no aggregation layer)"
+        raise ValidationError("", [FieldError("--requestheader-client-ca", what)])
+    names = tls.allowed_names
+    if not names:
+        try:
+            names = tuple(json.loads(data.get("requestheader-allowed-names") or "[]"))
+        except ValueError:
+            names = ()
+    return dataclasses.replace(tls, ca_data=ca, allowed_names=names)
+
+
 async def serve_metrics_api(
     config: KubeConfig,
     host: str,
@@ -334,9 +388,10 @@ async def serve_metrics_api(
     scrape_timeout_s: float = 2.0,
 ) -> None:
     """Serve the custom metrics API until cancelled."""
-    ssl_context = tls.context()
     fetch = HttpFetch(scrape_timeout_s)
     async with KubeClient(config) as kube:
+        tls = await front_proxy_from(kube, tls)
+        ssl_context = tls.context()
         api = MetricsApi(ApiPods(kube), fetch, metrics, default_port, tls.allowed_names)
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()

@@ -27,7 +27,11 @@
   (which set neither) work as written. ``failurePolicy: Ignore``: while the webhook is
   down pods are still created, with what they say (a pod that then names no scheduler
   is placed by the default one, outside its policy); kube-system and tierserve's own
-  namespace are never sent to it.
+  namespace are never sent to it;
+* the custom metrics API for the stock HPA (``tierserve kube metrics`` behind the
+  APIService ``v1beta2.custom.metrics.k8s.io``; serving certificate from Secret
+  ``tierserve-metrics-tls``), so arena's HPA on ``DCGM_CUSTOM_PROCESS_SM_UTIL`` works
+  with no Prometheus and no adapter.
 """
 
 from __future__ import annotations
@@ -51,6 +55,10 @@ EXTENDER_TLS_SECRET = "tierserve-extender-tls"
 SCRAPE_LABEL = "tierserve.io/scrape"
 """Pods with this label set to ``"true"`` (Prometheus) may reach the extender's metrics."""
 PART_OF = {"app.kubernetes.io/part-of": "tierserve"}
+METRICS_NAME = "tierserve-metrics"
+METRICS_PORT = 6443
+METRICS_GROUP = "custom.metrics.k8s.io"
+METRICS_VERSION = "v1beta2"
 
 
 @dataclass(frozen=True)
@@ -391,6 +399,110 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
     ]
 
 
+def metrics_apiservice(
+    opts: ManifestOptions, service: Obj | None = None, ca_bundle: str | None = None
+) -> Obj:
+    """The APIService ``v1beta2.custom.metrics.k8s.io`` routing the custom metrics API to
+    ``tierserve kube metrics``. ``service`` defaults to its Service (port 443);
+    ``ca_bundle`` (base64 PEM) is the CA of its serving certificate, else cert-manager
+    injects it from the Certificate ``tierserve-metrics``."""
+    meta = _meta(f"{METRICS_VERSION}.{METRICS_GROUP}", opts, namespaced=False)
+    spec: Obj = {
+        "group": METRICS_GROUP,
+        "version": METRICS_VERSION,
+        "service": service or {"namespace": opts.namespace, "name": METRICS_NAME, "port": 443},
+        "groupPriorityMinimum": 100,
+        "versionPriority": 200,
+    }
+    if ca_bundle is not None:
+        spec["caBundle"] = ca_bundle
+    else:
+        meta["annotations"] = {"cert-manager.io/inject-ca-from": f"{opts.namespace}/{METRICS_NAME}"}
+    return {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": meta,
+            "spec": spec}  # fmt: skip
+
+
+def _metrics_api(opts: ManifestOptions) -> list[Obj]:
+    """The custom metrics API for the stock HPA: ``tierserve kube metrics`` (its serving
+    certificate from Secret ``tierserve-metrics-tls``, for
+    ``tierserve-metrics.<namespace>.svc``), its Service and APIService, and RBAC: read
+    pods (to find and scrape them), ``system:auth-delegator`` (token and access reviews,
+    as an aggregated server may) and ``extension-apiserver-authentication-reader`` in
+    kube-system (the front proxy's CA and allowed names, read at start-up). The stock
+    ``system:controller:horizontal-pod-autoscaler`` role already reads
+    ``custom.metrics.k8s.io``."""
+    ns, tls = opts.namespace, "/etc/tierserve/tls"
+    server: Obj = {
+        "name": "metrics",
+        "image": opts.image,
+        "command": [
+            "tierserve",
+            "kube",
+            "metrics",
+            f"--listen=0.0.0.0:{METRICS_PORT}",
+            f"--tls-cert={tls}/tls.crt",
+            f"--tls-key={tls}/tls.key",
+        ],
+        "ports": [{"name": "https", "containerPort": METRICS_PORT}],
+        "readinessProbe": {
+            "httpGet": {"path": "/readyz", "port": METRICS_PORT, "scheme": "HTTPS"},
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "httpGet": {"path": "/healthz", "port": METRICS_PORT, "scheme": "HTTPS"},
+            "initialDelaySeconds": 10,
+        },
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": {**_SECURITY, "runAsUser": 65532},
+        "volumeMounts": [{"name": "tls", "mountPath": tls, "readOnly": True}],
+    }
+    reader = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {**_meta(f"{METRICS_NAME}-auth-reader", opts), "namespace": "kube-system"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                    "name": "extension-apiserver-authentication-reader"},
+        "subjects": [{"kind": "ServiceAccount", "name": METRICS_NAME, "namespace": ns}],
+    }  # fmt: skip
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(METRICS_NAME, opts)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(METRICS_NAME, opts, namespaced=False),
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}],
+        },
+        _cluster_binding(METRICS_NAME, METRICS_NAME, METRICS_NAME, ns, opts),
+        _cluster_binding(
+            f"{METRICS_NAME}:system:auth-delegator",
+            "system:auth-delegator",
+            METRICS_NAME,
+            ns,
+            opts,
+        ),
+        reader,
+        _deployment(
+            METRICS_NAME,
+            opts,
+            {
+                "serviceAccountName": METRICS_NAME,
+                "containers": [server],
+                "volumes": [{"name": "tls", "secret": {"secretName": f"{METRICS_NAME}-tls"}}],
+            },
+        ),
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(METRICS_NAME, opts),
+            "spec": {
+                "selector": {"app.kubernetes.io/name": METRICS_NAME},
+                "ports": [{"name": "https", "port": 443, "targetPort": "https"}],
+            },
+        },
+        metrics_apiservice(opts),
+    ]
+
+
 def pod_defaults_webhook(opts: ManifestOptions, client_config: Obj | None = None) -> Obj:
     """The MutatingWebhookConfiguration of the pod-defaults webhook. ``client_config``
     defaults to the extender's Service (its CA injected by cert-manager from the
@@ -456,6 +568,7 @@ def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
         *_scheduler(opts),
         *_tierserve(opts),
         pod_defaults_webhook(opts),
+        *_metrics_api(opts),
     ]
 
 
@@ -471,6 +584,7 @@ __all__ = [
     "dump",
     "extender_stanza",
     "manifests",
+    "metrics_apiservice",
     "pod_defaults_webhook",
     "scheduler_configuration",
 ]
