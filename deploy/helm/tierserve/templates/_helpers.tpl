@@ -54,9 +54,6 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 {{- if and (gt (int .Values.extender.replicas) 1) (not .Values.extender.leaderElection.enabled) -}}
 {{- fail "extender.replicas > 1 needs extender.leaderElection.enabled: two active extenders would each place pods up to a unit's max" -}}
 {{- end -}}
-{{- if .Values.metrics.enabled -}}
-{{- fail "metrics.enabled: the custom-metrics API server is not in this chart version yet" -}}
-{{- end -}}
 {{- if .Values.autoscaler.enabled -}}
 {{- fail "autoscaler.enabled: tierserve's Kubernetes autoscaler is not in this chart version yet" -}}
 {{- end -}}
