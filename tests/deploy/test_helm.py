@@ -432,6 +432,16 @@ async def test_rendered_chart_passes_server_side_dry_run(
             objects = render(helm, tmp_path, values, namespace)
             answered = await apply_all(kube, objects, dry_run=True)
             assert [a["kind"] for a in answered] == [o["kind"] for o in objects], values
+        # helm's own server-side dry run of an install: its checks against the cluster's
+        # discovery, and the notes a user reads
+        done = helm_run(
+            helm, "install", "tierserve", str(CHART), "--namespace", namespace,
+            "--dry-run=server", "--kubeconfig", str(testbed.kubeconfig),
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        notes = done.stdout.split("NOTES:", 1)[1]
+        assert f"tierserve {__version__} is installed in namespace {namespace}." in notes
+        assert "tierserve-extender-tls   the extender's certificate" in notes
         # a dry run creates nothing
         crds = await kube.get("/apis/apiextensions.k8s.io/v1/customresourcedefinitions")
         names = {c["metadata"]["name"] for c in crds["items"]}
