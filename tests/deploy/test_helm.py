@@ -145,7 +145,20 @@ SWITCHES: list[Obj] = [
     {"extender": {"replicas": 3, "leaderElection": {"leaseDurationSeconds": 20}}},
     {"image": {"repository": "registry.internal/tierserve", "tag": "dev", "pullPolicy": "Always"}},
 ]
-IDS = [json.dumps(s, separators=(",", ":")) for s in SWITCHES]
+
+
+def flat(values: Obj, prefix: str = "") -> list[str]:
+    """``{"webhook": {"enabled": False}}`` as ``["webhook.enabled=false"]`` (test ids)."""
+    out = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            out += flat(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={json.dumps(value)}".replace('"', ""))
+    return out
+
+
+IDS = [",".join(flat(s)) or "defaults" for s in SWITCHES]
 
 
 def test_chart_version_and_app_version() -> None:
