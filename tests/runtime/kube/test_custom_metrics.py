@@ -320,6 +320,21 @@ async def test_stock_hpa_scales_the_seed_service_on_gpu_utilisation(
             f" current {current['current']}; metrics "
             + ", ".join(f"{i['describedObject']['name']}={i['value']}" for i in loaded["items"])
         )
+
+        # the load stops: after the testbed's 10 s scale-in stabilisation the HPA goes back
+        # to 1, and the deletion costs make the ReplicaSet remove the virtual node's pods
+        stop.set()
+        await load
+        ended = time.monotonic()
+
+        async def back_to_one() -> object:
+            pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
+            alive = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
+            return len(alive) == 1 and alive
+
+        left: Any = await until(back_to_one, 60, 0.2)
+        assert left[0]["spec"]["nodeName"] == IDC.name, "a cloud replica outlived the IDC one"
+        print(f"back to 1 replica {time.monotonic() - ended:.1f} s after the load stopped")
     finally:
         stop.set()
         if load is not None:
