@@ -1,7 +1,9 @@
-"""``tierserve gateway``: the OpenAI-compatible gateway on its own, fed by a routes file or URL."""
+"""``tierserve gateway``: the OpenAI-compatible gateway on its own, fed by a routes file or
+URL, or by the pods of a Kubernetes cluster (``--discovery kubernetes``)."""
 
 from __future__ import annotations
 
+import functools
 import logging
 from pathlib import Path
 
@@ -32,6 +34,16 @@ def register(app: typer.Typer) -> None:
         routes_interval_s: float = typer.Option(
             1.0, "--routes-interval-s", help="How often to re-check the routes file or URL."
         ),
+        discovery: str | None = typer.Option(
+            None,
+            "--discovery",
+            help="kubernetes: route to the pods of each service in the cluster of "
+            "--kubeconfig (a watch; their tier from their node).",
+        ),
+        kubeconfig: str | None = typer.Option(
+            None, "--kubeconfig", envvar="KUBECONFIG", help="kubeconfig for --discovery."
+        ),
+        context: str | None = typer.Option(None, "--context", help="kubeconfig context."),
         workers: int = typer.Option(
             1, help="Worker processes sharing the port (SO_REUSEPORT); each has its own routes."
         ),
@@ -67,7 +79,8 @@ def register(app: typer.Typer) -> None:
         ),
         log_level: str = typer.Option("INFO", help="Python log level."),
     ) -> None:
-        """Serve the OpenAI API in front of the replicas a routes file or URL lists."""
+        """Serve the OpenAI API in front of the replicas a routes file or URL lists, or of
+        a Kubernetes cluster's pods (--discovery kubernetes)."""
         from tierserve.gateway.config import GatewayConfig
         from tierserve.gateway.run import RouteSourceSpec, run_gateway
 
@@ -86,11 +99,23 @@ def register(app: typer.Typer) -> None:
                 upstream_keepalive_s=upstream_keepalive_s,
                 upstream_max_idle=upstream_max_idle,
             )
+            factory = None
+            if discovery is not None:
+                if discovery != "kubernetes":
+                    what = f"{discovery!r} is not one of kubernetes"
+                    raise ValidationError("", [FieldError("discovery", what)])
+                from tierserve.runtime.kube import discovery as kube_discovery
+                from tierserve.runtime.kube.client import load_config
+
+                factory = functools.partial(
+                    kube_discovery.route_source, load_config(kubeconfig, context)
+                )
             spec = RouteSourceSpec(
                 routes_file=str(routes) if routes is not None else None,
                 routes_url=routes_url,
                 routes_token=routes_token,
                 poll_interval_s=routes_interval_s,
+                factory=factory,
             )
             run_gateway(config, spec, host, port, workers, loop)
         except ValidationError as exc:  # name the flags, as the user typed them

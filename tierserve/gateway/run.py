@@ -49,11 +49,16 @@ class RouteSourceSpec:
     routes_url: str | None = None
     routes_token: str | None = None
     poll_interval_s: float = 1.0
+    factory: Callable[[], RouteSource] | None = None
+    """Builds another kind of source (``--discovery kubernetes``: the caller's, so the
+    gateway needs no body); a picklable callable, one source per worker."""
 
     def __post_init__(self) -> None:
-        if (self.routes_file is None) == (self.routes_url is None):
+        given = [x for x in (self.routes_file, self.routes_url, self.factory) if x is not None]
+        if len(given) != 1:
             raise ValidationError(
-                "gateway", [FieldError("routes", "give exactly one of --routes or --routes-url")]
+                "gateway",
+                [FieldError("routes", "give exactly one of --routes, --routes-url or --discovery")],
             )
         if self.poll_interval_s <= 0:
             raise ValidationError(
@@ -61,6 +66,8 @@ class RouteSourceSpec:
             )
 
     def build(self) -> RouteSource:
+        if self.factory is not None:
+            return self.factory()
         if self.routes_file is not None:
             return FileRouteSource(self.routes_file)
         assert self.routes_url is not None
@@ -123,8 +130,9 @@ async def serve_standalone(
         follower.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await follower
-        if isinstance(source, UrlRouteSource):
-            await source.close()
+        close = getattr(source, "close", None)
+        if close is not None:
+            await close()
 
 
 def _run_until_signal(
