@@ -225,7 +225,8 @@ def test_switches_change_what_they_say(helm: Path, tmp_path: Path) -> None:
     )
     assert "--leader-elect" not in container(single, "tierserve")["command"]
     roles = [o["metadata"]["name"] for o in single if o["kind"] == "Role"]
-    assert roles == ["tierserve-scheduler-leader-election"]
+    assert "tierserve-leader-election" not in roles  # the scheduler's and autoscaler's remain
+    assert "tierserve-scheduler-leader-election" in roles
     assert "PodDisruptionBudget" not in kinds(single)
     three = render(
         helm,
@@ -323,22 +324,6 @@ def test_settings_that_cannot_work_are_refused(
     assert message in refused(helm, tmp_path, values)
 
 
-# tierserve's Kubernetes autoscaler has a switch in the chart; its objects join once
-# manifests.py renders them. Until then rendering with the switch on says so instead of
-# silently installing nothing.
-COMING = {"autoscaler": "tierserve's Kubernetes autoscaler"}
-
-
-@pytest.mark.parametrize("switch", sorted(COMING))
-def test_switches_of_parts_still_coming_refuse_to_render(
-    helm: Path, tmp_path: Path, switch: str
-) -> None:
-    default = yaml.safe_load((CHART / "values.yaml").read_text())
-    assert default[switch] == {"enabled": False}
-    said = refused(helm, tmp_path, {switch: {"enabled": True}})
-    assert f"{switch}.enabled: {COMING[switch]} is not in this chart version yet" in said
-
-
 # --- the same objects as `tierserve kube manifests` -----------------------------------
 
 
@@ -381,6 +366,20 @@ def test_chart_without_the_metrics_api_renders_the_rest(helm: Path, tmp_path: Pa
     chart = by_identity(render(helm, tmp_path, {"metrics": {"enabled": False}}))
     plain = by_identity(
         [o for o in manifests.manifests() if o["kind"] != "Namespace" and not is_metrics_api(o)]
+    )
+    assert sorted(chart) == sorted(plain)
+    for identity, obj in plain.items():
+        assert chart[identity] == obj, identity
+
+
+def is_autoscaler(obj: Obj) -> bool:
+    return obj["metadata"]["name"].startswith(manifests.AUTOSCALER_NAME)
+
+
+def test_chart_without_the_autoscaler_renders_the_rest(helm: Path, tmp_path: Path) -> None:
+    chart = by_identity(render(helm, tmp_path, {"autoscaler": {"enabled": False}}))
+    plain = by_identity(
+        [o for o in manifests.manifests() if o["kind"] != "Namespace" and not is_autoscaler(o)]
     )
     assert sorted(chart) == sorted(plain)
     for identity, obj in plain.items():

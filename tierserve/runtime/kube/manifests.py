@@ -553,6 +553,68 @@ def pod_defaults_webhook(opts: ManifestOptions, client_config: Obj | None = None
     }
 
 
+AUTOSCALER_NAME = "tierserve-autoscaler"
+
+
+def _autoscaler(opts: ManifestOptions) -> list[Obj]:
+    """tierserve's autoscaler (``tierserve kube autoscaler --leader-elect``): two replicas
+    on the Lease ``tierserve-autoscaler``, reading Deployments and pods, writing the
+    Deployments' scale and state annotation, and Events."""
+    ns = opts.namespace
+    labels = {"app.kubernetes.io/name": AUTOSCALER_NAME, **PART_OF}
+    container: Obj = {
+        "name": "autoscaler",
+        "image": opts.image,
+        "command": ["tierserve", "kube", "autoscaler", "--leader-elect"],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": "POD_NAMESPACE",
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
+            },
+        ],
+        "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+        "securityContext": {**_SECURITY, "runAsUser": 65532},
+    }
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(AUTOSCALER_NAME, opts)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(AUTOSCALER_NAME, opts, namespaced=False),
+            "rules": [
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments"],
+                    "verbs": ["get", "list", "watch", "patch"],
+                },
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments/scale"],
+                    "verbs": ["get", "patch", "update"],
+                },
+                {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+            ],
+        },
+        _cluster_binding(AUTOSCALER_NAME, AUTOSCALER_NAME, AUTOSCALER_NAME, ns, opts),
+        *_lease_rbac(AUTOSCALER_NAME, AUTOSCALER_NAME, opts),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(AUTOSCALER_NAME, opts),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app.kubernetes.io/name": AUTOSCALER_NAME}},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {"serviceAccountName": AUTOSCALER_NAME, "containers": [container]},
+                },
+            },
+        },
+    ]
+
+
 def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
     """Every object, in apply order (CRD and namespace first)."""
     opts = opts or ManifestOptions()
@@ -569,6 +631,7 @@ def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
         *_tierserve(opts),
         pod_defaults_webhook(opts),
         *_metrics_api(opts),
+        *_autoscaler(opts),
     ]
 
 
@@ -578,6 +641,7 @@ def dump(objects: list[Obj]) -> str:
 
 
 __all__ = [
+    "AUTOSCALER_NAME",
     "DEFAULT_VERSION",
     "SCHEDULER_NAME",
     "ManifestOptions",

@@ -49,13 +49,10 @@ app.kubernetes.io/instance: {{ $root.Release.Name }}
 {{- .Values.tls.schedulerClientSecret | default (printf "%s-client" (include "tierserve.schedulerName" .)) -}}
 {{- end -}}
 
-{{/* Settings that cannot work together, and switches whose objects are not here yet. */}}
+{{/* Settings that cannot work together. */}}
 {{- define "tierserve.validate" -}}
 {{- if and (gt (int .Values.extender.replicas) 1) (not .Values.extender.leaderElection.enabled) -}}
 {{- fail "extender.replicas > 1 needs extender.leaderElection.enabled: two active extenders would each place pods up to a unit's max" -}}
-{{- end -}}
-{{- if .Values.autoscaler.enabled -}}
-{{- fail "autoscaler.enabled: tierserve's Kubernetes autoscaler is not in this chart version yet" -}}
 {{- end -}}
 {{- end -}}
 
