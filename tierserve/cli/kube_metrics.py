@@ -12,7 +12,8 @@ from tierserve.cli.output import fail
 from tierserve.errors import FieldError, TierserveError, ValidationError
 from tierserve.policy.metricsapi import SERVED_METRICS, metric_names
 from tierserve.runtime.kube.client import load_config
-from tierserve.runtime.kube.custom_metrics import FrontProxyTLS, serve_metrics_api
+from tierserve.runtime.kube.custom_metrics import serve_metrics_api
+from tierserve.runtime.kube.frontproxy import FrontProxyTLS
 
 
 def _listen(value: str) -> tuple[str, int]:

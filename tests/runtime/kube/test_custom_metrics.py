@@ -176,7 +176,14 @@ async def test_discovery_errors_and_the_front_proxy_check(
             (None, {"X-Remote-User": "admin"}, 401),  # no client certificate
             ("intruder", {"X-Remote-User": "admin"}, 403),  # front-proxy CA, not allowed
             (FRONT_PROXY_CLIENT, {}, 401),  # no user
-            (FRONT_PROXY_CLIENT, {"X-Remote-User": "admin"}, 200),
+            # the front proxy's key does not lend its rights: a SubjectAccessReview decides
+            (FRONT_PROXY_CLIENT, {"X-Remote-User": "nobody"}, 403),
+            (FRONT_PROXY_CLIENT, {"X-Remote-User": "admin"}, 403),  # admin's rights: its group
+            (
+                FRONT_PROXY_CLIENT,
+                {"X-Remote-User": "admin", "X-Remote-Group": "system:masters"},
+                200,
+            ),
         ):
             async with session.get(url, ssl=_client(stack, cert), headers=headers) as resp:
                 assert resp.status == code, (cert, headers, await resp.text())

@@ -7,11 +7,13 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from tierserve.errors import NotFoundError
 from tierserve.policy.metricsapi import parse_selector
 from tierserve.runtime.kube.custom_metrics import MetricsApi, scrape_target
+from tierserve.runtime.kube.frontproxy import USER_KEY, Access, User
 
 Obj = dict[str, Any]
 API = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods"
@@ -167,3 +169,44 @@ def test_scrape_target_port_and_path() -> None:
     assert scrape_target(bare, 8000) == "http://127.0.0.9:8000/metrics"
     assert scrape_target(pod("v6", "fd00::5"), 8000) == "http://[fd00::5]:8080/metrics"
     assert scrape_target(PODS[3], 8000) is None
+
+
+class FakeAuthorizer:
+    def __init__(self) -> None:
+        self.asked: list[tuple[User, Access]] = []
+
+    async def allowed(self, user: User, access: Access) -> tuple[bool, str]:
+        self.asked.append((user, access))
+        return user.name == "system:kube-controller-manager", "" if user.name else "no user"
+
+
+async def test_metric_values_only_for_users_the_authorizer_allows() -> None:
+    authorizer = FakeAuthorizer()
+    api = MetricsApi(FakePods(PODS), fetch, front_proxy=False, authorizer=authorizer)
+    app = api.app()
+
+    @web.middleware
+    async def as_user(request: web.Request, handler: Any) -> Any:
+        # what the front-proxy check leaves for the handlers
+        request[USER_KEY] = User(request.headers.get("X-Test-User", ""), ("g1",))
+        return await handler(request)
+
+    app.middlewares.insert(0, as_user)
+    async with TestClient(TestServer(app)) as c:
+        url = f"{API}/*/DCGM_CUSTOM_PROCESS_SM_UTIL"
+        resp = await c.get(url, headers={"X-Test-User": "system:kube-controller-manager"})
+        assert resp.status == 200
+        resp = await c.get(url, headers={"X-Test-User": "intruder"})
+        assert resp.status == 403
+        assert (
+            "user 'intruder' cannot get resource \"pods/DCGM_CUSTOM_PROCESS_SM_UTIL\""
+            in (await resp.json())["message"]
+        )
+        # discovery is not a resource: any user the front proxy vouches for may read it
+        assert (await c.get("/apis/custom.metrics.k8s.io/v1beta2",
+                            headers={"X-Test-User": "intruder"})).status == 200  # fmt: skip
+    assert authorizer.asked[0] == (
+        User("system:kube-controller-manager", ("g1",)),
+        Access("custom.metrics.k8s.io", "v1beta2", "default", "pods", "*",
+               "DCGM_CUSTOM_PROCESS_SM_UTIL"),
+    )  # fmt: skip

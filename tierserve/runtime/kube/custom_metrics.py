@@ -12,82 +12,43 @@ metric's series as the local runtime reads it (``runtime.promtext``), or of the 
 ``metricLabelSelector`` selects (``policy.metricsapi``).
 A pod that does not answer or lacks the metric is left out (the HPA counts it missing).
 
-The front-proxy check an aggregated server must do: every API request must come over
-TLS with a client certificate signed by the requestheader client CA (the kube-apiserver's
-``--proxy-client-cert-file``), whose common name is one of ``--requestheader-allowed-names``
-when any are given; only then is the ``X-Remote-User`` header believed. No certificate,
-or no user: 401; a certificate of another name: 403. ``/healthz`` and ``/readyz`` are
-open to probes.
+Who may ask (``frontproxy``): only kube-apiserver's front proxy (its client certificate,
+signed by the requestheader client CA, of an allowed name) and, for metric values, only
+a user a SubjectAccessReview allows to ``get`` ``custom.metrics.k8s.io`` ``pods/<metric>``
+in the namespace. ``/healthz`` and ``/readyz`` are open to probes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-import json
 import logging
-import ssl
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Protocol
 
 import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
-from tierserve.errors import FieldError, NotFoundError, TierserveError, ValidationError
+from tierserve.errors import NotFoundError, TierserveError, ValidationError
 from tierserve.policy import metricsapi
 from tierserve.policy.metricsapi import PodValue, Sample, Selector
 from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj
+from tierserve.runtime.kube.frontproxy import (
+    USER_KEY,
+    Access,
+    Authorizer,
+    FrontProxyTLS,
+    Refusal,
+    SubjectAccessReviews,
+    front_proxy_from,
+    front_proxy_user,
+)
 from tierserve.runtime.promtext import parse_metrics
 
 log = logging.getLogger("tierserve.kube.metrics")
 
 API = f"/apis/{metricsapi.GROUP_VERSION}"
-USER_HEADER = "X-Remote-User"
-
-
-@dataclass(frozen=True)
-class FrontProxyTLS:
-    """The server's certificate and the front-proxy check (see the module doc)."""
-
-    cert_file: str
-    key_file: str
-    requestheader_ca: str | None = None
-    """A PEM file; None: ``ca_data`` (read from the cluster, see ``front_proxy_from``)."""
-    allowed_names: tuple[str, ...] = ()
-    ca_data: str | None = None
-
-    def context(self) -> ssl.SSLContext:
-        for flag, value in (
-            ("--tls-cert", self.cert_file),
-            ("--tls-key", self.key_file),
-            ("--requestheader-client-ca", self.requestheader_ca),
-        ):
-            if value is not None and not Path(value).is_file():
-                raise ValidationError("", [FieldError(flag, f"{value!r} is not a readable file")])
-        if self.requestheader_ca is None and not self.ca_data:
-            what = "is required (or readable kube-system/extension-apiserver-authentication)"
-            raise ValidationError("", [FieldError("--requestheader-client-ca", what)])
-        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        try:
-            ctx.load_cert_chain(self.cert_file, self.key_file)
-        except ssl.SSLError as exc:
-            what = f"cannot load the certificate or key: {exc}"
-            raise ValidationError("", [FieldError("--tls-cert", what)]) from exc
-        try:
-            if self.requestheader_ca is not None:
-                ctx.load_verify_locations(self.requestheader_ca)
-            else:
-                ctx.load_verify_locations(cadata=self.ca_data)
-        except ssl.SSLError as exc:
-            what = f"cannot load the CA: {exc}"
-            raise ValidationError("", [FieldError("--requestheader-client-ca", what)]) from exc
-        # optional at the handshake (probes have no certificate); API requests check it
-        ctx.verify_mode = ssl.CERT_OPTIONAL
-        return ctx
 
 
 class Pods(Protocol):
@@ -155,19 +116,6 @@ def _status(code: int, reason: str, message: str) -> web.Response:
     return web.json_response(metricsapi.status(code, reason, message), status=code)
 
 
-def client_name(request: web.Request) -> str | None:
-    """The verified client certificate's common name, or None without one."""
-    transport = request.transport
-    peer = transport.get_extra_info("peercert") if transport is not None else None
-    if not peer:
-        return None
-    for rdn in peer.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return ""
-
-
 class MetricsApi:
     """The API's handlers; ``app()`` builds the aiohttp application."""
 
@@ -180,6 +128,7 @@ class MetricsApi:
         allowed_names: tuple[str, ...] = (),
         front_proxy: bool = True,
         window_s: int = 1,
+        authorizer: Authorizer | None = None,
     ) -> None:
         self.pods = pods
         self.fetch = fetch
@@ -188,8 +137,9 @@ class MetricsApi:
         self.allowed_names = allowed_names
         self.front_proxy = front_proxy
         self.window_s = window_s
+        self.authorizer = authorizer
 
-    # --- the front-proxy check ---------------------------------------------------------
+    # --- the front-proxy check (``frontproxy``) ------------------------------------------
 
     @web.middleware
     async def authenticate(
@@ -197,23 +147,11 @@ class MetricsApi:
     ) -> web.StreamResponse:
         if request.path in ("/healthz", "/readyz", "/livez") or not self.front_proxy:
             return await handler(request)
-        name = client_name(request)
-        if name is None:
-            log.warning("refused %s: no client certificate", request.path)
-            return _status(
-                401, "Unauthorized",
-                "a client certificate signed by the requestheader client CA is required "
-                "(requests come through the kube-apiserver's front proxy)",
-            )  # fmt: skip
-        if self.allowed_names and name not in self.allowed_names:
-            log.warning("refused %s: client certificate %r not allowed", request.path, name)
-            return _status(
-                403, "Forbidden",
-                f"client certificate {name!r} is not one of --requestheader-allowed-names "
-                f"({', '.join(self.allowed_names)})",
-            )  # fmt: skip
-        if not request.headers.get(USER_HEADER):
-            return _status(401, "Unauthorized", f"no {USER_HEADER} header from the front proxy")
+        who = front_proxy_user(request, self.allowed_names)
+        if isinstance(who, Refusal):
+            log.warning("refused %s: %s", request.path, who.message)
+            return _status(who.code, who.reason, who.message)
+        request[USER_KEY] = who
         return await handler(request)
 
     # --- handlers ----------------------------------------------------------------------
@@ -267,6 +205,19 @@ class MetricsApi:
             )
         except ValidationError as exc:
             return _status(400, "BadRequest", str(exc))
+        user = request.get(USER_KEY)
+        if self.authorizer is not None and user is not None:
+            access = Access(metricsapi.GROUP, metricsapi.VERSION, ns, "pods", name, metric)
+            try:
+                allowed, why = await self.authorizer.allowed(user, access)
+            except TierserveError as exc:
+                return _status(503, "ServiceUnavailable", f"cannot authorize: {exc}")
+            if not allowed:
+                return _status(
+                    403, "Forbidden",
+                    f"user {user.name!r} cannot get resource \"pods/{metric}\" in API group "
+                    f"{metricsapi.GROUP!r} in the namespace {ns!r}" + (f": {why}" if why else ""),
+                )  # fmt: skip
         try:
             if name == "*":
                 pods = await self.pods.list(ns, pod_selector.text)
@@ -351,33 +302,6 @@ class HttpFetch:
             self._session = None
 
 
-AUTH_CONFIGMAP = "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication"
-
-
-async def front_proxy_from(kube: KubeClient, tls: FrontProxyTLS) -> FrontProxyTLS:
-    """``tls`` with the front proxy's CA and allowed names from the ConfigMap
-    kube-apiserver publishes (``kube-system/extension-apiserver-authentication``) where
-    flags did not give them, as aggregated servers read them."""
-    if tls.requestheader_ca is not None:
-        return tls
-    try:
-        data = (await kube.get(AUTH_CONFIGMAP)).get("data") or {}
-    except TierserveError as exc:
-        what = f"not given, and cannot read {AUTH_CONFIGMAP}: {exc}"
-        raise ValidationError("", [FieldError("--requestheader-client-ca", what)]) from exc
-    ca = data.get("requestheader-client-ca-file")
-    if not ca:
-        what = "not given, and the cluster publishes none (kube-apiserver has no aggregation layer)"
-        raise ValidationError("", [FieldError("--requestheader-client-ca", what)])
-    names = tls.allowed_names
-    if not names:
-        try:
-            names = tuple(json.loads(data.get("requestheader-allowed-names") or "[]"))
-        except ValueError:
-            names = ()
-    return dataclasses.replace(tls, ca_data=ca, allowed_names=names)
-
-
 async def serve_metrics_api(
     config: KubeConfig,
     host: str,
@@ -392,7 +316,10 @@ async def serve_metrics_api(
     async with KubeClient(config) as kube:
         tls = await front_proxy_from(kube, tls)
         ssl_context = tls.context()
-        api = MetricsApi(ApiPods(kube), fetch, metrics, default_port, tls.allowed_names)
+        api = MetricsApi(
+            ApiPods(kube), fetch, metrics, default_port, tls.allowed_names,
+            authorizer=SubjectAccessReviews(kube),
+        )  # fmt: skip
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()
         try:
@@ -410,7 +337,6 @@ async def serve_metrics_api(
 __all__ = [
     "API",
     "ApiPods",
-    "FrontProxyTLS",
     "HttpFetch",
     "MetricsApi",
     "Pods",

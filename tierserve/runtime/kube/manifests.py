@@ -426,8 +426,8 @@ def _metrics_api(opts: ManifestOptions) -> list[Obj]:
     """The custom metrics API for the stock HPA: ``tierserve kube metrics`` (its serving
     certificate from Secret ``tierserve-metrics-tls``, for
     ``tierserve-metrics.<namespace>.svc``), its Service and APIService, and RBAC: read
-    pods (to find and scrape them), ``system:auth-delegator`` (token and access reviews,
-    as an aggregated server may) and ``extension-apiserver-authentication-reader`` in
+    pods (to find and scrape them), ``system:auth-delegator`` (the access review of each
+    caller) and ``extension-apiserver-authentication-reader`` in
     kube-system (the front proxy's CA and allowed names, read at start-up). The stock
     ``system:controller:horizontal-pod-autoscaler`` role already reads
     ``custom.metrics.k8s.io``."""
