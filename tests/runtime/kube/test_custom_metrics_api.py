@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from tierserve.errors import NotFoundError
 from tierserve.policy.metricsapi import parse_selector
 from tierserve.runtime.kube.custom_metrics import MetricsApi, scrape_target
-from tierserve.runtime.kube.frontproxy import USER_KEY, Access, User
+from tierserve.runtime.kube.frontproxy import USER_KEY, Access, SubjectAccessReviews, User
 
 Obj = dict[str, Any]
 API = "/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/pods"
@@ -210,3 +210,35 @@ async def test_metric_values_only_for_users_the_authorizer_allows() -> None:
         Access("custom.metrics.k8s.io", "v1beta2", "default", "pods", "*",
                "DCGM_CUSTOM_PROCESS_SM_UTIL"),
     )  # fmt: skip
+
+
+class FakeReviews:
+    """The API server's SubjectAccessReview endpoint: allows members of system:masters."""
+
+    def __init__(self) -> None:
+        self.reviews: list[Obj] = []
+
+    async def create(self, path: str, body: Obj) -> Obj:
+        assert path == "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+        self.reviews.append(body)
+        allowed = "system:masters" in body["spec"]["groups"]
+        return {**body, "status": {"allowed": allowed, "reason": "" if allowed else "no RBAC"}}
+
+
+async def test_access_reviews_are_asked_once_per_ttl() -> None:
+    kube, now = FakeReviews(), [0.0]
+    reviews = SubjectAccessReviews(kube, ttl_s=10, clock=lambda: now[0])  # type: ignore[arg-type]
+    access = Access("custom.metrics.k8s.io", "v1beta2", "default", "pods", "*", "m")
+    hpa = User("system:kube-controller-manager", ("system:masters",))
+    assert await reviews.allowed(hpa, access) == (True, "")
+    assert await reviews.allowed(User("nobody"), access) == (False, "no RBAC")
+    now[0] = 9.0
+    assert await reviews.allowed(hpa, access) == (True, "")
+    assert len(kube.reviews) == 2  # the HPA's question asked once in 10 s
+    now[0] = 10.5
+    await reviews.allowed(hpa, access)
+    assert len(kube.reviews) == 3
+    assert kube.reviews[0]["spec"]["resourceAttributes"] == {
+        "group": "custom.metrics.k8s.io", "version": "v1beta2", "namespace": "default",
+        "resource": "pods", "name": "*", "subresource": "m", "verb": "get",
+    }  # fmt: skip
