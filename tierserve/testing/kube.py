@@ -15,7 +15,8 @@ Facts that make a kubelet-less control plane usable:
 * node capacity and conditions are set through the ``status`` subresource;
 * the aggregation layer is on (a front-proxy CA of its own, ``front-proxy-ca.crt``, and
   kube-apiserver's client certificate ``front-proxy-client``), so an APIService can
-  route to a server on 127.0.0.1 through an ExternalName Service (no cluster network);
+  route to a server on 127.0.0.1 through an ExternalName Service (no cluster network;
+  :func:`register_metrics_api` does it for ``tierserve kube metrics``);
 * the controller-manager's HPA controller syncs every ``HPA_SYNC_PERIOD`` (1 s, not
   15 s) and stabilises scale-in over ``HPA_DOWNSCALE_STABILIZATION`` (10 s, not 5 min).
 
@@ -24,6 +25,8 @@ The binaries come from ``scripts/k8s-build`` (``~/.cache/tierserve/k8s/<version>
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
 import os
 import shutil
@@ -40,7 +43,10 @@ from pathlib import Path
 
 import yaml
 
-from tierserve.errors import ExternalError, NotFoundError
+from tierserve.errors import ConflictError, ExternalError, NotFoundError
+from tierserve.runtime.kube import manifests
+from tierserve.runtime.kube.apply import apply_all
+from tierserve.runtime.kube.client import KubeClient
 from tierserve.runtime.kube.manifests import DEFAULT_VERSION, extender_stanza
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
@@ -424,3 +430,53 @@ def control_plane(root: Path | None = None, version: str | None = None) -> Itera
         plane.stop()
         if tmp is not None and not os.environ.get("TIERSERVE_KEEP_TESTBED"):
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+METRICS_APISERVICE = (
+    f"/apis/apiregistration.k8s.io/v1/apiservices/"
+    f"{manifests.METRICS_VERSION}.{manifests.METRICS_GROUP}"
+)
+
+
+async def register_metrics_api(
+    kube: KubeClient, port: int, ca: Path, timeout_s: float = 60
+) -> None:
+    """Route the custom metrics API to ``tierserve kube metrics`` on 127.0.0.1:``port``
+    (its serving certificate signed by ``ca``, for ``tierserve-metrics.<ns>.svc``): the
+    manifests' APIService, to an ExternalName Service (the testbed has no cluster
+    network; kube-apiserver resolves it to ``localhost:<port>``). Waits until it is
+    Available."""
+    ns, name = manifests.ManifestOptions.namespace, manifests.METRICS_NAME
+    with contextlib.suppress(ConflictError):
+        await kube.create("/api/v1/namespaces", {"metadata": {"name": ns}})
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"type": "ExternalName", "externalName": "localhost",
+                 "ports": [{"name": "https", "port": port}]},
+    }  # fmt: skip
+    apiservice = manifests.metrics_apiservice(
+        manifests.ManifestOptions(),
+        service={"namespace": ns, "name": name, "port": port},
+        ca_bundle=base64.b64encode(ca.read_bytes()).decode(),
+    )
+    await apply_all(kube, [service, apiservice])
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = (await kube.get(METRICS_APISERVICE)).get("status") or {}
+        conditions = status.get("conditions") or []
+        if any(c["type"] == "Available" and c["status"] == "True" for c in conditions):
+            return
+        if time.monotonic() > deadline:
+            raise ExternalError(f"APIService not available after {timeout_s:g} s: {conditions}")
+        await asyncio.sleep(0.25)
+
+
+async def unregister_metrics_api(kube: KubeClient) -> None:
+    """Remove the APIService (an unavailable aggregated API slows every discovery and
+    stalls namespace deletion) and its Service."""
+    ns, name = manifests.ManifestOptions.namespace, manifests.METRICS_NAME
+    for path in (METRICS_APISERVICE, f"/api/v1/namespaces/{ns}/services/{name}"):
+        with contextlib.suppress(NotFoundError):
+            await kube.delete(path)

@@ -12,7 +12,6 @@ HPAs every second (``HPA_SYNC_PERIOD``).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import json
 import shutil
@@ -28,12 +27,18 @@ import pytest
 from kubestack import Stack, until
 from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
 
-from tierserve.errors import ConflictError, NotFoundError
+from tierserve.errors import NotFoundError
 from tierserve.model.service import InferenceService
 from tierserve.runtime.kube import manifests, serving
 from tierserve.runtime.kube.apply import apply_all
 from tierserve.runtime.kube.client import KubeApiError, KubeClient, load_config
-from tierserve.testing.kube import FRONT_PROXY_CLIENT, free_port, issue_certificate
+from tierserve.testing.kube import (
+    FRONT_PROXY_CLIENT,
+    free_port,
+    issue_certificate,
+    register_metrics_api,
+    unregister_metrics_api,
+)
 from tierserve.testing.nodeagent import FakeNode, NodeAgent
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
@@ -41,47 +46,10 @@ pytestmark = [pytest.mark.kube, pytest.mark.slow]
 NS = manifests.ManifestOptions.namespace
 SVC = manifests.METRICS_NAME
 API = "/apis/custom.metrics.k8s.io/v1beta2"
-APISERVICE = "/apis/apiregistration.k8s.io/v1/apiservices/v1beta2.custom.metrics.k8s.io"
 METRIC = "DCGM_CUSTOM_PROCESS_SM_UTIL"
 IDC = FakeNode("metrics-idc", {"pool": "metrics-idc"}, gpus=1)
 VIRTUAL = FakeNode("metrics-vk", {"metrics-vk": "yes"}, gpus=8, virtual=True, cold_start_s=0.5)
 APP = "isvc.gpuload-predictor"
-
-
-async def _register(kube: KubeClient, port: int, ca: bytes) -> None:
-    with contextlib.suppress(ConflictError):
-        await kube.create("/api/v1/namespaces", {"metadata": {"name": NS}})
-    service = {
-        "apiVersion": "v1",
-        "kind": "Service",
-        "metadata": {"name": SVC, "namespace": NS},
-        # kube-apiserver resolves an ExternalName Service to <externalName>:<port>
-        "spec": {"type": "ExternalName", "externalName": "localhost",
-                 "ports": [{"name": "https", "port": port}]},
-    }  # fmt: skip
-    apiservice = manifests.metrics_apiservice(
-        manifests.ManifestOptions(),
-        service={"namespace": NS, "name": SVC, "port": port},
-        ca_bundle=base64.b64encode(ca).decode(),
-    )
-    await apply_all(kube, [service, apiservice])
-
-    conditions: list[Any] = []
-
-    async def available() -> object:
-        conditions[:] = ((await kube.get(APISERVICE)).get("status") or {}).get("conditions") or []
-        return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
-
-    try:
-        await until(available, 60, 0.25)
-    except AssertionError as exc:
-        raise AssertionError(f"APIService not available: {conditions}") from exc
-
-
-async def _unregister(kube: KubeClient) -> None:
-    for path in (APISERVICE, f"/api/v1/namespaces/{NS}/services/{SVC}"):
-        with contextlib.suppress(NotFoundError):
-            await kube.delete(path)
 
 
 @pytest.fixture(scope="module")
@@ -116,10 +84,10 @@ def metrics_api(stack: Stack) -> Iterator[int]:
             await action(kube)
 
     try:
-        asyncio.run(with_kube(lambda kube: _register(kube, port, stack.plane.ca.read_bytes())))
+        asyncio.run(with_kube(lambda kube: register_metrics_api(kube, port, stack.plane.ca)))
         yield port
     finally:
-        asyncio.run(with_kube(_unregister))
+        asyncio.run(with_kube(unregister_metrics_api))
         stack.stop("metrics")
 
 
