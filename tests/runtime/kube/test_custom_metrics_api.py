@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from tierserve.errors import NotFoundError
 from tierserve.policy.metricsapi import parse_selector
+from tierserve.runtime.kube.client import KubeApiError
 from tierserve.runtime.kube.custom_metrics import MetricsApi, scrape_target
 from tierserve.runtime.kube.frontproxy import USER_KEY, Access, SubjectAccessReviews, User
 
@@ -58,6 +59,10 @@ class FakePods:
         return [p for p in self.pods if wanted.matches(p["metadata"]["labels"])]
 
     async def get(self, namespace: str, name: str) -> Obj:
+        if name.startswith("_"):
+            raise KubeApiError(400, f"invalid pod name {name!r}")
+        if name == "down":
+            raise KubeApiError(500, "etcdserver: request timed out")
         for p in self.pods:
             if p["metadata"]["name"] == name:
                 return p
@@ -138,6 +143,12 @@ async def test_clear_errors_never_a_500(client: TestClient[Any, Any]) -> None:
                             params={"metricLabelSelector": "=1"})  # fmt: skip
     assert resp.status == 400
     assert "metricLabelSelector" in (await resp.json())["message"]
+    resp = await client.get(f"{API}/_bad/DCGM_CUSTOM_PROCESS_SM_UTIL")
+    assert resp.status == 400
+    assert "invalid pod name '_bad'" in (await resp.json())["message"]
+    resp = await client.get(f"{API}/down/DCGM_CUSTOM_PROCESS_SM_UTIL")
+    assert resp.status == 503
+    assert "cannot read pods in default: etcdserver" in (await resp.json())["message"]
     resp = await client.get("/apis/custom.metrics.k8s.io/v1beta2/namespaces/default/services/x/m")
     assert resp.status == 404
     assert "serves pods' metrics only" in (await resp.json())["message"]

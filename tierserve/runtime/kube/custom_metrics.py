@@ -33,7 +33,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tierserve.errors import NotFoundError, TierserveError, ValidationError
 from tierserve.policy import metricsapi
 from tierserve.policy.metricsapi import PodValue, Sample, Selector
-from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj
+from tierserve.runtime.kube.client import KubeApiError, KubeClient, KubeConfig, Obj
 from tierserve.runtime.kube.frontproxy import (
     USER_KEY,
     Access,
@@ -227,6 +227,11 @@ class MetricsApi:
                 pods = [pod] if pod_selector.matches(labels) else []
         except NotFoundError:
             return _status(404, "NotFound", f"pod {ns}/{name} not found")
+        except KubeApiError as exc:
+            if exc.status == 400:  # e.g. a namespace or pod name the API server refuses
+                return _status(400, "BadRequest", f"pods in {ns!r}: {exc}")
+            log.warning("cannot list pods in %s: %s", ns, exc)
+            return _status(503, "ServiceUnavailable", f"cannot read pods in {ns}: {exc}")
         except TierserveError as exc:
             log.warning("cannot list pods in %s: %s", ns, exc)
             return _status(503, "ServiceUnavailable", f"cannot read pods in {ns}: {exc}")
