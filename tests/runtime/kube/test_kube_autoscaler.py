@@ -114,17 +114,13 @@ async def test_tierserves_autoscaler_scales_on_scraped_metrics_and_gives_the_clo
             return where == ["as-idc", "as-vk", "as-vk"] and where
 
         await until(scaled_out, 60)
-        events = await kube.get(
-            "/api/v1/namespaces/default/events", {"fieldSelector": "reason=SuccessfulRescale"}
-        )
-        messages = [
-            e["message"] for e in events.get("items") or []
-            if e["involvedObject"]["name"] == "busy-predictor"
-        ]  # fmt: skip
-        assert any(
-            m.startswith("New size: 3; reason: pods metric vllm:num_requests_running above target")
-            for m in messages
-        ), messages
+
+        async def scaled_to_three() -> object:
+            messages = await _rescales(kube)
+            wanted = "New size: 3; reason: pods metric vllm:num_requests_running above target"
+            return any(m.startswith(wanted) for m in messages) or False
+
+        await until(scaled_to_three, 15)
         deployment = await kube.get(DEPLOYMENT)
         assert "autoscaling.tierserve.io/state" in deployment["metadata"]["annotations"]
 
@@ -141,7 +137,11 @@ async def test_tierserves_autoscaler_scales_on_scraped_metrics_and_gives_the_clo
 
         left: Any = await until(back_to_one, 60)
         assert left[0]["spec"]["nodeName"] == "as-idc", "a cloud replica outlived the IDC one"
-        assert any(m.startswith("New size: 1") for m in await _rescales(kube))
+
+        async def said_so() -> object:  # the Event follows the scale write
+            return any(m.startswith("New size: 1") for m in await _rescales(kube))
+
+        await until(said_so, 15)
     finally:
         for task in load:
             task.cancel()
