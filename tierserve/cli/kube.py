@@ -12,6 +12,7 @@ import logging
 
 import typer
 
+from tierserve.cli import kube_metrics
 from tierserve.cli.output import fail
 from tierserve.errors import FieldError, TierserveError, ValidationError
 from tierserve.policy.autoscaling import AutoscalerConfig
@@ -81,7 +82,7 @@ def register(app: typer.Typer) -> None:
         "manifests.",
     )
     app.add_typer(kube, name="kube")
-    __import__("tierserve.cli.kube_metrics", fromlist=["register"]).register(kube)
+    kube_metrics.register(kube)
 
     @kube.command("install")
     def install(
