@@ -63,6 +63,8 @@ class FakeNode:
     gpu_model: str = "A10-24G"
     load_time_s: float = 0.5
     """The emulator's model load time (short, for tests)."""
+    dcgm_window_s: float | None = None
+    """The emulator's SM-utilisation window (its default, 30 s, makes an HPA slow)."""
 
     def manifest(self) -> Obj:
         labels = dict(self.labels)
@@ -106,6 +108,8 @@ def container_argv(container: Obj, node: FakeNode, ip: str) -> list[str]:
             argv += ["--gpu", node.gpu_model]
         if "--load-time-s" not in rest:
             argv += ["--load-time-s", f"{node.load_time_s:g}"]
+        if node.dcgm_window_s is not None and "--dcgm-window-s" not in rest:
+            argv += ["--dcgm-window-s", f"{node.dcgm_window_s:g}"]
         return argv
     return words
 
