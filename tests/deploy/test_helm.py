@@ -227,7 +227,8 @@ def test_switches_change_what_they_say(helm: Path, tmp_path: Path) -> None:
     roles = [o["metadata"]["name"] for o in single if o["kind"] == "Role"]
     assert "tierserve-leader-election" not in roles  # the scheduler's and autoscaler's remain
     assert "tierserve-scheduler-leader-election" in roles
-    assert "PodDisruptionBudget" not in kinds(single)
+    pdbs = [o["metadata"]["name"] for o in single if o["kind"] == "PodDisruptionBudget"]
+    assert "tierserve" not in pdbs  # a single extender: no PDB to block node drains
     three = render(
         helm,
         tmp_path,
@@ -374,6 +375,20 @@ def test_chart_without_the_metrics_api_renders_the_rest(helm: Path, tmp_path: Pa
 
 def is_autoscaler(obj: Obj) -> bool:
     return obj["metadata"]["name"].startswith(manifests.AUTOSCALER_NAME)
+
+
+def is_gateway(obj: Obj) -> bool:
+    return obj["metadata"]["name"].startswith(manifests.GATEWAY_NAME)
+
+
+def test_chart_without_the_gateway_renders_the_rest(helm: Path, tmp_path: Path) -> None:
+    chart = by_identity(render(helm, tmp_path, {"gateway": {"enabled": False}}))
+    plain = by_identity(
+        [o for o in manifests.manifests() if o["kind"] != "Namespace" and not is_gateway(o)]
+    )
+    assert sorted(chart) == sorted(plain)
+    for identity, obj in plain.items():
+        assert chart[identity] == obj, identity
 
 
 def test_chart_without_the_autoscaler_renders_the_rest(helm: Path, tmp_path: Path) -> None:

@@ -615,6 +615,96 @@ def _autoscaler(opts: ManifestOptions) -> list[Obj]:
     ]
 
 
+GATEWAY_NAME = "tierserve-gateway"
+GATEWAY_PORT = 8000
+
+
+def _gateway(opts: ManifestOptions) -> list[Obj]:
+    """The tier-aware gateway (``tierserve gateway --discovery kubernetes``): two
+    replicas (each keeps its own routes from a watch of pods, Deployments and nodes, so
+    any one can serve), a Service on port 80 for an Ingress to point at, a PDB, and RBAC
+    to read pods, Deployments and nodes."""
+    ns = opts.namespace
+    labels = {"app.kubernetes.io/name": GATEWAY_NAME, **PART_OF}
+    container: Obj = {
+        "name": "gateway",
+        "image": opts.image,
+        "command": [
+            "tierserve",
+            "gateway",
+            "--discovery",
+            "kubernetes",
+            "--host",
+            "0.0.0.0",
+            "--port",
+            str(GATEWAY_PORT),
+        ],
+        "ports": [{"name": "http", "containerPort": GATEWAY_PORT}],
+        "readinessProbe": {"httpGet": {"path": "/health", "port": GATEWAY_PORT}},
+        "livenessProbe": {
+            "httpGet": {"path": "/health", "port": GATEWAY_PORT},
+            "initialDelaySeconds": 10,
+        },
+        "resources": {"requests": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": {**_SECURITY, "runAsUser": 65532},
+    }
+    selector = {"app.kubernetes.io/name": GATEWAY_NAME}
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": _meta(GATEWAY_NAME, opts)},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "ClusterRole",
+            "metadata": _meta(GATEWAY_NAME, opts, namespaced=False),
+            "rules": [
+                {
+                    "apiGroups": [""],
+                    "resources": ["pods", "nodes"],
+                    "verbs": ["get", "list", "watch"],
+                },
+                {
+                    "apiGroups": ["apps"],
+                    "resources": ["deployments"],
+                    "verbs": ["get", "list", "watch"],
+                },
+            ],
+        },
+        _cluster_binding(GATEWAY_NAME, GATEWAY_NAME, GATEWAY_NAME, ns, opts),
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": _meta(GATEWAY_NAME, opts),
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": dict(selector)},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "serviceAccountName": GATEWAY_NAME,
+                        # in-flight streams finish before the process is stopped
+                        "terminationGracePeriodSeconds": 600,
+                        "containers": [container],
+                    },
+                },
+            },
+        },
+        {
+            "apiVersion": "policy/v1",
+            "kind": "PodDisruptionBudget",
+            "metadata": _meta(GATEWAY_NAME, opts),
+            "spec": {"minAvailable": 1, "selector": {"matchLabels": dict(selector)}},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": _meta(GATEWAY_NAME, opts),
+            "spec": {
+                "selector": dict(selector),
+                "ports": [{"name": "http", "port": 80, "targetPort": "http"}],
+            },
+        },
+    ]
+
+
 def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
     """Every object, in apply order (CRD and namespace first)."""
     opts = opts or ManifestOptions()
@@ -632,6 +722,7 @@ def manifests(opts: ManifestOptions | None = None) -> list[Obj]:
         pod_defaults_webhook(opts),
         *_metrics_api(opts),
         *_autoscaler(opts),
+        *_gateway(opts),
     ]
 
 
@@ -643,6 +734,7 @@ def dump(objects: list[Obj]) -> str:
 __all__ = [
     "AUTOSCALER_NAME",
     "DEFAULT_VERSION",
+    "GATEWAY_NAME",
     "SCHEDULER_NAME",
     "ManifestOptions",
     "dump",
