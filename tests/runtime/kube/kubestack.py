@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tierserve.testing.kube import ControlPlane, free_port, issue_certificate, stop_group
 
@@ -122,3 +123,32 @@ async def until(
             return last
         await asyncio.sleep(every_s)
     raise AssertionError(f"timed out after {timeout_s:g} s; last: {last!r}")
+
+
+PODS = "/api/v1/namespaces/default/pods"
+
+
+async def ready_pods(kube: Any, app: str) -> list[Any]:
+    """The pods of ``app`` that are Ready and not being deleted."""
+    pods = (await kube.get(PODS, {"labelSelector": f"app={app}"})).get("items") or []
+    return [
+        p for p in pods
+        if not p["metadata"].get("deletionTimestamp")
+        and any(c["type"] == "Ready" and c["status"] == "True"
+                for c in (p.get("status") or {}).get("conditions") or [])
+    ]  # fmt: skip
+
+
+def idc_first_policy(name: str, app: str, idc: dict[str, str], cloud: dict[str, str]) -> Any:
+    """A ResourcePolicy for ``app``: the IDC nodes matching ``idc``, then the virtual
+    nodes matching ``cloud`` (the node agent's, not the session's idle ones)."""
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "selector": {"app": app},
+            "units": [
+                {"resource": "ecs", "nodeSelector": idc},
+                {"resource": "eci", "nodeSelector": cloud},
+            ],
+        },
+    }

@@ -13,7 +13,7 @@ from typing import Any
 
 import openai
 import pytest
-from kubestack import Stack, until
+from kubestack import Stack, idc_first_policy, ready_pods, until
 from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
 
 from tierserve.model.service import InferenceService
@@ -70,16 +70,6 @@ async def kube(stack: Stack) -> Any:
         await cleanup(client)
 
 
-async def ready_pods(kube: KubeClient) -> list[Any]:
-    pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
-    return [
-        p for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and any(c["type"] == "Ready" and c["status"] == "True"
-                for c in (p.get("status") or {}).get("conditions") or [])
-    ]  # fmt: skip
-
-
 async def test_the_gateway_routes_openai_clients_to_running_pods_idc_first(
     kube: KubeClient, stack: Stack
 ) -> None:
@@ -98,17 +88,7 @@ async def test_the_gateway_routes_openai_clients_to_running_pods_idc_first(
         assert match, line
         url = match.group(1)
         await create_policy(
-            kube,
-            {
-                "metadata": {"name": "gwdemo"},
-                "spec": {
-                    "selector": {"app": APP},
-                    "units": [
-                        {"resource": "ecs", "nodeSelector": {"pool": "gw-idc"}},
-                        {"resource": "eci", "nodeSelector": {"agent": "gw"}},
-                    ],
-                },
-            },
+            kube, idc_first_policy("gwdemo", APP, {"pool": "gw-idc"}, {"agent": "gw"})
         )
         await extender_sees_policies(kube, stack)
         service = InferenceService.new(
@@ -127,7 +107,7 @@ async def test_the_gateway_routes_openai_clients_to_running_pods_idc_first(
         await apply_all(kube, objects)
 
         async def two() -> object:
-            pods = await ready_pods(kube)
+            pods = await ready_pods(kube, APP)
             return len(pods) == 2 and pods
 
         pods: Any = await until(two, 60)

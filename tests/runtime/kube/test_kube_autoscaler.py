@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kubestack import Stack, until
+from kubestack import Stack, idc_first_policy, ready_pods, until
 from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
 
 from tierserve.model.service import InferenceService
@@ -34,16 +34,6 @@ async def kube(stack: Stack) -> Any:
         await cleanup(client)
 
 
-async def ready_pods(kube: KubeClient) -> list[Any]:
-    pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
-    return [
-        p for p in pods
-        if not p["metadata"].get("deletionTimestamp")
-        and any(c["type"] == "Ready" and c["status"] == "True"
-                for c in (p.get("status") or {}).get("conditions") or [])
-    ]  # fmt: skip
-
-
 async def chat(session: aiohttp.ClientSession, ip: str) -> None:
     body = {"model": "busy", "max_tokens": 2000, "stream": True,
             "messages": [{"role": "user", "content": "write a long story"}]}  # fmt: skip
@@ -62,17 +52,7 @@ async def test_tierserves_autoscaler_scales_on_scraped_metrics_and_gives_the_clo
     load: list[asyncio.Task[None]] = []
     try:
         await create_policy(
-            kube,
-            {
-                "metadata": {"name": "busy"},
-                "spec": {
-                    "selector": {"app": APP},
-                    "units": [
-                        {"resource": "ecs", "nodeSelector": {"pool": "as-idc"}},
-                        {"resource": "eci", "nodeSelector": {"agent": "as"}},
-                    ],
-                },
-            },
+            kube, idc_first_policy("busy", APP, {"pool": "as-idc"}, {"agent": "as"})
         )
         await extender_sees_policies(kube, stack)
         service = InferenceService.new(
@@ -97,7 +77,7 @@ async def test_tierserves_autoscaler_scales_on_scraped_metrics_and_gives_the_clo
         await apply_all(kube, objects)
 
         async def one() -> object:
-            pods = await ready_pods(kube)
+            pods = await ready_pods(kube, APP)
             return len(pods) == 1 and pods
 
         first: Any = await until(one, 60)
@@ -109,7 +89,7 @@ async def test_tierserves_autoscaler_scales_on_scraped_metrics_and_gives_the_clo
         load = [asyncio.create_task(chat(session, ip)) for _ in range(6)]
 
         async def scaled_out() -> object:
-            pods = await ready_pods(kube)
+            pods = await ready_pods(kube, APP)
             where = sorted(p["spec"]["nodeName"] for p in pods)
             return where == ["as-idc", "as-vk", "as-vk"] and where
 

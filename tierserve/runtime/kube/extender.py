@@ -56,6 +56,7 @@ from tierserve.policy.units import UNIT_ANNOTATION, selects
 from tierserve.runtime.kube.cache import ClusterCache
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
 from tierserve.runtime.kube.convert import POLICY_ANNOTATION, replica_from_pod
+from tierserve.runtime.kube.frontproxy import client_name
 
 log = logging.getLogger(__name__)
 
@@ -456,19 +457,6 @@ def decision_labels(result: FilterResult | None) -> tuple[str, str]:
     return ("never" if decision.retry is Retry.NEVER else "waiting"), reason
 
 
-def _client_name(request: web.Request) -> str | None:
-    """The verified client certificate's common name, or None without one."""
-    transport = request.transport
-    peer = transport.get_extra_info("peercert") if transport is not None else None
-    if not peer:
-        return None
-    for rdn in peer.get("subject", ()):
-        for key, value in rdn:
-            if key == "commonName":
-                return str(value)
-    return ""
-
-
 def app(extender: Extender, clients: tuple[str, ...] | None = None) -> web.Application:
     """The aiohttp application: POST /filter, /prioritize, /bind; GET /healthz, /readyz,
     /metrics.
@@ -490,7 +478,7 @@ def app(extender: Extender, clients: tuple[str, ...] | None = None) -> web.Appli
                 status=503,
             )
         if clients is not None and verb:
-            name = _client_name(request)
+            name = client_name(request)
             if name is None or ("*" not in clients and name not in clients):
                 metrics.unauthorized.inc()
                 who = "no client certificate" if name is None else f"client {name!r}"
