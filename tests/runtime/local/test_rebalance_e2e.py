@@ -69,7 +69,10 @@ DEEPSEEK = service(
 
 @pytest.fixture
 def cli(tmp_path: Path) -> Iterator[testing.Cli]:
-    with control_plane(testing.Cli(tmp_path / "state"), "--hpa-period-s", "0.5") as c:
+    # the product's drain: a replica being removed finishes its requests (the fixture's
+    # default, 0, stops it at once)
+    flags = ("--hpa-period-s", "0.5", "--drain-grace-s", "30")
+    with control_plane(testing.Cli(tmp_path / "state"), *flags) as c:
         yield c
 
 
