@@ -23,6 +23,13 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
+def _gateway(url: str) -> str:
+    if not url.startswith(("http://", "https://")):
+        what = f"{url!r}: expected http(s)://HOST:PORT/metrics"
+        raise ValidationError("", [FieldError("--gateway-url", what)])
+    return url
+
+
 def register(kube: typer.Typer) -> None:
     """Add ``metrics`` to the ``kube`` group."""
 
@@ -65,6 +72,13 @@ def register(kube: typer.Typer) -> None:
         scrape_timeout: float = typer.Option(
             2.0, "--scrape-timeout", min=0.1, help="Seconds to wait for a pod's /metrics."
         ),
+        gateway_url: list[str] | None = typer.Option(
+            None,
+            "--gateway-url",
+            help="A gateway's /metrics URL (repeatable, e.g. each gateway pod's "
+            "http://IP:8000/metrics): also serve tierserve:inflight_requests per pod, the "
+            "requests the gateways have in flight to it, summed.",
+        ),
         kubeconfig: str | None = typer.Option(
             None,
             "--kubeconfig",
@@ -91,7 +105,16 @@ def register(kube: typer.Typer) -> None:
             served = metric_names(metric or ())
             config = load_config(kubeconfig, context)
             asyncio.run(
-                serve_metrics_api(config, host, port, tls, served, pod_port, scrape_timeout)
+                serve_metrics_api(
+                    config,
+                    host,
+                    port,
+                    tls,
+                    served,
+                    pod_port,
+                    scrape_timeout,
+                    tuple(_gateway(u) for u in gateway_url or ()),
+                )
             )
         except TierserveError as exc:
             fail(exc)

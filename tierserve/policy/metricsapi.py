@@ -198,6 +198,32 @@ def pod_value(samples: Iterable[Sample], metric: str, selector: Selector) -> flo
     return total if found else None
 
 
+GATEWAY_METRICS: Mapping[str, str] = {
+    "tierserve:inflight_requests": "tierserve_gateway_replica_in_flight",
+}
+"""Per-pod signals the gateway measures (what the local runtime's HPA scales on), by the
+name the API serves them under, from the gateway family that holds them per replica."""
+
+
+def gateway_value(
+    expositions: Iterable[Iterable[Sample]], metric: str, namespace: str, pod: str
+) -> float:
+    """A pod's gateway signal: the sum over every gateway of its family's samples for
+    ``namespace``/``pod`` (a gateway that never routed to the pod has none: 0)."""
+    family = GATEWAY_METRICS[metric]
+    total = 0.0
+    for samples in expositions:
+        for name, labels, value in samples:
+            if (
+                name == family
+                and labels.get("replica") == pod
+                and labels.get("namespace", namespace) == namespace
+                and not math.isnan(value)
+            ):
+                total += value
+    return total
+
+
 def quantity(value: float) -> str:
     """A metric value as a Kubernetes quantity, to the milli-unit: 73.5 -> ``73500m``,
     2.0 -> ``2``, 1500.0 -> ``1500`` (decimal suffixes only for exact thousands)."""
@@ -290,6 +316,7 @@ def status(code: int, reason: str, message: str) -> dict[str, Any]:
 
 __all__ = [
     "DCGM_METRICS",
+    "GATEWAY_METRICS",
     "GROUP",
     "GROUP_VERSION",
     "SERVED_METRICS",
@@ -301,6 +328,7 @@ __all__ = [
     "Selector",
     "api_group",
     "api_resource_list",
+    "gateway_value",
     "metric_names",
     "metric_value_list",
     "parse_selector",

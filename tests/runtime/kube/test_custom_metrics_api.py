@@ -253,3 +253,44 @@ async def test_access_reviews_are_asked_once_per_ttl() -> None:
         "group": "custom.metrics.k8s.io", "version": "v1beta2", "namespace": "default",
         "resource": "pods", "name": "*", "subresource": "m", "verb": "get",
     }  # fmt: skip
+
+
+def in_flight(rows: list[tuple[str, str, float]]) -> str:
+    """A gateway's exposition of ``tierserve_gateway_replica_in_flight``."""
+    lines = ["# TYPE tierserve_gateway_replica_in_flight gauge"]
+    for namespace, replica, value in rows:
+        labels = f'namespace="{namespace}",replica="{replica}",service="deepseek",tier="idc"'
+        lines.append(f"tierserve_gateway_replica_in_flight{{{labels}}} {value}")
+    return "\n".join(lines) + "\n"
+
+
+GATEWAY_PAGES = {
+    "http://127.0.0.50:8000/metrics": in_flight([("default", "busy", 3), ("other", "quiet", 9)]),
+    "http://127.0.0.51:8000/metrics": in_flight([("default", "busy", 2), ("default", "quiet", 1)]),
+    # 127.0.0.52 does not answer
+}
+
+
+async def gateway_fetch(url: str) -> str | None:
+    return GATEWAY_PAGES.get(url, PAGES.get(url))
+
+
+async def test_the_gateways_in_flight_requests_per_pod_summed_over_gateways() -> None:
+    gateways = [*GATEWAY_PAGES, "http://127.0.0.52:8000/metrics"]
+    api = MetricsApi(FakePods(PODS), gateway_fetch, front_proxy=False, gateways=gateways)
+    async with TestClient(TestServer(api.app())) as client:
+        discovery = await (await client.get("/apis/custom.metrics.k8s.io/v1beta2")).json()
+        assert "pods/tierserve:inflight_requests" in [r["name"] for r in discovery["resources"]]
+        resp = await client.get(f"{API}/*/tierserve:inflight_requests")
+        assert resp.status == 200
+        got = {i["describedObject"]["name"]: i["value"] for i in (await resp.json())["items"]}
+    # busy: 3 + 2 from two gateways; quiet: 1 (the other namespace's 9 is not its);
+    # a Running pod no gateway routed to has 0 in flight; pending and leaving pods none
+    assert got == {"annotated": "0", "busy": "5", "quiet": "1", "silent": "0"}
+
+
+async def test_without_gateways_the_signal_is_not_served() -> None:
+    api = MetricsApi(FakePods(PODS), fetch, front_proxy=False)
+    async with TestClient(TestServer(api.app())) as client:
+        resp = await client.get(f"{API}/*/tierserve:inflight_requests")
+        assert resp.status == 404

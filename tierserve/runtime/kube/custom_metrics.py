@@ -129,10 +129,14 @@ class MetricsApi:
         front_proxy: bool = True,
         window_s: int = 1,
         authorizer: Authorizer | None = None,
+        gateways: Sequence[str] = (),
     ) -> None:
         self.pods = pods
         self.fetch = fetch
-        self.metrics = tuple(metrics)
+        self.gateways = tuple(gateways)
+        """The gateways' ``/metrics`` URLs: with any, their per-pod signals are served."""
+        extra = tuple(m for m in metricsapi.GATEWAY_METRICS if self.gateways and m not in metrics)
+        self.metrics = (*tuple(metrics), *extra)
         self.default_port = default_port
         self.allowed_names = allowed_names
         self.front_proxy = front_proxy
@@ -244,7 +248,33 @@ class MetricsApi:
             metricsapi.metric_value_list(metric, metric_selector, values, self.window_s)
         )
 
+    async def gateway_values(self, pods: list[Obj], metric: str) -> list[PodValue]:
+        """A gateway signal per pod, summed over the gateways that answer (none: no
+        values, so the HPA counts the pods as missing rather than idle)."""
+        texts = await asyncio.gather(*(self.fetch(url) for url in self.gateways))
+        expositions = []
+        for url, text in zip(self.gateways, texts, strict=True):
+            if text is None:
+                continue
+            try:
+                expositions.append(parse_samples(text))
+            except ValueError as exc:
+                log.warning("bad /metrics from gateway %s: %s", url, exc)
+        if not expositions:
+            return []
+        out = []
+        for pod in pods:
+            meta, status = pod["metadata"], pod.get("status") or {}
+            if status.get("phase") != "Running" or meta.get("deletionTimestamp"):
+                continue
+            namespace = meta.get("namespace", "")
+            value = metricsapi.gateway_value(expositions, metric, namespace, meta["name"])
+            out.append(PodValue(namespace, meta["name"], value, _now()))
+        return sorted(out, key=lambda v: v.pod)
+
     async def values(self, pods: list[Obj], metric: str, selector: Selector) -> list[PodValue]:
+        if metric in metricsapi.GATEWAY_METRICS and self.gateways:
+            return await self.gateway_values(pods, metric)
         targets = [(p, scrape_target(p, self.default_port)) for p in pods]
         live = [(p, url) for p, url in targets if url is not None]
         texts = await asyncio.gather(*(self.fetch(url) for _, url in live))
@@ -315,6 +345,7 @@ async def serve_metrics_api(
     metrics: Sequence[str] = metricsapi.SERVED_METRICS,
     default_port: int = 8080,
     scrape_timeout_s: float = 2.0,
+    gateways: Sequence[str] = (),
 ) -> None:
     """Serve the custom metrics API until cancelled."""
     fetch = HttpFetch(scrape_timeout_s)
@@ -323,7 +354,7 @@ async def serve_metrics_api(
         ssl_context = tls.context()
         api = MetricsApi(
             ApiPods(kube), fetch, metrics, default_port, tls.allowed_names,
-            authorizer=SubjectAccessReviews(kube),
+            authorizer=SubjectAccessReviews(kube), gateways=gateways,
         )  # fmt: skip
         runner = web.AppRunner(api.app(), access_log=None)
         await runner.setup()
