@@ -7,9 +7,9 @@ InferenceService it was made from (``autoscaling.tierserve.io/service``). Every
 ``period_s`` :class:`KubeAutoscaler`, for each such Deployment:
 
 * **reads** its pods (the Deployment's selector), and scrapes each Ready pod's
-  ``/metrics`` itself (``http://<podIP>:<port>/metrics``: vLLM's names and the DCGM-style
-  gauges, parsed as the local scraper parses them), so no Prometheus or metrics adapter
-  is needed;
+  ``/metrics`` itself (the custom metrics API's target: ``prometheus.io`` annotations,
+  else the container port; vLLM's names and the DCGM-style gauges, parsed as the local
+  scraper parses them), so no Prometheus or metrics adapter is needed;
 * **decides** with :func:`~tierserve.policy.autoscaling.evaluate`, the function the local
   runtime and the simulator call (the HPA's arithmetic on several metrics, stabilisation
   window included; its state kept in the Deployment's
@@ -32,14 +32,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pydantic
 
-from tierserve.errors import NotFoundError, TierserveError
+from tierserve.errors import TierserveError
 from tierserve.model.service import InferenceService
 from tierserve.policy.autoscaling import AutoscalerConfig, evaluate
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
 from tierserve.runtime.kube.convert import replica_from_pod
+from tierserve.runtime.kube.custom_metrics import HttpFetch, scrape_target
 from tierserve.runtime.kube.lease import LeaderElector
 from tierserve.runtime.kube.serving import AUTOSCALER_ANNOTATION, SERVICE_ANNOTATION, TIERSERVE
 from tierserve.runtime.promtext import parse_metrics
@@ -54,14 +54,6 @@ COMPONENT = "tierserve-autoscaler"
 def _selector(deployment: Obj) -> str:
     labels = ((deployment.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
     return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
-
-
-def _port(pod: Obj, default: int) -> int:
-    for container in (pod.get("spec") or {}).get("containers") or []:
-        for port in container.get("ports") or []:
-            if port.get("containerPort"):
-                return int(port["containerPort"])
-    return default
 
 
 def _stamp(t: float) -> str:
@@ -83,24 +75,19 @@ class KubeAutoscaler:
         self.config = config or AutoscalerConfig(period_s=15.0)
         self.clock = clock
         self.gate = gate
-        self.scrape_timeout_s = scrape_timeout_s
+        self.fetch = HttpFetch(scrape_timeout_s)
+        """Each Ready pod's ``/metrics`` as the custom metrics API scrapes it (the same
+        target: ``prometheus.io`` annotations, else the container port)."""
         self.rescaled = 0
 
-    async def _scrape(
-        self, session: aiohttp.ClientSession, pod: Obj, port: int
-    ) -> dict[str, float]:
-        ip = (pod.get("status") or {}).get("podIP")
-        if not ip:
-            return {}
+    async def _scrape(self, url: str) -> dict[str, float]:
+        text = await self.fetch(url)
         try:
-            async with session.get(f"http://{ip}:{port}/metrics") as resp:
-                if resp.status != 200:
-                    return {}
-                return parse_metrics(await resp.text())
-        except (aiohttp.ClientError, TimeoutError, OSError, ValueError):
+            return parse_metrics(text) if text is not None else {}
+        except ValueError:
             return {}  # no sample this period: the HPA treats the pod as missing
 
-    async def step(self, session: aiohttp.ClientSession) -> int:
+    async def step(self) -> int:
         """One period over every such Deployment; returns how many were evaluated."""
         listed = await self.kube.request("GET", "/apis/apps/v1/deployments")
         evaluated = 0
@@ -111,7 +98,7 @@ class KubeAutoscaler:
                 continue
             where = f"{meta.get('namespace', 'default')}/{meta.get('name')}"
             try:
-                await self._one(session, deployment, annotations)
+                await self._one(deployment, annotations)
                 evaluated += 1
             except (pydantic.ValidationError, ValueError) as exc:
                 log.warning("deployment %s: %s %s", where, SERVICE_ANNOTATION, exc)
@@ -119,9 +106,7 @@ class KubeAutoscaler:
                 log.warning("deployment %s: %s", where, exc)
         return evaluated
 
-    async def _one(
-        self, session: aiohttp.ClientSession, deployment: Obj, annotations: dict[str, str]
-    ) -> None:
+    async def _one(self, deployment: Obj, annotations: dict[str, str]) -> None:
         meta = deployment["metadata"]
         namespace, name = meta.get("namespace", "default"), meta["name"]
         current = int((deployment.get("spec") or {}).get("replicas", 1))
@@ -137,16 +122,14 @@ class KubeAutoscaler:
         ).get("items") or []
         replicas = [replica_from_pod(p) for p in pods]
         ready = {r.name for r in replicas if r.ready}
-        port = service.spec.port
-        scraped = await asyncio.gather(
-            *(
-                self._scrape(session, p, _port(p, port))
-                for p in pods
-                if p["metadata"]["name"] in ready
-            )
-        )
-        names = [p["metadata"]["name"] for p in pods if p["metadata"]["name"] in ready]
-        metrics = {n: values for n, values in zip(names, scraped, strict=True) if values}
+        targets = {
+            p["metadata"]["name"]: url
+            for p in pods
+            if p["metadata"]["name"] in ready
+            and (url := scrape_target(p, service.spec.port)) is not None
+        }
+        scraped = await asyncio.gather(*(self._scrape(url) for url in targets.values()))
+        metrics = {n: values for n, values in zip(targets, scraped, strict=True) if values}
         state = (
             json.loads(annotations[STATE_ANNOTATION]) if STATE_ANNOTATION in annotations else None
         )
@@ -197,20 +180,21 @@ class KubeAutoscaler:
         }
         try:
             await self.kube.request("POST", f"/api/v1/namespaces/{namespace}/events", event)
-        except (NotFoundError, TierserveError) as exc:
+        except TierserveError as exc:
             log.warning("event for %s/%s: %s", namespace, meta["name"], exc)
 
     async def run(self) -> None:
-        timeout = aiohttp.ClientTimeout(total=self.scrape_timeout_s)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
             while True:
                 if self.gate is not None:
                     await self.gate.wait()
                 try:
-                    await self.step(session)
+                    await self.step()
                 except TierserveError as exc:
                     log.warning("autoscaler: %s", exc)
                 await asyncio.sleep(self.config.period_s)
+        finally:
+            await self.fetch.close()
 
 
 async def run_autoscaler(

@@ -26,7 +26,7 @@ from tierserve.model.replica import Replica
 from tierserve.model.resourcepolicy import ResourcePolicy
 from tierserve.policy.scalein import virtual_node_names
 from tierserve.policy.snapshot import PodKey, Snapshot
-from tierserve.runtime.kube.client import Api, Obj
+from tierserve.runtime.kube.client import Api, Obj, list_then_watch
 from tierserve.runtime.kube.convert import node_from_k8s, policy_from_k8s, replica_from_pod
 from tierserve.runtime.kube.crd import ACK_GROUP, TIERSERVE_GROUP, VERSION, policies_path
 
@@ -267,40 +267,36 @@ class ClusterCache:
 
         return apply
 
-    async def relist(self, kube: Api, name: str, path: str) -> str:
-        """List ``path`` and fold it in (what disappeared is forgotten); returns the list's
-        resourceVersion. Also used to catch up at once (a new leader)."""
-        apply = {"nodes": self.set_node, "pods": self.set_pod}.get(name) or self._policy_setter(
-            name
-        )
-        listed = await kube.request("GET", path)
+    def _applier(self, name: str) -> Callable[[Obj, bool], None]:
+        setters: dict[str, Callable[[Obj, bool], None]] = {
+            "nodes": self.set_node,
+            "pods": self.set_pod,
+        }
+        return setters.get(name) or self._policy_setter(name)
+
+    def _fold(self, name: str, items: list[Obj]) -> None:
+        """A full list of ``name`` folded in: what it no longer has is forgotten."""
+        apply = self._applier(name)
         seen = set()
-        for obj in listed.get("items") or []:
+        for obj in items:
             apply(obj, False)
             meta = obj["metadata"]
             seen.add((meta.get("namespace", ""), meta["name"]))
         self._forget_missing(name, seen)
-        return str(listed.get("metadata", {}).get("resourceVersion", ""))
+
+    async def relist(self, kube: Api, name: str, path: str) -> None:
+        """List ``path`` and fold it in at once (a new leader catching up)."""
+        listed = await kube.request("GET", path)
+        self._fold(name, listed.get("items") or [])
 
     async def _list_watch(
         self, kube: Api, name: str, path: str, apply: Callable[[Obj, bool], None]
     ) -> None:
-        while True:
-            try:
-                version = await self.relist(kube, name, path)
-                self._synced[name].set()
-                async for kind, obj in kube.watch(path, version):
-                    if kind == "ERROR":
-                        log.info("watch %s: %s; relisting", name, obj.get("message", obj))
-                        break
-                    if kind == "BOOKMARK":
-                        continue
-                    apply(obj, kind == "DELETED")
-            except asyncio.CancelledError:
-                raise
-            except TierserveError as exc:
-                log.warning("watch %s failed: %s; retrying in 1 s", name, exc)
-                await asyncio.sleep(1.0)
+        def listed(items: list[Obj]) -> None:
+            self._fold(name, items)
+            self._synced[name].set()
+
+        await list_then_watch(kube, path, listed, apply)
 
     def _forget_missing(self, name: str, seen: set[tuple[str, str]]) -> None:
         """After a relist, drop what disappeared while the watch was down."""

@@ -10,18 +10,22 @@ carrying the HTTP status and the API server's own message).
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import os
 import ssl
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
-from tierserve.errors import ConflictError, ExternalError, NotFoundError
+from tierserve.errors import ConflictError, ExternalError, NotFoundError, TierserveError
 
 Obj = dict[str, Any]
+
+log = logging.getLogger(__name__)
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
@@ -253,6 +257,34 @@ class KubeClient:
             raise ExternalError(f"watch {path}: {exc}") from exc
 
 
+async def list_then_watch(
+    kube: Api,
+    path: str,
+    on_list: Callable[[list[Obj]], None],
+    on_change: Callable[[Obj, bool], None],
+) -> None:
+    """Keep up with ``path`` until cancelled, as an informer does: list it
+    (``on_list(items)``), then watch from the list's resourceVersion
+    (``on_change(obj, deleted)`` per event); list again when the watch ends or reports an
+    ERROR (e.g. 410 Gone), and after a failure, a second later."""
+    while True:
+        try:
+            listed = await kube.request("GET", path)
+            on_list(listed.get("items") or [])
+            version = str(listed.get("metadata", {}).get("resourceVersion", ""))
+            async for kind, obj in kube.watch(path, version):
+                if kind == "ERROR":
+                    log.info("watch %s: %s; relisting", path, obj.get("message", obj))
+                    break
+                if kind != "BOOKMARK":
+                    on_change(obj, kind == "DELETED")
+        except asyncio.CancelledError:
+            raise
+        except TierserveError as exc:
+            log.warning("watch %s failed: %s; retrying in 1 s", path, exc)
+            await asyncio.sleep(1.0)
+
+
 __all__ = [
     "MERGE_PATCH",
     "STRATEGIC_PATCH",
@@ -261,5 +293,6 @@ __all__ = [
     "KubeClient",
     "KubeConfig",
     "Obj",
+    "list_then_watch",
     "load_config",
 ]

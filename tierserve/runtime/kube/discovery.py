@@ -31,7 +31,7 @@ from typing import Any
 from tierserve.errors import TierserveError
 from tierserve.gateway.table import Backend, ServiceRoute
 from tierserve.model.service import InferenceService
-from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj
+from tierserve.runtime.kube.client import KubeClient, KubeConfig, Obj, list_then_watch
 from tierserve.runtime.kube.convert import is_virtual
 
 log = logging.getLogger(__name__)
@@ -174,24 +174,16 @@ class KubeRouteSource:
 
     async def _list_watch(self, name: str, path: str) -> None:
         assert self._kube is not None
-        while True:
-            try:
-                listed = await self._kube.request("GET", path)
-                self._store(name).clear()
-                for obj in listed.get("items") or []:
-                    self._apply(name, obj, False)
-                self._synced[name].set()
-                version = str(listed.get("metadata", {}).get("resourceVersion", ""))
-                async for kind, obj in self._kube.watch(path, version):
-                    if kind == "ERROR":
-                        break
-                    if kind != "BOOKMARK":
-                        self._apply(name, obj, kind == "DELETED")
-            except asyncio.CancelledError:
-                raise
-            except TierserveError as exc:
-                log.warning("watch %s: %s; retrying in 1 s", name, exc)
-                await asyncio.sleep(1.0)
+
+        def listed(items: list[Obj]) -> None:
+            self._store(name).clear()
+            for obj in items:
+                self._apply(name, obj, False)
+            self._synced[name].set()
+
+        await list_then_watch(
+            self._kube, path, listed, lambda obj, deleted: self._apply(name, obj, deleted)
+        )
 
     async def fetch(self) -> list[ServiceRoute] | None:
         if self._kube is None:

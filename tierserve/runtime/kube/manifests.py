@@ -185,6 +185,14 @@ def _rbac(opts: ManifestOptions) -> list[Obj]:
     ]
 
 
+def _lease_env() -> list[Obj]:
+    """What a leader-electing container names itself by in the Lease (downward API)."""
+    return [
+        {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+    ]
+
+
 def _lease_rbac(account: str, lease: str, opts: ManifestOptions) -> list[Obj]:
     """A Role to create the Lease ``lease`` and then read and renew only it, bound to the
     ServiceAccount ``account`` (leader election)."""
@@ -314,13 +322,7 @@ def _tierserve(opts: ManifestOptions) -> list[Obj]:
             f"--scheduler-name={opts.scheduler_name}",
             f"--webhook-listen=0.0.0.0:{WEBHOOK_PORT}",
         ],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-        ],
+        "env": _lease_env(),
         "resources": {"requests": {"cpu": "200m", "memory": "256Mi"}},
         "securityContext": {**_SECURITY, "runAsUser": 65532},
     }
@@ -566,13 +568,7 @@ def _autoscaler(opts: ManifestOptions) -> list[Obj]:
         "name": "autoscaler",
         "image": opts.image,
         "command": ["tierserve", "kube", "autoscaler", "--leader-elect"],
-        "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
-            {
-                "name": "POD_NAMESPACE",
-                "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}},
-            },
-        ],
+        "env": _lease_env(),
         "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
         "securityContext": {**_SECURITY, "runAsUser": 65532},
     }
