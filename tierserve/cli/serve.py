@@ -17,6 +17,7 @@ import dataclasses
 import difflib
 import json
 import re
+import sys
 import time
 from dataclasses import dataclass
 from decimal import Decimal
@@ -41,7 +42,9 @@ from tierserve.model import InferenceService
 from tierserve.model.autoscaling import HPA, SLO, Autoscaling
 from tierserve.model.display import shown
 from tierserve.model.loader import dump_documents, field_errors
+from tierserve.runtime.kube import podlogs as kube_podlogs
 from tierserve.runtime.kube import serving as kube_serving
+from tierserve.runtime.kube import update as kube_update
 from tierserve.runtime.local.client import Client
 
 SERVICES = "inferenceservices"
@@ -489,6 +492,82 @@ def service_for_update(
     return changed
 
 
+KUBE_NO_SLO = (
+    "'slo' is not served with --backend kubernetes (the tier planner runs in tierserve's "
+    "control plane); expected hpa there, or --backend local"
+)
+
+
+def _update_on_kubernetes(
+    flags: arena.UpdateFlags,
+    auto: AutoscalerFlags,
+    version: str | None,
+    dry_run: bool,
+    kubeconfig: str | None,
+    context: str | None,
+    started: float,
+) -> None:
+    """``serve update kserve --backend kubernetes``: the same flags and checks as the local
+    path (:func:`service_for_update`), applied to the job read back from the cluster and
+    rendered as ``serve kserve`` renders it (:mod:`tierserve.runtime.kube.update`)."""
+    assert flags.name is not None
+    try:
+        arena.check_version(version)
+        if auto.autoscaler == SLO:
+            raise ValidationError("", [FieldError("--autoscaler", KUBE_NO_SLO)])
+
+        def change(current: Obj) -> InferenceService:
+            return service_for_update(current, flags, auto)
+
+        done = kube_update.update(flags.name, flags.namespace, change, kubeconfig, context, dry_run)
+    except TierserveError as exc:
+        fail(exc)
+    suffix = " (server dry run)" if done.dry_run else ""
+    for what in done.configured:
+        typer.echo(f"{what} configured{suffix}")
+    for what in done.deleted:
+        typer.echo(f"{what} deleted{suffix}")
+    state = (
+        "is unchanged"
+        if done.unchanged
+        else "would be updated (server dry run)"
+        if done.dry_run
+        else "has been updated successfully"
+    )
+    typer.echo(
+        arena_layout.info_line(
+            time.monotonic() - started,
+            f"The serving job {flags.name} with version {arena.VERSION} {state}",
+        )
+    )
+
+
+def _logs_on_kubernetes(
+    name: str,
+    namespace: str,
+    instance: str | None,
+    tail: int | None,
+    follow: bool,
+    kubeconfig: str | None,
+    context: str | None,
+) -> None:
+    """``serve logs --backend kubernetes``: the instance picked as locally, its log read
+    through the API server's ``pods/log`` (:mod:`tierserve.runtime.kube.podlogs`)."""
+    out = sys.stdout.buffer
+
+    def pick(service: Obj, pods: list[Obj]) -> str:
+        return arena_layout.pick_instance(service, pods, instance)
+
+    def write(chunk: bytes) -> None:
+        out.write(chunk)
+        out.flush()
+
+    try:
+        kube_podlogs.logs(name, namespace, pick, write, tail, follow, kubeconfig, context)
+    except KeyboardInterrupt:
+        return  # Ctrl-C ends --follow: exit 0, as kubectl logs -f does
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``serve`` group to ``app``."""
     serve = typer.Typer(
@@ -618,20 +697,9 @@ def register(app: typer.Typer) -> None:
                 fail(ValidationError("", [FieldError("--autoscaler", what)]))
             autoscaler = None  # the HPA's arithmetic, run by tierserve's autoscaler
         auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
-        if kube and auto.autoscaler == SLO:
-            fail(
-                ValidationError(
-                    "",
-                    [
-                        FieldError(
-                            "--autoscaler",
-                            "'slo' is not served with --backend kubernetes (the tier planner "
-                            "runs in tierserve's control plane); expected hpa there, or "
-                            "--backend local",
-                        )
-                    ],
-                )
-            )
+        # On Kubernetes the tier planner is tierserve's autoscaler (`tierserve kube
+        # autoscaler`): the service is rendered for it, with no HPA.
+        by_tierserve = by_tierserve or (kube and auto.autoscaler == SLO)
         try:
             service = service_for_submit(flags, auto)
             if by_tierserve:
@@ -692,9 +760,7 @@ def register(app: typer.Typer) -> None:
                 services, pods = kube_serving.services_and_pods(namespace, kubeconfig, context)
                 found = [s for s in services if s["metadata"]["name"] == name]
                 if not found:
-                    raise NotFoundError(
-                        f"the serving job {name} was not found in namespace {namespace}"
-                    )
+                    raise kube_serving.job_not_found(name, namespace)
                 service = found[0]
             else:
                 client = client_for(state_dir)
@@ -819,6 +885,14 @@ def register(app: typer.Typer) -> None:
         toleration: list[str] | None = typer.Option(None, "--toleration"),
         selector: list[str] | None = typer.Option(None, "--selector"),
         command: str | None = typer.Option(None, "--command", help="New command line."),
+        dry_run: bool = typer.Option(
+            False,
+            "--dry-run",
+            help="kubernetes: what would change (the API server's dry run); change nothing.",
+        ),
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Change replicas, bounds, scaling, image or resources (arena serve update kserve)."""
@@ -847,6 +921,13 @@ def register(app: typer.Typer) -> None:
         auto = AutoscalerFlags(autoscaler, slo, cloud_budget_per_hour, headroom, rebalance)
         if flags.changes_nothing() and not auto.given():
             fail(ValidationError("", [FieldError("", NOTHING_TO_UPDATE)]))
+        kube = _kube(backend)
+        if kube:
+            _update_on_kubernetes(flags, auto, version, dry_run, kubeconfig, context, started)
+            return
+        if dry_run:
+            what = "is served with --backend kubernetes (the API server's dry run)"
+            fail(ValidationError("", [FieldError("--dry-run", what)]))
         try:
             arena.check_version(version)
             client = client_for(state_dir)
@@ -879,15 +960,31 @@ def register(app: typer.Typer) -> None:
             show_default=False,
         ),
         tail: int | None = typer.Option(None, "--tail", "-t", min=0, help="Last N lines."),
+        follow: bool = typer.Option(
+            False,
+            "--follow",
+            "-f",
+            help="kubernetes: then what the instance writes, until it ends or Ctrl-C.",
+        ),
         namespace: str = NamespaceOption,
         serving_type: str | None = TypeOption,
         version: str | None = VersionOption,
+        backend: str = BackendOption,
+        kubeconfig: str | None = KubeconfigOption,
+        context: str | None = ContextOption,
         state_dir: Path | None = StateDirOption,
     ) -> None:
         """Print one instance's log (arena serve logs)."""
+        kube = _kube(backend)
+        if follow and not kube:
+            what = "is served with --backend kubernetes; locally use `tierserve logs -f INSTANCE`"
+            fail(ValidationError("", [FieldError("--follow", what)]))
         try:
             arena.check_type(serving_type)
             arena.check_version(version)
+            if kube:
+                _logs_on_kubernetes(name, namespace, instance, tail, follow, kubeconfig, context)
+                return
             client = client_for(state_dir)
             service = _service(client, name, namespace)
             pods = client.list_objects("pods", namespace)

@@ -17,6 +17,10 @@ Facts that make a kubelet-less control plane usable:
   kube-apiserver's client certificate ``front-proxy-client``), so an APIService can
   route to a server on 127.0.0.1 through an ExternalName Service (no cluster network;
   :func:`register_metrics_api` does it for ``tierserve kube metrics``);
+* kube-apiserver reaches kubelets (``pods/log``) with a client certificate of the
+  testbed's CA (``--kubelet-client-certificate``, CN ``KUBELET_CLIENT``) and checks
+  theirs against that CA (``--kubelet-certificate-authority``); a test node agent
+  serves with :meth:`ControlPlane.kubelet_tls`;
 * the controller-manager's HPA controller syncs every ``HPA_SYNC_PERIOD`` (1 s, not
   15 s) and stabilises scale-in over ``HPA_DOWNSCALE_STABILIZATION`` (10 s, not 5 min).
 
@@ -48,11 +52,14 @@ from tierserve.runtime.kube import manifests
 from tierserve.runtime.kube.apply import apply_all
 from tierserve.runtime.kube.client import KubeClient
 from tierserve.runtime.kube.manifests import DEFAULT_VERSION, extender_stanza
+from tierserve.testing.nodeagent import KubeletTLS
 
 COMPONENTS = ("kube-apiserver", "kube-controller-manager", "kube-scheduler")
 ADMIN_TOKEN = "tierserve-admin-token"
 FRONT_PROXY_CLIENT = "front-proxy-client"
 """The common name of kube-apiserver's client certificate to aggregated API servers."""
+KUBELET_CLIENT = "kube-apiserver-kubelet-client"
+"""The common name of kube-apiserver's client certificate to kubelets (kubeadm's)."""
 HPA_SYNC_PERIOD = "1s"
 """kube-controller-manager's HPA sync period on the testbed (default 15s)."""
 HPA_DOWNSCALE_STABILIZATION = "10s"
@@ -140,6 +147,9 @@ def _certificates(pki: Path) -> None:
     )  # fmt: skip
     issue_certificate(pki, "front-proxy-client", FRONT_PROXY_CLIENT, server=False,
                       ca="front-proxy-ca")  # fmt: skip
+    # kube-apiserver -> kubelet (pods/log), and a kubelet's serving certificate
+    issue_certificate(pki, "kubelet-client", KUBELET_CLIENT, server=False)
+    issue_certificate(pki, "kubelet", "tierserve-test-kubelet", server=True)
 
 
 def issue_certificate(
@@ -220,6 +230,12 @@ class ControlPlane:
     def logs(self) -> Path:
         return self.root / "logs"
 
+    def kubelet_tls(self) -> KubeletTLS:
+        """What a test node agent serves its kubelet endpoint with: the testbed's kubelet
+        certificate (127.0.0.1), answering kube-apiserver's client certificate only."""
+        pki = self.root / "pki"
+        return KubeletTLS(pki / "kubelet.crt", pki / "kubelet.key", self.ca, (KUBELET_CLIENT,))
+
     def _spawn(self, name: str, argv: list[str]) -> None:
         self.logs.mkdir(exist_ok=True)
         log = (self.logs / f"{name}.log").open("wb")
@@ -294,6 +310,10 @@ class ControlPlane:
                 "--requestheader-extra-headers-prefix=X-Remote-Extra-",
                 f"--proxy-client-cert-file={pki / 'front-proxy-client.crt'}",
                 f"--proxy-client-key-file={pki / 'front-proxy-client.key'}",
+                # kubelets (the test node agent): pods/log
+                f"--kubelet-client-certificate={pki / 'kubelet-client.crt'}",
+                f"--kubelet-client-key={pki / 'kubelet-client.key'}",
+                f"--kubelet-certificate-authority={pki / 'ca.crt'}",
                 "--v=1",
             ],
         )

@@ -15,7 +15,14 @@ feature):
 * a pod being deleted gets SIGTERM, then SIGKILL after its grace period, and is then
   removed from the API (grace 0), as a kubelet does; a process that exits is restarted
   (``restartPolicy: Always``) with the restart counted;
-* :meth:`NodeAgent.stop` ends every process it started (no orphans).
+* :meth:`NodeAgent.stop` ends every process it started (no orphans);
+* each pod's stdout and stderr go to a file of its own (``<log_dir>/<ns>_<pod>.log``),
+  and, given :class:`KubeletTLS`, the agent serves them as a kubelet does to
+  kube-apiserver's ``pods/log``: ``GET /containerLogs/<ns>/<pod>/<container>``
+  (``tailLines``, ``follow``) over TLS on 127.0.0.1, only to a client certificate of the
+  testbed's CA (kube-apiserver's ``--kubelet-client-certificate``). Its Nodes name that
+  endpoint (``status.addresses`` InternalIP 127.0.0.1,
+  ``status.daemonEndpoints.kubeletEndpoint.Port``).
 
 Loopback only: every address it hands out is in 127.0.0.0/8.
 """
@@ -28,15 +35,17 @@ import logging
 import os
 import shlex
 import signal
+import ssl
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+from aiohttp import web
 
 from tierserve.errors import ConflictError, NotFoundError, TierserveError
 from tierserve.runtime.kube.client import STRATEGIC_PATCH, KubeClient
@@ -85,6 +94,40 @@ class FakeNode:
         return {"cpu": "16", "memory": "64Gi", "nvidia.com/gpu": str(self.gpus), "pods": "110"}
 
 
+@dataclass(frozen=True)
+class KubeletTLS:
+    """The agent's kubelet endpoint: its serving certificate (for 127.0.0.1), and the CA
+    whose client certificates it answers (``client_names``: the common names it lets in;
+    empty: any the CA signed)."""
+
+    cert: Path
+    key: Path
+    client_ca: Path
+    client_names: tuple[str, ...] = ()
+
+    def server_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=str(self.client_ca))
+        ctx.load_cert_chain(self.cert, self.key)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+LOOPBACK = "127.0.0.1"
+"""Every Node's InternalIP and the kubelet endpoint's address."""
+FOLLOW_POLL_S = 0.2
+"""How often a followed log is read again for what the process wrote since."""
+
+
+def tail_lines(data: bytes, lines: int | None) -> bytes:
+    """The last ``lines`` lines of ``data`` (a last line without its newline counts)."""
+    if lines is None:
+        return data
+    if lines <= 0:
+        return b""
+    parts = data.splitlines(keepends=True)
+    return b"".join(parts[-lines:])
+
+
 def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -124,6 +167,7 @@ class _Pod:
     proc: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     deleting: bool = False
+    container: str = ""
 
 
 class NodeAgent:
@@ -135,6 +179,7 @@ class NodeAgent:
         nodes: Sequence[FakeNode],
         log_dir: Path,
         first_ip: int = 100,
+        kubelet: KubeletTLS | None = None,
     ) -> None:
         self.kube = kube
         self.nodes = {n.name: n for n in nodes}
@@ -143,6 +188,91 @@ class NodeAgent:
         self._free = [f"127.0.0.{i}" for i in range(first_ip, 255)]
         self._watch: asyncio.Task[None] | None = None
         self._terminating: set[asyncio.Task[None]] = set()
+        self.kubelet = kubelet
+        self.kubelet_port = 0
+        """The kubelet endpoint's port on 127.0.0.1 (0: none)."""
+        self._runner: web.AppRunner | None = None
+
+    def log_file(self, namespace: str, pod: str) -> Path:
+        """Where the pod's container writes (stdout and stderr, every restart)."""
+        return self.log_dir / f"{namespace}_{pod}.log"
+
+    # --- the kubelet endpoint ----------------------------------------------------------
+
+    async def _serve_kubelet(self) -> None:
+        if self.kubelet is None:
+            return
+        allowed = self.kubelet.client_names
+
+        @web.middleware
+        async def client_certificate(
+            request: web.Request,
+            handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+        ) -> web.StreamResponse:
+            # the TLS handshake required a certificate of the CA; check who it names
+            peer = request.transport.get_extra_info("peercert") if request.transport else None
+            names = [
+                v for rdn in (peer or {}).get("subject", ()) for k, v in rdn if k == "commonName"
+            ]
+            if allowed and not any(n in allowed for n in names):
+                return web.Response(status=403, text=f"Forbidden (user={','.join(names)})\n")
+            return await handler(request)
+
+        app = web.Application(middlewares=[client_certificate])
+        app.router.add_get("/containerLogs/{namespace}/{pod}/{container}", self._container_logs)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, LOOPBACK, 0, ssl_context=self.kubelet.server_context())
+        await site.start()
+        host, port = self._runner.addresses[0][:2]
+        assert host == LOOPBACK, host
+        self.kubelet_port = int(port)
+
+    async def _container_logs(self, request: web.Request) -> web.StreamResponse:
+        """The kubelet's ``containerLogs``: the container's output, ``tailLines`` of it,
+        then (``follow=true``) what it writes until its pod is gone."""
+        ns, name = request.match_info["namespace"], request.match_info["pod"]
+        container = request.match_info["container"]
+        pod = self.pods.get((ns, name))
+        path = self.log_file(ns, name)
+        if pod is None and not path.exists():
+            return web.Response(status=404, text=f'pod "{name}" in namespace "{ns}" not found\n')
+        if pod is not None and pod.container and container != pod.container:
+            return web.Response(
+                status=404, text=f'container "{container}" not found in pod "{name}"\n'
+            )
+        if not path.exists():
+            return web.Response(
+                status=400,
+                text=f'container "{container}" in pod "{name}" is waiting to start: '
+                "ContainerCreating\n",
+            )
+        text = request.query.get("tailLines")
+        try:
+            lines = None if text is None else int(text)
+        except ValueError:
+            return web.Response(status=400, text=f"tailLines: {text!r} is not an integer\n")
+        follow = request.query.get("follow") in ("true", "1")
+        data = await asyncio.to_thread(path.read_bytes)
+        if not follow:
+            return web.Response(body=tail_lines(data, lines), content_type="text/plain")
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        await response.write(tail_lines(data, lines))
+        offset = len(data)
+        while True:
+            alive = (live := self.pods.get((ns, name))) is not None and not live.deleting
+            with path.open("rb") as f:
+                f.seek(offset)
+                more = f.read()
+            if more:
+                offset += len(more)
+                await response.write(more)
+            if not alive:
+                break
+            await asyncio.sleep(FOLLOW_POLL_S)
+        await response.write_eof()
+        return response
 
     # --- nodes ---------------------------------------------------------------------------
 
@@ -153,12 +283,16 @@ class NodeAgent:
             with contextlib.suppress(ConflictError):
                 await self.kube.create("/api/v1/nodes", node.manifest())
             cap = node.capacity()
-            status = {"capacity": cap, "allocatable": cap, "conditions": [ready],
-                      "addresses": [{"type": "InternalIP", "address": "127.0.0.1"}]}  # fmt: skip
+            status: Obj = {"capacity": cap, "allocatable": cap, "conditions": [ready],
+                           "addresses": [{"type": "InternalIP", "address": LOOPBACK}]}  # fmt: skip
+            if self.kubelet_port:
+                # kube-apiserver's pods/log asks https://<InternalIP>:<this port>
+                status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.kubelet_port}}
             await self.kube.patch(f"/api/v1/nodes/{node.name}/status", {"status": status})
 
     async def start(self) -> None:
         self.log_dir.mkdir(parents=True, exist_ok=True)
+        await self._serve_kubelet()
         await self.register()
         self._watch = asyncio.create_task(self._watch_pods())
 
@@ -173,6 +307,9 @@ class NodeAgent:
                 pod.task.cancel()
             self._kill(pod, grace_s=2.0)
         self.pods.clear()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
         if unregister:
             for name in self.nodes:
                 with contextlib.suppress(NotFoundError):
@@ -276,6 +413,7 @@ class NodeAgent:
         spec = obj.get("spec") or {}
         container = (spec.get("containers") or [{}])[0]
         name = container.get("name", "main")
+        pod.container = name
         base = {"hostIP": "127.0.0.1", "podIP": pod.ip, "podIPs": [{"ip": pod.ip}]}
         waiting = {"name": name, "ready": False, "restartCount": 0, "image": "local",
                    "state": {"waiting": {"reason": "ContainerCreating"}}}  # fmt: skip
@@ -290,7 +428,7 @@ class NodeAgent:
         probe = (container.get("readinessProbe") or {}).get("httpGet")
         while True:
             started = _now()
-            logfile = (self.log_dir / f"{pod.key[0]}_{pod.key[1]}.log").open("ab")
+            logfile = self.log_file(*pod.key).open("ab")
             try:
                 pod.proc = subprocess.Popen(
                     argv, env=env, stdout=logfile, stderr=subprocess.STDOUT,
@@ -342,4 +480,4 @@ class NodeAgent:
         return False
 
 
-__all__ = ["FakeNode", "NodeAgent", "container_argv"]
+__all__ = ["FakeNode", "KubeletTLS", "NodeAgent", "container_argv", "tail_lines"]

@@ -6,14 +6,19 @@ and leaves no process behind."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import ssl
+import subprocess
+import sys
 from typing import Any
 
 import aiohttp
 import pytest
-from kubestack import Stack, until
+from kubestack import Stack, ready_pods, until
 from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
 
+from tierserve.errors import NotFoundError
 from tierserve.model.service import InferenceService
 from tierserve.runtime.kube import serving
 from tierserve.runtime.kube.apply import apply_all
@@ -169,3 +174,91 @@ async def test_pods_run_serve_get_ready_and_go_away_like_a_kubelets(
         running = [p.proc.pid for p in agent.pods.values() if p.proc is not None]
         await agent.stop()
     assert running and not any(alive(pid) for pid in running), "an engine process outlived"
+
+
+LOGS_APP = "isvc.logdemo-predictor"
+
+
+def serve_cli(stack: Stack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tierserve.cli.main", "serve", *args,
+         "--backend", "kubernetes", "--kubeconfig", stack.kubeconfig],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+async def test_serve_logs_reads_the_pods_log_through_the_api_server(
+    kube: KubeClient, stack: Stack
+) -> None:
+    agent = NodeAgent(
+        kube, [IDC], stack.plane.logs / "agent-logs", first_ip=200,
+        kubelet=stack.plane.kubelet_tls(),
+    )  # fmt: skip
+    await agent.start()
+    stopped = False
+    try:
+        node = await kube.get(f"/api/v1/nodes/{IDC.name}")
+        assert node["status"]["daemonEndpoints"]["kubeletEndpoint"]["Port"] == agent.kubelet_port
+        assert node["status"]["addresses"] == [{"type": "InternalIP", "address": "127.0.0.1"}]
+        await create_policy(
+            kube,
+            {"metadata": {"name": "logdemo"},
+             "spec": {"selector": {"app": LOGS_APP},
+                      "units": [{"resource": "ecs", "nodeSelector": {"pool": "agent-idc"}}]}},
+        )  # fmt: skip
+        await extender_sees_policies(kube, stack)
+        submitted = await asyncio.to_thread(
+            serve_cli, stack, "kserve", "--name=logdemo", "--raw", "--gpus=1",
+            "vllm serve /model/DeepSeek-R1-Distill-Qwen-7B --port 8080 "
+            "--served-model-name deepseek-r1",
+        )  # fmt: skip
+        assert submitted.returncode == 0, submitted.stderr
+        pods: Any = await until(lambda: ready_pods(kube, LOGS_APP), 60)
+        pod = pods[0]["metadata"]["name"]
+
+        # the first Ready instance's log: the emulator's own lines, via kubelet's endpoint
+        logs = await asyncio.to_thread(serve_cli, stack, "logs", "logdemo")
+        assert logs.returncode == 0, logs.stderr
+        assert "emulating vLLM serve" in logs.stdout
+        assert f"Starting vLLM API server on http://{pods[0]['status']['podIP']}:8080" in (
+            logs.stdout
+        )
+        last = await asyncio.to_thread(serve_cli, stack, "logs", "logdemo", "-i", pod, "--tail=1")
+        assert last.returncode == 0, last.stderr
+        assert last.stdout.splitlines() == logs.stdout.splitlines()[-1:]
+
+        # an instance that is not the job's: named, with the job's instances listed
+        unknown = await asyncio.to_thread(serve_cli, stack, "logs", "logdemo", "-i", "nope-1")
+        assert unknown.returncode == 1
+        assert f"--instance: 'nope-1' is not an instance of logdemo; expected one of {pod}" in (
+            unknown.stderr
+        )
+
+        # the kubelet answers kube-apiserver's client certificate only
+        plain = ssl.create_default_context(cafile=str(stack.plane.ca))
+        other = ssl.create_default_context(cafile=str(stack.plane.ca))
+        other.load_cert_chain(
+            stack.pki / "scheduler-client.crt", stack.pki / "scheduler-client.key"
+        )
+        url = f"https://127.0.0.1:{agent.kubelet_port}/containerLogs/default/{pod}/kserve-container"
+        async with aiohttp.ClientSession() as session:
+            with pytest.raises(aiohttp.ClientError):
+                async with session.get(url, ssl=plain) as resp:
+                    await resp.read()
+            async with session.get(url, ssl=other) as resp:
+                assert resp.status == 403
+
+        # the node's kubelet gone: the API server's error, said clearly
+        await agent.stop(unregister=False)
+        stopped = True
+        down = await asyncio.to_thread(serve_cli, stack, "logs", "logdemo", "-i", pod)
+        assert down.returncode == 1
+        assert f"cannot read the log of instance {pod}" in down.stderr
+        assert f"on node {IDC.name}" in down.stderr
+        assert "Traceback" not in down.stderr
+    finally:
+        if not stopped:
+            await agent.stop()
+        else:
+            with contextlib.suppress(NotFoundError):
+                await kube.delete(f"/api/v1/nodes/{IDC.name}")

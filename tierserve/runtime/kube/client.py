@@ -131,6 +131,19 @@ def _message(status: int, text: str) -> str:
     return text.strip()
 
 
+def _raise_for(status: int, text: str) -> None:
+    """The API server's error, translated: 404 -> NotFoundError, 409 -> ConflictError,
+    any other >= 400 -> KubeApiError."""
+    if status < 400:
+        return
+    message = _message(status, text)
+    if status == 404:
+        raise NotFoundError(message)
+    if status == 409:
+        raise ConflictError(message)
+    raise KubeApiError(status, message)
+
+
 class KubeClient:
     """Async client for one API server; ``async with KubeClient(cfg) as kube: ...``."""
 
@@ -198,13 +211,7 @@ class KubeClient:
                 status = resp.status
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise ExternalError(f"{method} {self.config.server}{path}: {exc}") from exc
-        if status >= 400:
-            message = _message(status, text)
-            if status == 404:
-                raise NotFoundError(message)
-            if status == 409:
-                raise ConflictError(message)
-            raise KubeApiError(status, message)
+        _raise_for(status, text)
         if not text:
             return {}
         result: Obj = json.loads(text)
@@ -212,6 +219,25 @@ class KubeClient:
 
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Obj:
         return await self.request("GET", path, params=params)
+
+    async def stream(
+        self, path: str, params: Mapping[str, str] | None = None
+    ) -> AsyncIterator[bytes]:
+        """The body of ``GET path`` as it arrives (a pod's log, ``follow=true``), with no
+        time limit; errors as :meth:`request` raises them."""
+        try:
+            async with self._session_now().get(
+                path,
+                params=dict(params or {}),
+                headers={"Accept": "*/*"},
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._timeout_s),
+            ) as resp:
+                if resp.status >= 400:
+                    _raise_for(resp.status, await resp.text())
+                async for chunk in resp.content.iter_any():
+                    yield chunk
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ExternalError(f"GET {self.config.server}{path}: {exc}") from exc
 
     async def create(self, path: str, body: Obj, dry_run: bool = False) -> Obj:
         return await self.request("POST", path, body, {"dryRun": "All"} if dry_run else None)

@@ -315,6 +315,16 @@ async def _kserve_installed(kube: KubeClient) -> bool:
     return True
 
 
+async def kserve_installed(kube: KubeClient) -> bool:
+    """Whether the cluster serves KServe's ``InferenceService`` (else jobs render raw)."""
+    return await _kserve_installed(kube)
+
+
+def job_not_found(name: str, namespace: str) -> NotFoundError:
+    """What ``serve get|update|logs --backend kubernetes`` say of a job that is not there."""
+    return NotFoundError(f"the serving job {name} was not found in namespace {namespace}")
+
+
 async def cluster_policies(kube: KubeClient, namespace: str) -> list[ResourcePolicy]:
     found = []
     for group in await installed_groups(kube):
@@ -504,6 +514,8 @@ __all__ = [
     "delete_service",
     "dump",
     "hpa",
+    "job_not_found",
+    "kserve_installed",
     "needs_virtual_toleration",
     "read_services",
     "render",
