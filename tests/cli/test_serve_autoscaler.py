@@ -7,6 +7,7 @@ returns it (the command only adds the read and the write around it)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -54,6 +55,31 @@ def test_the_documented_command_builds_the_autoscaling_block() -> None:
     # The planner sizes on the SLO: no HPA metric; the bounds bound the planner.
     assert "scaleMetric" not in spec and "scaleTarget" not in spec
     assert (spec["replicas"], spec["minReplicas"], spec["maxReplicas"]) == (1, 1, 3)
+
+
+def test_on_kubernetes_the_planner_is_tierserves_autoscaler(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    # No cluster: --dry-run renders offline. No HPA; the Deployment asks for tierserve's
+    # autoscaler and carries the service, whose spec.autoscaling is the planner's.
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
+    flags = [*PLANNER, "--cloud-budget-per-hour", "12", "--backend", "kubernetes", "--raw"]
+    result = dry_run(*flags)
+    assert result.exit_code == 0, result.output
+    docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [d["kind"] for d in docs] == ["Deployment", "Service"]
+    annotations = docs[0]["metadata"]["annotations"]
+    assert annotations["autoscaling.tierserve.io/autoscaler"] == "tierserve"
+    carried = json.loads(annotations["autoscaling.tierserve.io/service"])
+    assert carried["spec"]["autoscaling"] == {
+        "policy": "slo",
+        "slo": {"ttftSeconds": 2, "tpotSeconds": 0.1, "attainment": 0.95},
+        "budget": {"cloudCostPerHour": 12},
+        "headroom": 0.0,
+    }
+    assert (carried["spec"]["minReplicas"], carried["spec"]["maxReplicas"]) == (1, 3)
+    assert "scaleMetric" not in carried["spec"]
+    assert docs[0]["spec"]["replicas"] == 1
 
 
 @pytest.mark.parametrize(
@@ -167,13 +193,6 @@ PLANNER_SETTING = "a tier planner setting, given without --autoscaler slo; add -
         (
             [*PLANNER, "--headroom", "11"],
             ["--headroom: 11 is out of range; expected a value <= 10"],
-        ),
-        (
-            [*PLANNER, "--backend", "kubernetes"],
-            [
-                "--autoscaler: 'slo' is not served with --backend kubernetes (the tier planner "
-                "runs in tierserve's control plane); expected hpa there, or --backend local"
-            ],
         ),
     ],
 )

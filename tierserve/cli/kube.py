@@ -230,16 +230,39 @@ def register(app: typer.Typer) -> None:
         ),
         lease_name: str = typer.Option("tierserve-autoscaler", "--lease-name"),
         lease_duration: float = typer.Option(15.0, "--lease-duration", min=1.0),
+        gateway_urls: list[str] | None = typer.Option(
+            None,
+            "--gateway-url",
+            help="A gateway's /metrics URL (repeatable: each gateway pod's "
+            "http://IP:8000/metrics): the tier planner's load (arrivals, streamed TTFT), "
+            "summed over the gateways. Without one, services of --autoscaler slo keep their "
+            "size.",
+        ),
+        emulator_time_scale: float = typer.Option(
+            1.0,
+            "--emulator-time-scale",
+            min=1e-6,
+            help="The engines are emulated at this --time-scale: the tier planner converts "
+            "rates and latencies to emulated seconds, so the same SLO holds at any scale.",
+        ),
+        scrape_timeout: float = typer.Option(
+            2.0, "--scrape-timeout", min=0.1, help="Seconds to wait for a /metrics."
+        ),
         kubeconfig: str | None = KubeconfigOption,
         context: str | None = ContextOption,
         verbose: bool = typer.Option(True, "--verbose/--quiet", help="Log every rescale."),
     ) -> None:
-        """Size the services rendered with --autoscaler tierserve: the local runtime's
-        autoscalers on metrics scraped from the pods, writing the Deployment's scale."""
+        """Size the services rendered with --autoscaler tierserve or slo: the local
+        runtime's autoscalers (the HPA's arithmetic, the tier planner) on metrics scraped
+        from the pods and the gateways, writing the Deployment's scale."""
         _logging(verbose)
         config = AutoscalerConfig(
             period_s=period, downscale_stabilization_s=downscale_stabilization
         )
+        try:
+            gateways = tuple(kube_metrics.gateway_url(u) for u in gateway_urls or ())
+        except TierserveError as exc:
+            fail(exc)
 
         async def main() -> None:
             async with KubeClient(load_config(kubeconfig, context)) as kube:
@@ -250,7 +273,9 @@ def register(app: typer.Typer) -> None:
                         kube, lease_namespace, lease_name, identity, lease_duration
                     )
                 print("tierserve autoscaler running", flush=True)
-                await run_autoscaler(kube, config, elector)
+                await run_autoscaler(
+                    kube, config, elector, gateways, scrape_timeout, emulator_time_scale
+                )
 
         try:
             asyncio.run(main())

@@ -23,7 +23,8 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-def _gateway(url: str) -> str:
+def gateway_url(url: str) -> str:
+    """A --gateway-url, checked (the custom metrics API and the autoscaler take it)."""
     if not url.startswith(("http://", "https://")):
         what = f"{url!r}: expected http(s)://HOST:PORT/metrics"
         raise ValidationError("", [FieldError("--gateway-url", what)])
@@ -72,7 +73,7 @@ def register(kube: typer.Typer) -> None:
         scrape_timeout: float = typer.Option(
             2.0, "--scrape-timeout", min=0.1, help="Seconds to wait for a pod's /metrics."
         ),
-        gateway_url: list[str] | None = typer.Option(
+        gateway_urls: list[str] | None = typer.Option(
             None,
             "--gateway-url",
             help="A gateway's /metrics URL (repeatable, e.g. each gateway pod's "
@@ -113,7 +114,7 @@ def register(kube: typer.Typer) -> None:
                     served,
                     pod_port,
                     scrape_timeout,
-                    tuple(_gateway(u) for u in gateway_url or ()),
+                    tuple(gateway_url(u) for u in gateway_urls or ()),
                 )
             )
         except TierserveError as exc:

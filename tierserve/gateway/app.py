@@ -155,6 +155,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
         return route
     key = (route.namespace, route.name)
     state.arrivals[key] = state.arrivals.get(key, 0) + 1
+    state.metrics.arrived(*key)
     if not route.has_ready():
         try:
             held = await _hold(state, route)

@@ -5,8 +5,14 @@ Families (labels):
 - ``tierserve_gateway_requests_total`` (namespace, service, tier, code): finished
   requests; ``tier`` is the replica's (``idc``/``cloud``) or ``none`` when no
   replica answered (404, 503 after holding, 4xx from the gateway itself).
+- ``tierserve_gateway_arrivals_total`` (namespace, service): requests routed to the
+  service (counted on arrival, before any hold: the tier planner's arrival rate, which
+  finished requests understate while a queue builds).
 - ``tierserve_gateway_time_to_first_byte_seconds`` (namespace, service, tier):
   from arrival to the first upstream response byte (TTFT for streams).
+- ``tierserve_gateway_time_to_first_token_seconds`` (namespace, service): the same for
+  successful streamed responses only (a whole answer's first byte is its last): the
+  service's TTFT, what the tier planner checks its SLO on.
 - ``tierserve_gateway_request_duration_seconds`` (namespace, service, tier): end to end.
 - ``tierserve_gateway_replica_in_flight`` (namespace, service, replica, tier):
   requests this process has in flight per replica (gauge, read at scrape time).
@@ -131,6 +137,16 @@ class GatewayMetrics:
         self.requests = Counter(
             "tierserve_gateway_requests", "Finished requests.", [*svc, "tier", "code"], registry=r
         )
+        self.arrivals = Counter(
+            "tierserve_gateway_arrivals", "Requests routed to the service.", svc, registry=r
+        )
+        self.ttft = Histogram(
+            "tierserve_gateway_time_to_first_token_seconds",
+            "Arrival to the first byte of successful streamed responses (TTFT).",
+            svc,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.ttfb = Histogram(
             "tierserve_gateway_time_to_first_byte_seconds",
             "Arrival to the first upstream response byte (TTFT for streams).",
@@ -191,11 +207,16 @@ class GatewayMetrics:
                     per_service = deque(maxlen=RECENT_TTFB)
                     self.recent_service_ttfb[(ns, svc)] = per_service
                 per_service.append((at, ttfb_s))
+                self._child(self.ttft, ns, svc).observe(ttfb_s)
         self._child(self.requests, ns, svc, tier, str(code)).inc()
         if tier != "none":
             if ttfb_s is not None:
                 self._child(self.ttfb, ns, svc, tier).observe(ttfb_s)
             self._child(self.duration, ns, svc, tier).observe(total_s)
+
+    def arrived(self, ns: str, svc: str) -> None:
+        """A request routed to the service (on arrival, before it is held or sent)."""
+        self._child(self.arrivals, ns, svc).inc()
 
     def retried(self, ns: str, svc: str, reason: str) -> None:
         self._child(self.retries, ns, svc, reason).inc()

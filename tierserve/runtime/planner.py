@@ -1,5 +1,7 @@
-"""What the tier planner reads on the local runtime: the gateway's load, the engines'
-token counts, the tiers and one replica's capacity — the *read* of read → decide → apply.
+"""What the tier planner reads, on either body: the gateway's load, the engines' token
+counts, the tiers and one replica's capacity — the *read* of read → decide → apply. The
+local runtime gives it the in-process gateway and its scraper; tierserve's Kubernetes
+autoscaler the gateways' ``/metrics`` (``runtime.kube.planner``) and the pods it scrapes.
 
 - **Load**: the arrival rate is the change of the gateway's per-service arrival counter
   since the last evaluation; the token mix is the change of the service's replicas'

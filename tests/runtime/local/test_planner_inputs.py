@@ -8,7 +8,7 @@ import pytest
 from tierserve.examples import SEED_COMMAND
 from tierserve.model import InferenceService, Node, Replica, load_documents
 from tierserve.runtime.local.cluster import default_nodes
-from tierserve.runtime.local.planner import GENERATED, PROMPT, SUCCESS, PlannerInputs
+from tierserve.runtime.planner import GENERATED, PROMPT, SUCCESS, PlannerInputs
 
 
 class Gateway:

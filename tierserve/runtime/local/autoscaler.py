@@ -22,9 +22,9 @@ from tierserve.policy.planner import Tier
 from tierserve.policy.tiers import tiers_for
 from tierserve.runtime.local.costs import BUDGET_BLOCKED
 from tierserve.runtime.local.isolation import each_object
-from tierserve.runtime.local.planner import PlannerInputs
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import Store
+from tierserve.runtime.planner import PlannerInputs
 
 log = logging.getLogger("tierserve.autoscaler")
 

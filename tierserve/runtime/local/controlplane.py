@@ -56,13 +56,13 @@ from tierserve.runtime.local.feed import DashboardFeed, FeedSettings
 from tierserve.runtime.local.gpumetrics import GpuMetrics, NvmlSource, real_gpu_nodes
 from tierserve.runtime.local.health import HttpHealthProbe
 from tierserve.runtime.local.nvml import Nvml
-from tierserve.runtime.local.planner import PlannerInputs
 from tierserve.runtime.local.ports import PortAllocator
 from tierserve.runtime.local.process import PosixLauncher, ProcessLauncher
 from tierserve.runtime.local.routing import service_routes
 from tierserve.runtime.local.runner import ReplicaRunner
 from tierserve.runtime.local.scraper import MetricsScraper
 from tierserve.runtime.local.store import SqliteStore
+from tierserve.runtime.planner import PlannerInputs
 from tierserve.web.dashboard import DashboardRoutes
 from tierserve.web.history import DEFAULT_POINTS
 
