@@ -23,13 +23,22 @@ from tierserve.model.service import InferenceService
 from tierserve.runtime.kube import serving
 from tierserve.runtime.kube.apply import apply_all
 from tierserve.runtime.kube.client import KubeClient, load_config
-from tierserve.testing.nodeagent import FakeNode, NodeAgent, container_argv
+from tierserve.testing.nodeagent import FakeNode, NodeAgent, container_argv, tail_lines
 
 pytestmark = [pytest.mark.kube, pytest.mark.slow]
 
 IDC = FakeNode("agent-idc", {"pool": "agent-idc"}, gpus=1)
 VIRTUAL = FakeNode("agent-vk", {"agent": "yes"}, gpus=8, virtual=True, cold_start_s=1.0)
 APP = "isvc.agentdemo-predictor"
+
+
+def test_the_kubelet_endpoint_tails_lines_as_a_kubelet_does() -> None:
+    log = b"one\ntwo\nthree"
+    assert tail_lines(log, None) == log
+    assert tail_lines(log, 2) == b"two\nthree"  # a last line without its newline counts
+    assert tail_lines(log, 5) == log
+    assert tail_lines(log, 0) == b""
+    assert tail_lines(b"a\nb\n", 1) == b"b\n"
 
 
 def test_vllm_serve_becomes_the_emulator_on_the_pods_address() -> None:
@@ -247,6 +256,33 @@ async def test_serve_logs_reads_the_pods_log_through_the_api_server(
                     await resp.read()
             async with session.get(url, ssl=other) as resp:
                 assert resp.status == 403
+
+        # -f: the log, then what comes, until the pod's container ends (exit 0)
+        follow = subprocess.Popen(
+            [sys.executable, "-m", "tierserve.cli.main", "serve", "logs", "logdemo", "-f",
+             "-i", pod, "--backend", "kubernetes", "--kubeconfig", stack.kubeconfig],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            assert follow.stdout is not None
+            first = await asyncio.to_thread(follow.stdout.readline)
+            assert b"tierserve.engine" in first, first
+            await kube.delete(f"{PODS}/{pod}", {"gracePeriodSeconds": "2"})
+            code = await asyncio.to_thread(follow.wait, 30)
+            rest = follow.stdout.read()
+            assert code == 0, follow.stderr.read() if follow.stderr else ""
+            assert b"Starting vLLM API server" in first + rest
+        finally:
+            if follow.poll() is None:
+                follow.kill()
+                follow.wait()
+
+        async def another() -> object:
+            ready = await ready_pods(kube, LOGS_APP)
+            return [p for p in ready if p["metadata"]["name"] != pod]
+
+        pods = await until(another, 60)
+        pod = pods[0]["metadata"]["name"]
 
         # the node's kubelet gone: the API server's error, said clearly
         await agent.stop(unregister=False)

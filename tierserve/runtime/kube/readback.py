@@ -196,7 +196,13 @@ def read_back(objects: Rendered, policies: Sequence[ResourcePolicy] = ()) -> Obj
     if ports and ports[0].get("containerPort"):
         spec["port"] = int(ports[0]["containerPort"])
     _resources(container, spec)
-    env = {e["name"]: str(e.get("value", "")) for e in container.get("env") or [] if "name" in e}
+    # literal values only (the API server leaves out an empty one): a valueFrom is not
+    # the rendering's, nor a flag's, to write
+    env = {
+        e["name"]: str(e.get("value", ""))
+        for e in container.get("env") or []
+        if "name" in e and "valueFrom" not in e
+    }
     if env:
         spec["env"] = env
     probe = _probe(container)
@@ -227,14 +233,8 @@ def read_back(objects: Rendered, policies: Sequence[ResourcePolicy] = ()) -> Obj
     # What the rendering adds, known only once the rest is read: the virtual-kubelet
     # toleration (last) and KServe's external autoscaler class.
     auto = {"key": VIRTUAL_KUBELET_TAINT.key, "operator": "Exists", "effect": "NoSchedule"}
-    probe_service = InferenceService.model_validate(
-        {**doc, "spec": {**spec, "annotations": annotations}}
-    )
-    if (
-        tolerations
-        and tolerations[-1] == auto
-        and needs_virtual_toleration(probe_service, policies)
-    ):
+    so_far = InferenceService.model_validate({**doc, "spec": {**spec, "annotations": annotations}})
+    if tolerations and tolerations[-1] == auto and needs_virtual_toleration(so_far, policies):
         tolerations.pop()
     if tolerations:
         spec["tolerations"] = tolerations
@@ -242,7 +242,7 @@ def read_back(objects: Rendered, policies: Sequence[ResourcePolicy] = ()) -> Obj
     if (
         not objects.raw
         and annotations.get(AUTOSCALER_CLASS[0]) == AUTOSCALER_CLASS[1]
-        and (custom_metric(probe_service) or by_tierserve)
+        and (custom_metric(so_far) or by_tierserve)
     ):
         annotations.pop(AUTOSCALER_CLASS[0])
     if annotations:
