@@ -215,3 +215,128 @@ async def test_the_seed_walkthrough_on_kubernetes(
             gateway.send_signal(signal.SIGTERM)
             await asyncio.wait_for(gateway.wait(), 15)
         await agent.stop(unregister=False)  # the session's nodes stay for the other tests
+
+
+DEPLOYMENT = "/apis/apps/v1/namespaces/default/deployments/deepseek-predictor"
+PLAN = "autoscaling.tierserve.io/plan"
+SLO_ARENA = [a for a in ARENA if not a.startswith(("--scale-metric", "--scale-target"))] + [
+    "--autoscaler",
+    "slo",
+    "--slo",
+    "ttft=2s,tpot=100ms",
+]
+"""The seed's arena flags with the tier planner instead of the SM-utilisation HPA."""
+V100_NODES = [
+    FakeNode(IDC, {"alibabacloud.com/nodepool-id": "np-idc"}, gpus=1, gpu_model="V100-32G"),
+    FakeNode(VIRTUAL, {}, gpus=100, virtual=True, cold_start_s=1.0, gpu_model="V100-32G"),
+]
+"""The seed's V100 (``ecs.gn6e-c12g1.3xlarge``): the planner's capacity model is the
+V100's (a Kubernetes Node does not say its GPU model)."""
+
+
+async def test_the_seed_walkthrough_on_kubernetes_with_the_tier_planner(
+    kube: KubeClient, stack: Stack
+) -> None:
+    """A second run with ``--autoscaler slo``: the same YAML, flags and load; the tier
+    planner (tierserve's autoscaler, on the gateway's arrivals) sees the five streams
+    need one V100 replica at TTFT 2 s and rents no cloud GPU, where the SM-utilisation
+    HPA scaled to 3 with two on the virtual node."""
+    agent = NodeAgent(kube, V100_NODES, stack.plane.logs / "agent-seed-slo")
+    await agent.start()
+    gateway: asyncio.subprocess.Process | None = None
+    try:
+        await apply_seed_yaml(kube, stack)
+        await extender_sees_policies(kube, stack)
+        gateway = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierserve.cli.main", "gateway", "--port", "0",
+            "--discovery", "kubernetes", "--kubeconfig", stack.kubeconfig,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        assert gateway.stdout is not None
+        line = (await asyncio.wait_for(gateway.stdout.readline(), 30)).decode()
+        match = re.search(r"listening on (http://\S+)", line)
+        assert match, line
+        url = match.group(1)
+        # the autoscaler as deployed: its defaults (the HPA's 15 s period)
+        stack._spawn("seed-autoscaler", ["autoscaler", f"--gateway-url={url}/metrics"])
+        served = subprocess.run(
+            [sys.executable, "-m", "tierserve.cli.main", "serve", "kserve",
+             "--backend", "kubernetes", "--kubeconfig", stack.kubeconfig, "--raw", *SLO_ARENA],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert served.returncode == 0, served.stderr
+        assert "horizontalpodautoscaler" not in served.stdout, served.stdout
+
+        async def one_on_idc() -> object:
+            return await pods_by_node(kube) == {IDC: 1}
+
+        await until(one_on_idc, 90)
+
+        async def routed() -> object:  # the gateway's watch has the Ready pod
+            async with aiohttp.ClientSession() as session, session.get(f"{url}/v1/models") as r:
+                return "deepseek-r1" in await r.text()
+
+        await until(routed, 30)
+        # the seed's curl first, as in the walkthrough: the planner learns the token mix
+        # from the engine's own counters (and its capacity for it) before the load
+        curl = await asyncio.create_subprocess_exec(
+            "curl", "-s", "-H", f"Host: {HOST}", "-H", "Content-Type: application/json",
+            f"{url}/v1/chat/completions", "-d", BODY, stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, _ = await asyncio.wait_for(curl.communicate(), 120)
+        assert json.loads(out).get("usage", {}).get("completion_tokens") == 512, out
+
+        async def capacity_known() -> object:
+            deployment = await kube.get(DEPLOYMENT)
+            text = (deployment["metadata"].get("annotations") or {}).get(PLAN)
+            return text is not None and json.loads(text)["capacity"] > 2
+
+        await until(capacity_known, 60)
+        hey = await asyncio.create_subprocess_exec(
+            "hey", "-z", "40s", "-c", "5", "-m", "POST", "-host", HOST,
+            "-H", "Content-Type: application/json", "-d", BODY,
+            f"{url}/v1/chat/completions", stdout=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        sizes: set[int] = set()
+        plans: dict[float, Any] = {}  # each period's plan during the load
+
+        async def watch() -> None:
+            while hey.returncode is None:
+                pods = (await kube.get(PODS, {"labelSelector": f"app={APP}"})).get("items") or []
+                sizes.add(len(pods))
+                deployment = await kube.get(DEPLOYMENT)
+                plan = json.loads(deployment["metadata"]["annotations"][PLAN])
+                plans[plan["atS"]] = plan
+                await asyncio.sleep(0.5)
+
+        watcher = asyncio.create_task(watch())
+        report, _ = await asyncio.wait_for(hey.communicate(), 120)
+        await watcher
+        text = report.decode()
+        assert re.search(r"\[200\]\s+\d+ responses", text), text
+        assert "Error distribution" not in text, text
+        events = await kube.get(
+            "/api/v1/namespaces/default/events", {"fieldSelector": "reason=SuccessfulRescale"}
+        )
+        said = [e["message"] for e in events.get("items") or []]
+        assert sizes == {1}, f"pods seen: {sizes}; rescales: {said}"
+        assert not said, said
+        busiest = max(plans.values(), key=lambda p: p["forecastRate"])
+        assert all(
+            p["desired"] == 1 and p["perTier"] == {"idc": 1, "cloud": 0} for p in plans.values()
+        )
+        needs_one = r"(load|forecast) \d+\.\d\d req/s (in \d+ s )?needs 1: one replica carries"
+        assert re.match(needs_one, busiest["reason"]), busiest
+        async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'tier="cloud"' not in metrics
+        print(
+            f"seed on Kubernetes, tier planner: 1 replica, 0 cloud over {len(plans)} periods "
+            f"of load; the busiest: {busiest['reason']}"
+        )
+    finally:
+        stack.stop("seed-autoscaler")
+        if gateway is not None:
+            gateway.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(gateway.wait(), 15)
+        await agent.stop(unregister=False)
