@@ -492,10 +492,27 @@ def service_for_update(
     return changed
 
 
-KUBE_NO_SLO = (
-    "'slo' is not served with --backend kubernetes (the tier planner runs in tierserve's "
-    "control plane); expected hpa there, or --backend local"
-)
+def kube_service_for_update(
+    current: Obj, flags: arena.UpdateFlags, auto: AutoscalerFlags
+) -> InferenceService:
+    """:func:`service_for_update` on Kubernetes, where the autoscaler is chosen as
+    ``serve kserve --backend kubernetes`` chooses it: ``slo`` (the tier planner) and
+    ``tierserve`` (the HPA's arithmetic) are run by tierserve's autoscaler (the service
+    carries ``autoscaling.tierserve.io/autoscaler: tierserve``, no HPA object); ``hpa``
+    is the stock HPA again (the annotation goes). Without ``--autoscaler``: as it is."""
+    mode = auto.autoscaler
+    if mode == kube_serving.TIERSERVE:
+        auto = dataclasses.replace(auto, autoscaler=HPA)  # off the planner, if it was on it
+    changed = service_for_update(current, flags, auto)
+    annotations = dict(changed.spec.annotations)
+    if mode in (SLO, kube_serving.TIERSERVE):
+        annotations[kube_serving.AUTOSCALER_ANNOTATION] = kube_serving.TIERSERVE
+    elif mode == HPA:
+        annotations.pop(kube_serving.AUTOSCALER_ANNOTATION, None)
+    else:
+        return changed
+    spec = changed.spec.model_copy(update={"annotations": annotations})
+    return changed.model_copy(update={"spec": spec})
 
 
 def _update_on_kubernetes(
@@ -513,11 +530,9 @@ def _update_on_kubernetes(
     assert flags.name is not None
     try:
         arena.check_version(version)
-        if auto.autoscaler == SLO:
-            raise ValidationError("", [FieldError("--autoscaler", KUBE_NO_SLO)])
 
         def change(current: Obj) -> InferenceService:
-            return service_for_update(current, flags, auto)
+            return kube_service_for_update(current, flags, auto)
 
         done = kube_update.update(flags.name, flags.namespace, change, kubeconfig, context, dry_run)
     except TierserveError as exc:

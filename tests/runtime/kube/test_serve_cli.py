@@ -152,6 +152,25 @@ def test_update_changes_the_cluster_and_serve_get_shows_it(stack: Stack) -> None
             assert said in bad.stderr
             assert "Traceback" not in bad.stderr
         assert versions(stack, "upd-demo") == before
+
+        # to tierserve's autoscaler and back: the HPA object goes, then comes back
+        moved = serve(stack, "update", "kserve", "--name=upd-demo", "--autoscaler=tierserve")
+        assert "horizontalpodautoscaler.autoscaling/upd-demo-hpa deleted" in moved.stdout
+        annotations = kube_get(stack, f"{DEPLOYMENTS}/upd-demo-predictor")["metadata"][
+            "annotations"
+        ]
+        assert annotations["autoscaling.tierserve.io/autoscaler"] == "tierserve"
+        back = serve(
+            stack, "update", "kserve", "--name=upd-demo", "--autoscaler=hpa",
+            "--scale-metric=DCGM_CUSTOM_PROCESS_SM_UTIL", "--scale-target=70",
+        )  # fmt: skip
+        assert "horizontalpodautoscaler.autoscaling/upd-demo-hpa configured" in back.stdout
+        assert kube_get(stack, f"{HPAS}/upd-demo-hpa")["spec"] == hpa
+        annotations = (
+            kube_get(stack, f"{DEPLOYMENTS}/upd-demo-predictor")["metadata"].get("annotations")
+            or {}
+        )
+        assert "autoscaling.tierserve.io/autoscaler" not in annotations
     finally:
         serve(stack, "delete", "upd-demo")
 

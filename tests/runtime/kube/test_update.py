@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 from collections.abc import Mapping
 from typing import Any, cast
 
 import pytest
 
 from tierserve.cli import arena
-from tierserve.cli.serve import AutoscalerFlags, service_for_submit, service_for_update
+from tierserve.cli.serve import AutoscalerFlags, kube_service_for_update, service_for_submit
 from tierserve.errors import ConflictError, NotFoundError, ValidationError
 from tierserve.model.service import InferenceService
 from tierserve.runtime.kube import serving
@@ -80,11 +81,12 @@ SEED = dict(
 )  # fmt: skip
 
 
-def run(api: FakeApiServer, dry_run: bool = False, **flags: Any) -> Any:
+def run(
+    api: FakeApiServer, dry_run: bool = False, auto: AutoscalerFlags | None = None, **flags: Any
+) -> Any:
     def change(current: Obj) -> InferenceService:
-        return service_for_update(
-            current, arena.UpdateFlags(name="demo", **flags), AutoscalerFlags()
-        )
+        update = arena.UpdateFlags(name="demo", **flags)
+        return kube_service_for_update(current, update, auto or AutoscalerFlags())
 
     kube = cast(KubeClient, api)
     return asyncio.run(update_async(kube, "demo", "default", change, dry_run))
@@ -136,3 +138,35 @@ def test_dry_run_bad_values_and_a_missing_job_write_nothing() -> None:
     empty = FakeApiServer([], kserve=True)
     with pytest.raises(NotFoundError, match="the serving job demo was not found in namespace"):
         run(empty, replicas=2)
+
+
+def test_the_autoscaler_is_switched_as_serve_kserve_chooses_it() -> None:
+    api = FakeApiServer(serving.render(submitted(**SEED), raw=True), kserve=False)
+    deployment = object_path(serving.render(submitted(**SEED), raw=True)[0])
+
+    def carried() -> Obj:
+        annotations = api.objects[deployment]["metadata"].get("annotations") or {}
+        text = annotations.get(serving.SERVICE_ANNOTATION)
+        return json.loads(text)["spec"] if text else {}
+
+    # to the tier planner: tierserve's autoscaler sizes it, the HPA goes
+    done = run(api, auto=AutoscalerFlags(autoscaler="slo", slo="ttft=2s,tpot=100ms"))
+    assert done.deleted == ["horizontalpodautoscaler.autoscaling/demo-hpa"]
+    assert carried()["autoscaling"]["slo"] == {
+        "ttftSeconds": 2.0,
+        "tpotSeconds": 0.1,
+        "attainment": 0.95,
+    }
+    assert "scaleMetric" not in carried()
+    # one planner setting, on a service the planner sizes
+    run(api, auto=AutoscalerFlags(headroom=0.2))
+    assert carried()["autoscaling"]["headroom"] == 0.2
+    assert carried()["autoscaling"]["slo"]["ttftSeconds"] == 2.0
+    # back to the stock HPA
+    done = run(
+        api, auto=AutoscalerFlags(autoscaler="hpa"), scale_metric="DCGM_CUSTOM_PROCESS_SM_UTIL",
+        scale_target=60.0,
+    )  # fmt: skip
+    assert "horizontalpodautoscaler.autoscaling/demo-hpa" in done.configured
+    assert carried() == {}
+    assert api.objects[deployment]["spec"]["template"]["metadata"].get("annotations") is None
