@@ -40,13 +40,30 @@ class FakeApiServer:
     async def get(self, path: str, params: Mapping[str, str] | None = None) -> Obj:
         return await self.request("GET", path)
 
-    async def request(self, method: str, path: str, body: Any = None, *_: Any) -> Obj:
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: Mapping[str, str] | None = None,
+        content_type: str = "application/json",
+    ) -> Obj:
         if method == "GET" and path == f"/apis/{serving.KSERVE_API}" and self.kserve:
             return {}
         if method == "GET" and path in self.objects:
             return copy.deepcopy(self.objects[path])
         if method == "DELETE" and path in self.objects:
             return self.objects.pop(path)
+        target = path.removesuffix("/scale")
+        if method == "PATCH" and path.endswith("/scale") and target in self.objects:
+            live = self.objects[target]
+            if body["metadata"]["resourceVersion"] != live["metadata"]["resourceVersion"]:
+                raise ConflictError("the object has been modified")
+            if not (params or {}).get("dryRun"):
+                live["spec"]["replicas"] = body["spec"]["replicas"]
+                live["metadata"]["resourceVersion"] += "+"
+                self.writes += 1
+            return {}
         raise NotFoundError(path)
 
     async def apply(self, path: str, body: Obj, manager: str = "", dry_run: bool = False) -> Obj:
@@ -170,3 +187,25 @@ def test_the_autoscaler_is_switched_as_serve_kserve_chooses_it() -> None:
     assert "horizontalpodautoscaler.autoscaling/demo-hpa" in done.configured
     assert carried() == {}
     assert api.objects[deployment]["spec"]["template"]["metadata"].get("annotations") is None
+
+
+def test_replicas_of_an_autoscaled_kserve_job_move_kserves_deployment() -> None:
+    objects = serving.render(submitted(**SEED), raw=False)
+    made = {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "demo-predictor", "namespace": "default",
+                     "ownerReferences": [{"kind": "InferenceService", "name": "demo"}]},
+        "spec": {"replicas": 3},
+    }  # fmt: skip
+    api = FakeApiServer([*objects, made], kserve=True)
+    path = object_path(made)
+    assert run(api, max_replicas=5).configured == [
+        "inferenceservice.serving.kserve.io/demo",
+        "horizontalpodautoscaler.autoscaling/demo-hpa",
+    ]
+    assert api.objects[path]["spec"]["replicas"] == 3  # the HPA's count, kept
+    assert run(api, dry_run=True, replicas=2).configured == ["deployment.apps/demo-predictor"]
+    assert api.objects[path]["spec"]["replicas"] == 3
+    assert run(api, replicas=2).configured == ["deployment.apps/demo-predictor"]
+    assert api.objects[path]["spec"]["replicas"] == 2
+    assert run(api, replicas=2).unchanged

@@ -14,8 +14,9 @@ What it reads:
   ``spec.predictor``, or the raw Deployment's template): image, command, port,
   resources, env, readiness probe, tolerations, node selector, volumes; the labels and
   annotations less those the rendering adds; the replicas and bounds (the
-  InferenceService's ``minReplicas``/``maxReplicas``, else the Deployment's
-  ``replicas``); and the scale metrics from the HPA ``<name>-hpa``.
+  InferenceService's ``minReplicas``/``maxReplicas``, and the replicas of the Deployment
+  KServe made for it when it autoscales; else the raw Deployment's ``replicas``); and the
+  scale metrics from the HPA ``<name>-hpa``.
 
 Fields the rendering leaves out (``modelName``; the bounds of a service without a scale
 metric) cannot be read back; nothing rendered depends on them.
@@ -55,15 +56,25 @@ PROBE_TIMINGS = ("initialDelaySeconds", "periodSeconds", "timeoutSeconds", "fail
 @dataclass(frozen=True)
 class Rendered:
     """A serving job's objects on the cluster: the KServe ``InferenceService`` or the raw
-    ``Deployment`` (+ ``Service``), and the HPA when there is one."""
+    ``Deployment`` (+ ``Service``), and the HPA when there is one; ``scaled``: the
+    Deployment KServe made for the InferenceService (not rendered: what its HPA, or
+    tierserve's autoscaler, scales), when it is there."""
 
     primary: Obj
     raw: bool
     hpa: Obj | None = None
     service: Obj | None = None
+    scaled: Obj | None = None
 
     def objects(self) -> list[Obj]:
+        """The rendered ones (``scaled`` is KServe's)."""
         return [o for o in (self.primary, self.service, self.hpa) if o is not None]
+
+    def replicas(self) -> int | None:
+        """The Deployment's replicas now (the raw one, else KServe's); None: no Deployment."""
+        deployment = self.primary if self.raw else self.scaled
+        spec = (deployment or {}).get("spec") or {}
+        return int(spec["replicas"]) if "replicas" in spec else None
 
 
 def _container(pod: Obj) -> Obj:
@@ -159,8 +170,8 @@ def _from_annotation(objects: Rendered) -> Obj | None:
     if not text:
         return None
     doc: Obj = json.loads(text)
-    if objects.raw and "replicas" in (objects.primary.get("spec") or {}):
-        doc.setdefault("spec", {})["replicas"] = int(objects.primary["spec"]["replicas"])
+    if objects.replicas() is not None:
+        doc.setdefault("spec", {})["replicas"] = objects.replicas()
     return doc
 
 
@@ -219,7 +230,9 @@ def read_back(objects: Rendered, policies: Sequence[ResourcePolicy] = ()) -> Obj
         spec["replicas"] = int((primary.get("spec") or {}).get("replicas", 1))
     else:
         low, high = (int(pod.get(k, 1)) for k in ("minReplicas", "maxReplicas"))
-        spec["replicas"] = low
+        # autoscaled: as many as KServe's Deployment has now; fixed: min = max
+        now = objects.replicas() if objects.hpa is not None else None
+        spec["replicas"] = low if now is None else now
         if objects.hpa is None and low == high:
             spec.pop("minReplicas", None)
             spec.pop("maxReplicas", None)

@@ -13,6 +13,11 @@ applied for real, and an object the new rendering no longer has (an HPA) is dele
 with its ``resourceVersion`` as a precondition. A ``409 Conflict`` (someone else wrote
 the object in between: the HPA controller, tierserve's autoscaler) starts over from the
 read, up to :data:`ATTEMPTS` times.
+
+A KServe ``InferenceService`` has no replica count: for one that autoscales,
+``--replicas`` goes to the ``scale`` of the Deployment KServe made for it (held until its
+autoscaler's next decision, as on the local control plane); for one that does not, it is
+``minReplicas`` = ``maxReplicas``.
 """
 
 from __future__ import annotations
@@ -23,12 +28,14 @@ from dataclasses import dataclass
 from tierserve.errors import ConflictError, NotFoundError
 from tierserve.model.service import PREDICTOR_SUFFIX, InferenceService
 from tierserve.runtime.kube.apply import describe, object_path
-from tierserve.runtime.kube.client import KubeClient, Obj
+from tierserve.runtime.kube.client import MERGE_PATCH, KubeClient, Obj
 from tierserve.runtime.kube.readback import Rendered, read_back
 from tierserve.runtime.kube.serving import (
     KSERVE_API,
     SERVING_TYPE,
+    autoscaled_by_tierserve,
     cluster_policies,
+    hpa,
     job_not_found,
     kserve_installed,
     render,
@@ -76,21 +83,24 @@ def _ours(obj: Obj | None, name: str) -> bool:
 
 async def read_rendered(kube: KubeClient, name: str, namespace: str) -> Rendered | None:
     """The job's objects as ``serve kserve`` made them; None when there is no such job."""
-    hpa = await _get(kube, "autoscaling/v2", "HorizontalPodAutoscaler", f"{name}-hpa", namespace)
-    hpa = hpa if _ours(hpa, name) else None
+    scaler = await _get(kube, "autoscaling/v2", "HorizontalPodAutoscaler", f"{name}-hpa", namespace)
+    scaler = scaler if _ours(scaler, name) else None
+    predictor = f"{name}{PREDICTOR_SUFFIX}"
     if await kserve_installed(kube):
         isvc = await _get(kube, KSERVE_API, "InferenceService", name, namespace)
         if _ours(isvc, name):
             assert isvc is not None
-            return Rendered(isvc, raw=False, hpa=hpa)
-    predictor = f"{name}{PREDICTOR_SUFFIX}"
+            made = await _get(kube, "apps/v1", "Deployment", predictor, namespace)
+            owners = ((made or {}).get("metadata") or {}).get("ownerReferences") or []
+            kserves = any(o.get("kind") == "InferenceService" for o in owners)
+            return Rendered(isvc, raw=False, hpa=scaler, scaled=made if kserves else None)
     deployment = await _get(kube, "apps/v1", "Deployment", predictor, namespace)
     if not _ours(deployment, name) or (deployment or {})["metadata"].get("ownerReferences"):
         return None  # none, or KServe's own for an InferenceService
     assert deployment is not None
     service = await _get(kube, "v1", "Service", predictor, namespace)
     return Rendered(
-        deployment, raw=True, hpa=hpa, service=service if _ours(service, name) else None
+        deployment, raw=True, hpa=scaler, service=service if _ours(service, name) else None
     )
 
 
@@ -107,6 +117,28 @@ def _content(obj: Obj) -> Obj:
         "annotations": meta.get("annotations") or {},
         "spec": obj.get("spec"),
     }
+
+
+def _kserve_scale(
+    current: Rendered, service: InferenceService, namespace: str
+) -> tuple[str, Obj] | None:
+    """KServe's InferenceService has no replica count: a job that autoscales gets
+    ``--replicas`` on the Deployment KServe made (its ``scale``, at the read
+    ``resourceVersion``), held until its autoscaler's next decision, as on the local
+    control plane. (path, merge patch), or None: nothing to scale."""
+    now = current.replicas()
+    if current.raw or current.scaled is None or now is None or service.spec.replicas == now:
+        return None
+    if hpa(service) is None and not autoscaled_by_tierserve(service):
+        return None  # fixed: minReplicas = maxReplicas says it
+    version = current.scaled["metadata"]["resourceVersion"]
+    body = {"metadata": {"resourceVersion": version}, "spec": {"replicas": service.spec.replicas}}
+    return f"{object_path(current.scaled, namespace)}/scale", body
+
+
+async def _patch(kube: KubeClient, path: str, body: Obj, dry_run: bool = False) -> None:
+    params = {"dryRun": "All"} if dry_run else None
+    await kube.request("PATCH", path, body, params, content_type=MERGE_PATCH)
 
 
 async def _attempt(
@@ -132,9 +164,15 @@ async def _attempt(
             changed.append(obj)
     keys = {_key(o) for o in wanted}
     gone = [o for k, o in live.items() if k not in keys]
+    scale = _kserve_scale(current, service, namespace)
+    scaled = [current.scaled] if scale is not None and current.scaled is not None else []
+    if scale is not None:
+        await _patch(kube, *scale, dry_run=True)
     if not dry_run:
         for obj in changed:
             await kube.apply(object_path(obj, namespace), obj)
+        if scale is not None:
+            await _patch(kube, *scale)
         for obj in gone:
             precondition = {"resourceVersion": obj["metadata"]["resourceVersion"]}
             body = {"apiVersion": "v1", "kind": "DeleteOptions", "preconditions": precondition,
@@ -143,7 +181,8 @@ async def _attempt(
                 await kube.request("DELETE", object_path(obj, namespace), body)
             except NotFoundError:
                 continue
-    return Updated([describe(o) for o in changed], [describe(o) for o in gone], dry_run)
+    configured = [describe(o) for o in [*changed, *scaled]]
+    return Updated(configured, [describe(o) for o in gone], dry_run)
 
 
 async def update_async(
