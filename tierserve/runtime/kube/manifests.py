@@ -560,8 +560,9 @@ AUTOSCALER_NAME = "tierserve-autoscaler"
 
 def _autoscaler(opts: ManifestOptions) -> list[Obj]:
     """tierserve's autoscaler (``tierserve kube autoscaler --leader-elect``): two replicas
-    on the Lease ``tierserve-autoscaler``, reading Deployments and pods, writing the
-    Deployments' scale and state annotation, and Events."""
+    on the Lease ``tierserve-autoscaler``, reading Deployments, pods, nodes and
+    ResourcePolicies (the tier planner's tiers), writing the Deployments' scale and
+    state annotations, and Events."""
     ns = opts.namespace
     labels = {"app.kubernetes.io/name": AUTOSCALER_NAME, **PART_OF}
     container: Obj = {
@@ -590,7 +591,15 @@ def _autoscaler(opts: ManifestOptions) -> list[Obj]:
                     "verbs": ["get", "patch", "update"],
                 },
                 {"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]},
-                {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+                # the tier planner's tiers: nodes and ResourcePolicies
+                {"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]},
+                {
+                    "apiGroups": [TIERSERVE_GROUP, ACK_GROUP],
+                    "resources": [PLURAL],
+                    "verbs": ["get", "list"],
+                },
+                # a Warning is folded into one Event (read, then its count patched)
+                {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "get", "patch"]},
             ],
         },
         _cluster_binding(AUTOSCALER_NAME, AUTOSCALER_NAME, AUTOSCALER_NAME, ns, opts),
