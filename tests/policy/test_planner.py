@@ -10,9 +10,11 @@ from tierserve.policy.planner import (
     PlannerConfig,
     PlannerState,
     Tier,
+    corrected_capacity,
     forecast,
     needed,
     plan,
+    quantized,
     rate_at,
 )
 
@@ -137,6 +139,42 @@ def test_online_correction_lowers_capacity_when_measured_is_slower() -> None:
     assert p.state.correction == pytest.approx(1.3)
     assert p.capacity == pytest.approx(1.2 / 1.3)
     assert p.needed_now == 3  # ceil(2.4 / 0.923) = ceil(2.6) = 3
+
+
+def knee(correction: float) -> float:
+    """A replica whose model TTFT p95 is 0.5 s idle and rises as 0.5 / (1 - rate / 2.0):
+    at the objective 2 s / c it carries 2.0 * (1 - 0.25 * c) req/s (1.5 at c = 1)."""
+    return 2.0 * (1 - 0.5 / (SLO.ttft_seconds / correction))
+
+
+@pytest.mark.parametrize(
+    ("correction", "grid"),
+    [
+        (1.0, 1.0),  # no correction stays none
+        (1.1, 1.05**2),  # log(1.1) / log(1.05) = 1.95 -> 2 steps: 1.1025
+        (1.12, 1.05**2),  # 2.32 -> 2
+        (1.13, 1.05**3),  # 2.505 -> 3 (just over the half)
+        (0.9, 1.05**-2),  # -2.16 -> -2: 0.907
+        (0.0, 1.0),  # nonsense: no correction
+    ],
+)
+def test_corrections_are_asked_on_a_5_percent_grid(correction: float, grid: float) -> None:
+    assert quantized(correction) == pytest.approx(grid)
+
+
+def test_correction_tightens_the_objective_where_the_body_has_a_model() -> None:
+    # measured 2.2 s where the model said 2.0 s: correction 0.7*1 + 0.3*1.1 = 1.03 -> grid
+    # 1.05 (0.61 steps -> 1); the model at TTFT 2 / 1.05 = 1.905 s carries
+    # 2 * (1 - 0.5 / 1.905) = 1.475 req/s — 1.7 % under 1.5, where 1.5 / 1.03 = 1.456
+    # would be 2.9 % under (the knee: latency is steep there, the rate is not).
+    load = Load(rate=2.9, prompt_tokens=1500, output_tokens=256, ttft_s=2.2, predicted_ttft_s=2.0)
+    p = plan(CONFIG, load, tiers(), capacity=knee, current=2, state=steady(2.9), now=1000.0)
+    assert p.state.correction == pytest.approx(1.03)
+    assert p.capacity == pytest.approx(2.0 * (1 - 0.5 / (2.0 / 1.05)))
+    assert p.needed_now == 2  # ceil(2.9 / 1.475) = ceil(1.97) = 2; 2.9 / 1.456 = 1.99
+    # a plain rate is divided: 1.5 / 1.03
+    assert corrected_capacity(1.5, 1.03) == pytest.approx(1.5 / 1.03)
+    assert corrected_capacity(knee, 1.0) == pytest.approx(1.5)
 
 
 def test_state_round_trips_and_garbage_is_fresh() -> None:

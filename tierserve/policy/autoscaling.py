@@ -24,7 +24,15 @@ from tierserve.model import InferenceService, Replica
 from tierserve.model.autoscaling import SLO
 from tierserve.policy.hpa import HPAControllerConfig, HPAState, decide, event_message
 from tierserve.policy.hpa.target import hpa_spec_for, pod_samples
-from tierserve.policy.planner import Load, Plan, PlannerConfig, PlannerState, Tier, plan
+from tierserve.policy.planner import (
+    CapacityAt,
+    Load,
+    Plan,
+    PlannerConfig,
+    PlannerState,
+    Tier,
+    plan,
+)
 
 HPA = "hpa"
 PLANNER_MAX_REPLICAS = 10
@@ -35,11 +43,12 @@ PLANNER_MAX_REPLICAS = 10
 class PlannerContext:
     """What the tier planner reads beside the replicas: the load the gateway saw, the
     tiers (``policy.tiers.tiers_for``) and one replica's capacity at the SLO for the
-    load's token mix (the engine's performance model, before online correction)."""
+    load's token mix (the engine's performance model, before online correction: a rate,
+    or the rate as a function of the correction, ``policy.planner.CapacityAt``)."""
 
     load: Load
     tiers: tuple[Tier, ...]
-    capacity: float
+    capacity: float | CapacityAt
     now: float | None = None
     """The planner's clock when it is not the body's (emulated seconds under an emulator
     time scale, where the load, latencies and cold starts are emulated too)."""

@@ -705,7 +705,13 @@ class Simulation:
             (n for n in self.nodes.values() if not n.virtual), next(iter(self.nodes.values()))
         )
         shape, load_s = self._engine_for(service, node)
-        capacity = self._capacity.rate(shape, prompt, output, slo.ttft_seconds, slo.tpot_seconds, q)
+        model = self._capacity
+
+        def capacity(correction: float) -> float:
+            """The model's rate at the TTFT objective tightened by the correction."""
+            ttft_s = slo.ttft_seconds / correction
+            return model.rate(shape, prompt, output, ttft_s, slo.tpot_seconds, q)
+
         rate = window.arrivals / span
         ready = len(self._ready_by_service[key])
         predicted = None

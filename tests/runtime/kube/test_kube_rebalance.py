@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tierserve.runtime.kube.rebalance import MOVE_TIMEOUT_S, Move, Step, next_step
+from tierserve.runtime.kube.rebalance import MOVE_TIMEOUT_S, Move, Step, moving_pods, next_step
 
 MOVE = Move("busy-cloud", size=2, at_s=100.0)
 
@@ -48,7 +48,7 @@ IDC, NEW = pod("busy-idc", cost=200), pod("busy-idc-new", cost=100)
     ],
 )  # fmt: skip
 def test_the_steps_of_a_move(current: int, pods: list[Any], now: float, step: Step) -> None:
-    assert next_step(MOVE, current, pods, now) is step
+    assert next_step(MOVE, current, moving_pods(pods), now) is step
 
 
 def test_the_annotation_round_trips_and_garbage_reads_as_none() -> None:

@@ -63,7 +63,7 @@ from tierserve.runtime.kube.custom_metrics import HttpFetch, scrape_target
 from tierserve.runtime.kube.events import record
 from tierserve.runtime.kube.lease import LeaderElector
 from tierserve.runtime.kube.planner import GatewayScrape, KubePlannerInputs
-from tierserve.runtime.kube.rebalance import MOVE_ANNOTATION, Move, Step, next_step
+from tierserve.runtime.kube.rebalance import MOVE_ANNOTATION, Move, Step, moving_pods, next_step
 from tierserve.runtime.kube.serving import AUTOSCALER_ANNOTATION, SERVICE_ANNOTATION, TIERSERVE
 from tierserve.runtime.promtext import parse_metrics
 
@@ -264,9 +264,9 @@ class KubeAutoscaler:
     async def _move(
         self, deployment: Obj, text: str, current: int, pods: list[Obj], now: float
     ) -> None:
-        """The next step of a move under way (``runtime.kube.rebalance.next_step``)."""
+        """The next step of a move under way (``policy.rebalance.next_step``)."""
         move = Move.from_text(text)
-        step = Step.DONE if move is None else next_step(move, current, pods, now)
+        step = Step.DONE if move is None else next_step(move, current, moving_pods(pods), now)
         if step is Step.WAIT:
             return
         meta = deployment["metadata"]

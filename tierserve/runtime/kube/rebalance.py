@@ -19,52 +19,20 @@ scale-in order (cloud first, the newest first: the pod ``move`` picks). So:
    to N.
 
 While a move is under way the service is not evaluated (a move never competes with a
-rescale). :func:`next_step` decides (pure); the autoscaler applies.
+rescale). ``policy.rebalance.next_step`` decides on the pods as :func:`moving_pods` reads
+them; the autoscaler applies.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
-from dataclasses import dataclass
-from enum import Enum
 
+from tierserve.policy.rebalance import MOVE_TIMEOUT_S, Move, MovingPod, Step, next_step
 from tierserve.policy.scalein import DELETION_COST_ANNOTATION
 from tierserve.runtime.kube.client import Obj
 
 MOVE_ANNOTATION = "autoscaling.tierserve.io/move"
-"""On the Deployment while a move is under way (JSON: ``pod``, ``size``, ``atS``)."""
-MOVE_TIMEOUT_S = 600.0
-"""A move whose replacement is not Ready by then is given up (back to the old size)."""
-
-
-@dataclass(frozen=True)
-class Move:
-    pod: str
-    size: int
-    """The size before the move (and after it)."""
-    at_s: float
-
-    def to_text(self) -> str:
-        return json.dumps({"pod": self.pod, "size": self.size, "atS": self.at_s})
-
-    @classmethod
-    def from_text(cls, text: str) -> Move | None:
-        """The annotation ``to_text`` wrote; None when it is not one (then it is cleared)."""
-        try:
-            doc = json.loads(text)
-            return cls(str(doc["pod"]), int(doc["size"]), float(doc["atS"]))
-        except (ValueError, KeyError, TypeError):
-            return None
-
-
-class Step(Enum):
-    WAIT = "wait"
-    SCALE_IN = "scale-in"
-    """Back to the old size: the moved pod goes (lowest deletion cost)."""
-    DONE = "done"
-    ABANDON = "abandon"
-    """Give up: back to the old size, whichever pod goes."""
+"""On the Deployment while a move is under way (``Move.to_text``: ``pod``, ``size``, ``atS``)."""
 
 
 def _ready(pod: Obj) -> bool:
@@ -82,25 +50,17 @@ def _cost(pod: Obj) -> int | None:
         return None
 
 
-def next_step(move: Move, current: int, pods: Sequence[Obj], now: float) -> Step:
-    """What to do this period for ``move`` of a Deployment of ``current`` replicas whose
-    pods are ``pods``."""
-    live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
-    names = {p["metadata"]["name"] for p in live}
-    if move.pod not in names:
-        return Step.DONE
-    if current == move.size:  # scaled in: the ReplicaSet deletes the pod next
-        return Step.WAIT if len(live) > move.size else Step.DONE  # (another went: done)
-    if current != move.size + 1 or now - move.at_s > MOVE_TIMEOUT_S:
-        return Step.ABANDON
-    if len(live) != move.size + 1 or not all(_ready(p) for p in live):
-        return Step.WAIT  # the replacement is not Ready yet
-    costs = {p["metadata"]["name"]: _cost(p) for p in live}
-    mine = costs[move.pod]
-    others = [c for n, c in costs.items() if n != move.pod]
-    if mine is None or any(c is None or c <= mine for c in others):
-        return Step.WAIT  # the controller has not ranked the replacement yet
-    return Step.SCALE_IN
+def moving_pods(pods: Sequence[Obj]) -> list[MovingPod]:
+    """The Deployment's pods as the API returns them, as ``next_step`` reads them."""
+    return [
+        MovingPod(
+            name=p["metadata"]["name"],
+            ready=_ready(p),
+            terminating=bool(p["metadata"].get("deletionTimestamp")),
+            deletion_cost=_cost(p),
+        )
+        for p in pods
+    ]
 
 
-__all__ = ["MOVE_ANNOTATION", "MOVE_TIMEOUT_S", "Move", "Step", "next_step"]
+__all__ = ["MOVE_ANNOTATION", "MOVE_TIMEOUT_S", "Move", "Step", "moving_pods", "next_step"]
