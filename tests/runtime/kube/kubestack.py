@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import ssl
 import subprocess
 import sys
@@ -109,6 +110,21 @@ class Stack:
 
     def log(self, name: str) -> str:
         return (self.plane.logs / f"{name}.log").read_text(errors="replace")[-4000:]
+
+
+async def start_gateway(stack: Stack) -> tuple[asyncio.subprocess.Process, str]:
+    """``tierserve gateway`` with Kubernetes discovery on the testbed: the process and its
+    URL (from its "listening on" line). The caller stops it."""
+    gateway = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tierserve.cli.main", "gateway", "--port", "0",
+        "--discovery", "kubernetes", "--kubeconfig", stack.kubeconfig,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    assert gateway.stdout is not None
+    line = (await asyncio.wait_for(gateway.stdout.readline(), 30)).decode()
+    match = re.search(r"listening on (http://\S+)", line)
+    assert match, line
+    return gateway, match.group(1)
 
 
 async def until(

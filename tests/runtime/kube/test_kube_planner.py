@@ -25,7 +25,7 @@ from typing import Any
 
 import aiohttp
 import pytest
-from kubestack import Stack, idc_first_policy, until
+from kubestack import Stack, idc_first_policy, start_gateway, until
 from test_scheduling import PODS, cleanup, create_policy, extender_sees_policies
 
 from tierserve.runtime.kube.client import MERGE_PATCH, KubeClient, load_config
@@ -55,19 +55,6 @@ async def kube(stack: Stack) -> Any:
     async with KubeClient(load_config(stack.kubeconfig)) as client:
         yield client
         await cleanup(client)
-
-
-async def start_gateway(stack: Stack) -> tuple[asyncio.subprocess.Process, str]:
-    gateway = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tierserve.cli.main", "gateway", "--port", "0",
-        "--discovery", "kubernetes", "--kubeconfig", stack.kubeconfig,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-    )  # fmt: skip
-    assert gateway.stdout is not None
-    line = (await asyncio.wait_for(gateway.stdout.readline(), 30)).decode()
-    match = re.search(r"listening on (http://\S+)", line)
-    assert match, line
-    return gateway, match.group(1)
 
 
 async def chat(session: aiohttp.ClientSession, url: str, codes: list[int]) -> None:

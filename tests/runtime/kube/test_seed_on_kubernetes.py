@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
-from kubestack import Stack, until
+from kubestack import Stack, start_gateway, until
 from test_custom_metrics import metrics_api  # noqa: F401  (the module's fixture)
 from test_scheduling import IDC, PODS, VIRTUAL, cleanup, extender_sees_policies, seed_policy_yaml
 
@@ -148,16 +148,7 @@ async def test_the_seed_walkthrough_on_kubernetes(
 
         await until(one_on_idc, 90)
 
-        gateway = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierserve.cli.main", "gateway", "--port", "0",
-            "--discovery", "kubernetes", "--kubeconfig", stack.kubeconfig,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        assert gateway.stdout is not None
-        line = (await asyncio.wait_for(gateway.stdout.readline(), 30)).decode()
-        match = re.search(r"listening on (http://\S+)", line)
-        assert match, line
-        url = match.group(1)
+        gateway, url = await start_gateway(stack)
 
         # the seed's curl, as written (the gateway at 127.0.0.1 instead of the ingress)
         curl = await asyncio.create_subprocess_exec(
@@ -247,16 +238,7 @@ async def test_the_seed_walkthrough_on_kubernetes_with_the_tier_planner(
     try:
         await apply_seed_yaml(kube, stack)
         await extender_sees_policies(kube, stack)
-        gateway = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tierserve.cli.main", "gateway", "--port", "0",
-            "--discovery", "kubernetes", "--kubeconfig", stack.kubeconfig,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
-        assert gateway.stdout is not None
-        line = (await asyncio.wait_for(gateway.stdout.readline(), 30)).decode()
-        match = re.search(r"listening on (http://\S+)", line)
-        assert match, line
-        url = match.group(1)
+        gateway, url = await start_gateway(stack)
         # the autoscaler as deployed: its defaults (the HPA's 15 s period)
         stack._spawn("seed-autoscaler", ["autoscaler", f"--gateway-url={url}/metrics"])
         served = subprocess.run(
