@@ -8,12 +8,21 @@ next to the real ones from a compare.py results file, with the bounds of the sim
 issue: SLO attainment within 3 points, burst TTFT p90 and cloud GPU-seconds within 10 %,
 first scale-out within one HPA period (15 s).
 
+The real autoscaler's periods start when ``tierserve up`` does, so the burst falls at a
+different point of its 15-s period each run: with the same arrivals, a step seen 3 s into
+the burst and one seen 3 s later can be a whole period apart. By default the simulated
+autoscaler evaluates at the phase the real run had (its first ``SuccessfulRescale``
+event's time modulo the period, printed per row); ``--no-align`` starts it at the first
+tick instead, which shows how much of a difference is that phase alone.
+
     python bench/sim/fidelity.py [--real bench/autoscale/results/latest.json] [--json OUT]
+        [--no-align]
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -48,14 +57,23 @@ def compare_arrivals(s: Settings) -> list[Arrival]:
     return out
 
 
-def simulate(config: str, arrivals: list[Arrival]) -> SimResult:
+def phase_of(run: dict[str, Any] | None, period_s: float) -> float | None:
+    """The real autoscaler's phase: its first rescale's time (emulated seconds from the
+    load's start) modulo the period; None when the run recorded none."""
+    events = (run or {}).get("events") or []
+    times = [e["t_s"] for e in events if e.get("reason") == "SuccessfulRescale" and "t_s" in e]
+    return min(times) % period_s if times else None
+
+
+def simulate(config: str, arrivals: list[Arrival], phase_s: float | None = None) -> SimResult:
     key, values = sc.parse_vary(f"autoscaling=@autoscaling/{config}.yaml", EXAMPLES)
     scenario = sc.load(EXAMPLES / "seed-burst.yaml", {key: values[0][1]})
+    settings = dataclasses.replace(scenario.settings, autoscaler_phase_s=phase_s)
     sim = Simulation(
         scenario.objects,
         iter(arrivals),
         scenario.duration_s,
-        settings=scenario.settings,
+        settings=settings,
         slo=scenario.slo,
         name=config,
     )
@@ -105,8 +123,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--real", type=Path, default=ROOT / "bench/autoscale/results/latest.json")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--no-align", action="store_true", help="the autoscaler's phase: first tick")
     args = ap.parse_args()
-    real = {r["config"]: r for r in json.loads(args.real.read_text())["summary"]}
+    document = json.loads(args.real.read_text())
+    real = {r["config"]: r for r in document["summary"]}
+    runs = {r["config"]: r for r in document.get("runs", [])}
+    period = Settings().hpa_period_s
     arrivals = compare_arrivals(Settings())
     rows = []
     header = (
@@ -117,7 +139,8 @@ def main() -> None:
     print(header)
     for config, run in real.items():
         r = real_figures(run)
-        s = figures(simulate(config, arrivals))
+        phase = None if args.no_align else phase_of(runs.get(config), period)
+        s = figures(simulate(config, arrivals, phase))
         d_slo = s["slo_pct"] - r["slo_pct"]  # type: ignore[operator]
         d_ttft = _rel(s["burst_ttft_p90_s"], r["burst_ttft_p90_s"])
         d_gpu = _rel(s["cloud_gpu_s"], r["cloud_gpu_s"])
@@ -146,9 +169,10 @@ def main() -> None:
             f" ({pct(d_gpu)}){mark['gpu']:<2}",
             f"{num(fr, '{:.0f}'):>8} / {num(fs, '{:.0f}')}",
             f" ({num(d_first, '{:+.0f}')}){mark['first']}",
+            f"   phase {num(phase, '{:.1f}')} s",
         ]
         print("".join(cells))
-        rows.append({"config": config, "real": r, "sim": s, "within": ok})
+        rows.append({"config": config, "real": r, "sim": s, "within": ok, "phase_s": phase})
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
 

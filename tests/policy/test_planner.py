@@ -14,6 +14,7 @@ from tierserve.policy.planner import (
     forecast,
     needed,
     plan,
+    poisson_sd,
     quantized,
     rate_at,
 )
@@ -60,6 +61,23 @@ def test_holt_forecast_follows_a_ramp() -> None:
     assert state.trend_per_s == pytest.approx(0.1 / 15, rel=0.15)
     # in 80 s: level + trend * 80 ~ 2.1 + 0.53
     assert rate_at(state, 80.0) == pytest.approx(2.1 + 0.1 / 15 * 80, rel=0.05)
+
+
+@pytest.mark.parametrize(
+    ("trend_per_s", "expected"),
+    [
+        # 0.5 req/s over 15 s: sd sqrt(0.5 / 15) = 0.183; the gate is 2 sd = 0.365 req/s
+        (0.004, 0.5),  # noise: 0.004 * 85 = 0.34 < 0.365, no rise
+        (0.01, 0.5 + 0.85 - 0.365),  # 0.85 over 85 s: what exceeds the gate, 0.485
+        (-0.01, 0.5 - 0.85 + 0.365),  # the same going down
+        (-0.1, 0.0),  # never below 0
+    ],
+)
+def test_the_trend_counts_only_beyond_the_noise(trend_per_s: float, expected: float) -> None:
+    state = PlannerState(level=0.5, trend_per_s=trend_per_s, at_s=0.0)
+    sd = poisson_sd(0.5, 15.0)
+    assert sd == pytest.approx(0.1826, abs=1e-4)
+    assert rate_at(state, 85.0, sd) == pytest.approx(expected, abs=1e-3)
 
 
 def test_seed_load_keeps_the_cloud_empty() -> None:

@@ -98,6 +98,12 @@ class SimSettings:
     startup_overhead_s: float = 0.0
     """Process start before the engine loads (python start-up, image pull on a node)."""
     autoscaler: AutoscalerConfig = field(default_factory=AutoscalerConfig)
+    autoscaler_phase_s: float | None = None
+    """The autoscaler evaluates each service this long after the load starts, then every
+    period (None: its periods run on from the first tick, or the warm-up's). A real
+    control plane's periods start when it does, so a step in the load falls at a
+    different point of its period each run; a fidelity check against one real run sets
+    the phase that run had."""
     autoscaler_policy: str | None = None
     """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs for every service;
     None: each service's own (``spec.autoscaling.policy``, default ``hpa``)."""
@@ -1015,6 +1021,9 @@ class Simulation:
             self._warm_up() if s.warm_start else (0.0, 0.0, s.metrics_interval_s / 2)
         )
         self._load_start = start
+        if s.autoscaler_phase_s is not None:  # the next evaluation at start + phase
+            for key in self.services:
+                self._last_evaluated[key] = start + s.autoscaler_phase_s - s.autoscaler.period_s
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
                 first = first._replace(t_s=first.t_s + start)
