@@ -103,6 +103,10 @@ class Load:
     """Arrivals per second over the last few seconds only: a step in the load shows
     here a whole period before the period's mean catches up (scale-out reacts to it;
     scale-in never does)."""
+    correction_sample: tuple[float, float] | None = None
+    """(measured, predicted) TTFT at the quantile of an earlier period, where the body's
+    model answered after that period's plan (a worker process); the correction folds it
+    in as it folds ``ttft_s`` / ``predicted_ttft_s`` (None: those)."""
 
 
 @dataclass(frozen=True)
@@ -229,11 +233,12 @@ def corrected(state: PlannerState, load: Load, slo: SloTarget) -> PlannerState:
     """Fold the newest measured/predicted latency ratio into the correction — only while
     the replicas run within the SLO's range (measured under twice the objective): an
     overloaded replica's latency is its queue, which says nothing about its speed."""
-    if load.ttft_s is None or not load.predicted_ttft_s or load.predicted_ttft_s <= 0:
+    measured, predicted = load.correction_sample or (load.ttft_s, load.predicted_ttft_s)
+    if measured is None or not predicted or predicted <= 0:
         return state
-    if load.ttft_s > 2 * slo.ttft_seconds:
+    if measured > 2 * slo.ttft_seconds:
         return state
-    ratio = load.ttft_s / load.predicted_ttft_s
+    ratio = measured / predicted
     value = (1 - CORRECTION_WEIGHT) * state.correction + CORRECTION_WEIGHT * ratio
     low, high = CORRECTION_BOUNDS
     return replace(state, correction=min(high, max(low, value)))

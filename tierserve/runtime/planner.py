@@ -17,10 +17,14 @@ autoscaler the gateways' ``/metrics`` (``runtime.kube.planner``) and the pods it
   line (``engine.perf.capacity``), computed in a worker *process* (the model is CPU-bound
   Python: on a thread it would hold the GIL that the control plane's event loop, and the
   gateway on it, need); the last capacity serves while a new mix's is computed, and until
-  the first is known the planner keeps the size. A command the emulator cannot read (an
-  unknown engine) has
-  no model: its capacity is measured (the per-replica rate it carried, scaled by how
-  far its measured TTFT is from the SLO).
+  the first is known the planner keeps the size. It is given at the objective and at the
+  planner's correction (``policy.planner.CapacityAt``; the correction's grid point is
+  computed once the state has it, and until then the rate is divided by it). A command
+  the emulator cannot read (an unknown engine) has no model: its capacity is measured
+  (the per-replica rate it carried, scaled by how far its measured TTFT is from the SLO).
+- **Correction**: what the model predicts for the period's per-replica load, next to the
+  measured TTFT, computed in the worker too; the pair reaches the planner in the first
+  period after the worker answered (``Load.correction_sample``).
 
 Under ``--emulator-time-scale`` every figure is converted to emulated seconds (rates x
 scale, durations / scale), like the emulator's own metrics, so the same SLO works at any
@@ -41,12 +45,19 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from tierserve.engine.args import parse_args
-from tierserve.engine.perf.capacity import CapacityModel, bucket_mix, replica_rate
+from tierserve.engine.perf.capacity import (
+    CapacityModel,
+    Mix,
+    bucket,
+    bucket_mix,
+    latency_quantiles,
+    replica_rate,
+)
 from tierserve.engine.perf.cost import EngineShape
 from tierserve.errors import TierserveError
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.policy.autoscaling import PLANNER_MAX_REPLICAS, PlannerContext
-from tierserve.policy.planner import MIX_WEIGHT, Load
+from tierserve.policy.planner import CORRECTION_STEP, MIX_WEIGHT, CapacityAt, Load, quantized
 from tierserve.policy.replicaset import service_key
 from tierserve.policy.signals import ReplicaKey
 from tierserve.policy.tiers import tiers_for
@@ -79,6 +90,7 @@ Latest = Callable[[ReplicaKey, float], Mapping[str, float]]
 """The scraper's newest values of a replica at ``now`` (``MetricsScraper.fresh``)."""
 
 Pending = asyncio.Future[float] | concurrent.futures.Future[float]
+Predicted = asyncio.Future[tuple[float, float]] | concurrent.futures.Future[tuple[float, float]]
 
 
 RECENT_S = 5.0
@@ -94,6 +106,8 @@ class _Seen:
     counters: dict[ReplicaKey, tuple[float, float, float]] = field(default_factory=dict)
     mix: tuple[float, float] = DEFAULT_MIX
     measured: bool = False
+    predicting: tuple[float, Predicted] | None = None
+    """A period's measured TTFT and the model's prediction for its load, being computed."""
 
 
 class PlannerInputs:
@@ -154,31 +168,84 @@ class PlannerInputs:
         return seen.mix
 
     def _capacity_of(
-        self, shape: EngineShape, mix: tuple[float, float], service: InferenceService
+        self,
+        shape: EngineShape,
+        mix: tuple[float, float],
+        service: InferenceService,
+        correction: float = 1.0,
     ) -> float | None:
-        """The model's capacity, computed once per (shape, mix bucket, SLO) in the worker
-        process; the last one known while a new mix's is computed."""
+        """The model's capacity at the TTFT objective / ``correction``, computed once per
+        (shape, mix bucket, SLO, correction) in the worker process; at the objective
+        itself, the last one known while a new mix's is computed (None: none yet)."""
         spec = service.spec.autoscaling
         assert spec is not None and spec.slo is not None
         slo = spec.slo
+        ttft_s = slo.ttft_seconds / correction
         mixed = bucket_mix(*mix, step=self.model.mix_step)
-        key = (shape, mixed, slo.ttft_seconds, slo.tpot_seconds, slo.attainment)
+        key = (shape, mixed, ttft_s, slo.tpot_seconds, slo.attainment)
         name = (service.namespace, service.name)
         future = self._capacity.get(key)
         if future is None:
             future = self._capacity[key] = self._submit(
-                replica_rate, shape, mixed, slo.ttft_seconds, slo.tpot_seconds, slo.attainment
+                replica_rate, shape, mixed, ttft_s, slo.tpot_seconds, slo.attainment
             )
         if not future.done():
-            return self._last_capacity.get(name)
+            return self._last_capacity.get(name) if correction == 1.0 else None
         try:
             value = future.result()
         except Exception:  # a bug in the model: say so once, plan without it
             log.exception("capacity model failed for %s/%s", service.namespace, service.name)
             self._capacity[key] = _done(0.0)
             value = 0.0
-        self._last_capacity[name] = value
+        if correction == 1.0:
+            self._last_capacity[name] = value
         return value
+
+    def _capacity_at(
+        self,
+        shape: EngineShape,
+        mix: tuple[float, float],
+        service: InferenceService,
+        base: float,
+        correction: float,
+    ) -> CapacityAt:
+        """The capacity as a function of the correction: the model's figure at the grid
+        points around ``correction`` (computed in the worker: the correction moves a grid
+        step at a time), the base rate divided by the correction until it is known."""
+        grid = quantized(correction)
+        known = {1.0: base}
+        if grid != 1.0:
+            for point in (grid, grid * CORRECTION_STEP, grid / CORRECTION_STEP):
+                point = quantized(point)
+                value = self._capacity_of(shape, mix, service, point)
+                if value is not None:
+                    known[point] = value
+
+        def capacity(c: float) -> float:
+            point = quantized(c)
+            return known.get(point, base / point)
+
+        return capacity
+
+    def _predict(
+        self,
+        seen: _Seen,
+        shape: EngineShape,
+        mix: tuple[float, float],
+        per_replica: float,
+        ttft: float,
+        q: float,
+    ) -> tuple[float, float] | None:
+        """The (measured, predicted) TTFT pair whose prediction the worker has answered:
+        an earlier period's, or this one's when it answers at once (no event loop). The
+        model is asked for this period's load whenever it is not busy with another."""
+        out = _answered(seen)
+        if seen.predicting is None:
+            mixed = bucket_mix(*mix, step=self.model.mix_step)
+            rate = bucket(per_replica, self.model.rate_step)
+            seen.predicting = (ttft, self._submit_latency(shape, mixed, rate, q))
+            out = _answered(seen) or out
+        return out
 
     def _submit(self, fn: Callable[..., float], *args: object) -> Pending:
         """``fn(*args)`` in the worker process (inline when no event loop runs)."""
@@ -186,11 +253,27 @@ class PlannerInputs:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return _done(fn(*args))
+        return loop.run_in_executor(self._worker(), fn, *args)
+
+    def _submit_latency(self, shape: EngineShape, mix: Mix, rate: float, q: float) -> Predicted:
+        """``latency_quantiles`` in the worker process (inline when no event loop runs)."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            future: concurrent.futures.Future[tuple[float, float]] = concurrent.futures.Future()
+            try:
+                future.set_result(latency_quantiles(shape, mix, rate, q))
+            except Exception as exc:  # read back as "no prediction"
+                future.set_exception(exc)
+            return future
+        return loop.run_in_executor(self._worker(), latency_quantiles, shape, mix, rate, q)
+
+    def _worker(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
             # spawn, not fork: the control plane has threads (a fork copies their locks)
             spawn = multiprocessing.get_context("spawn")
             self._pool = concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=spawn)
-        return loop.run_in_executor(self._pool, fn, *args)
+        return self._pool
 
     def close(self) -> None:
         """Stop the capacity worker process."""
@@ -231,7 +314,10 @@ class PlannerInputs:
         nodes: Mapping[str, Node],
         policies: Sequence[ResourcePolicy],
         now: float,
+        correction: float = 1.0,
     ) -> PlannerContext | None:
+        """The context of ``service`` this period (None: keep the size); ``correction``:
+        the planner's, from its state (the capacity is computed at it)."""
         spec = service.spec.autoscaling
         if spec is None or spec.slo is None:
             return None
@@ -257,12 +343,16 @@ class PlannerInputs:
         ttft = ttft_w / scale if ttft_w is not None else None
         ready = sum(1 for r in theirs if r.ready)
         engine = self._engine(service, nodes)
-        predicted = None
+        sample = None
+        capacity: float | CapacityAt
         if engine is not None:
             shape, load_s = engine
-            capacity = self._capacity_of(shape, mix, service)
-            if capacity is None:
+            base = self._capacity_of(shape, mix, service)
+            if base is None:
                 return None  # not known yet: keep the size this period
+            capacity = self._capacity_at(shape, mix, service, base, correction)
+            if ttft is not None and ready and rate > 0:
+                sample = self._predict(seen, shape, mix, rate / ready, ttft, q)
         else:  # an unknown engine: what its replicas carried, scaled to the SLO
             load_s = UNKNOWN_STARTUP_S
             if ttft is None or ready == 0 or rate <= 0:
@@ -281,8 +371,24 @@ class PlannerInputs:
         )
         # Cold starts in emulated seconds, like the rest.
         tiers = [dataclasses.replace(t, cold_start_s=t.cold_start_s / scale) for t in tiers]
-        load = Load(rate, mix[0], mix[1], span / scale, ttft, None, predicted, recent_rate)
+        load = Load(
+            rate, mix[0], mix[1], span / scale, ttft, None, None, recent_rate, sample
+        )
         return PlannerContext(load, tuple(tiers), capacity, now=now / scale)
+
+
+def _answered(seen: _Seen) -> tuple[float, float] | None:
+    """The pair of ``seen``'s prediction once the worker has answered it (then cleared);
+    None while it computes, or when the model had no answer (a mix that never fits)."""
+    if seen.predicting is None or not seen.predicting[1].done():
+        return None
+    measured, future = seen.predicting
+    seen.predicting = None
+    try:
+        return measured, future.result()[0]
+    except Exception:  # no fit, or a model bug: no correction from this period
+        log.debug("no TTFT prediction for a period's load", exc_info=True)
+        return None
 
 
 def _done(value: float) -> Pending:

@@ -210,7 +210,7 @@ def test_the_planners_last_plan_is_in_the_service_status(tmp_path: Path) -> None
         def learn_cold_start(self, tier: str, seconds: float) -> None:
             pass
 
-        def context(self, service, replicas, nodes, policies, now):  # type: ignore[no-untyped-def]
+        def context(self, service, replicas, nodes, policies, now, correction=1.0):  # type: ignore[no-untyped-def]
             tiers = (Tier("idc", 1, 0, 36.0), Tier("cloud", 0, 8, 81.0, 2.5))
             return PlannerContext(Load(3.0, 1500, 256), tiers, 1.2)
 

@@ -25,7 +25,7 @@ class Gateway:
         return self.ttft_wall
 
 
-def service() -> InferenceService:
+def service(slo: str = "{ttftSeconds: 2, tpotSeconds: 0.1}") -> InferenceService:
     (svc,) = load_documents(
         f"""
 apiVersion: serving.tierserve.io/v1alpha1
@@ -34,7 +34,7 @@ metadata: {{name: deepseek}}
 spec:
   gpus: 1
   maxReplicas: 3
-  autoscaling: {{policy: slo, slo: {{ttftSeconds: 2, tpotSeconds: 0.1}}}}
+  autoscaling: {{policy: slo, slo: {slo}}}
   command: "{SEED_COMMAND}"
 """
     )
@@ -71,9 +71,41 @@ def test_time_scale_converts_to_emulated_units() -> None:
     assert load.ttft_s == pytest.approx(0.5)
     assert load.window_s == pytest.approx(15.0)
     assert context.now == pytest.approx(1003.0 / 0.2)
-    assert 1.5 < context.capacity < 2.6  # one V100 at 1500/256, TTFT 2 s (the model: ~2)
+    assert callable(context.capacity)
+    assert 1.5 < context.capacity(1.0) < 2.6  # one V100 at 1500/256, TTFT 2 s (the model: ~2)
+    # No event loop: the model answered at once, for this period's 1.47 req/s on 1 replica
+    assert load.correction_sample is not None
+    measured, predicted = load.correction_sample
+    assert measured == pytest.approx(0.5)
+    assert 0.3 < predicted < 2.0  # the model's TTFT p95 at 1.47 req/s, under the objective
     idc, cloud = context.tiers
     assert (idc.name, idc.allocated, idc.room) == ("idc", 1, 0)  # the one V100 is taken
     # the virtual node's 45 s cold start is wall seconds here: 45 / 0.2 emulated, + load
     assert cloud.cold_start_s > 45 / 0.2
     assert cloud.price_per_replica_hour == pytest.approx(2.5)
+
+
+def test_the_capacity_is_computed_at_the_planner_correction() -> None:
+    """At correction 1.1 (grid 1.05^2), the model's rate at TTFT 2 / 1.1025 s, which is
+    less than at 2 s and more than the rate at 2 s divided by 1.1025 (latency is steep
+    near the knee)."""
+    gateway = Gateway()
+    counters = {PROMPT: 0.0, GENERATED: 0.0, SUCCESS: 0.0}
+    inputs = PlannerInputs(gateway, lambda key, now: counters)
+    nodes: dict[str, Node] = {n.name: n for n in default_nodes(None)}
+    svc = service("{ttftSeconds: 2}")  # no TPOT objective: TPOT 0.1 s would bind first
+    replica: Replica = Replica.new(
+        "deepseek-predictor-x-y",
+        "default",
+        spec={"service": "deepseek", "requests": {"nvidia.com/gpu": "1"}},
+        status={"phase": "Ready", "nodeName": "idc001"},
+    )
+    assert inputs.context(svc, [replica], nodes, [], 0.0, correction=1.1) is None
+    gateway.count = 15  # 1 req/s of the mix 1500 / 256
+    counters.update({PROMPT: 15000.0, GENERATED: 2560.0, SUCCESS: 10.0})
+    context = inputs.context(svc, [replica], nodes, [], 15.0, correction=1.1)
+    assert context is not None and callable(context.capacity)
+    base, tight = context.capacity(1.0), context.capacity(1.1)
+    assert base / 1.1025 < tight < base
+    assert context.capacity(1.12) == tight  # the same grid point
+    assert context.capacity(1.5) == pytest.approx(base / 1.05**8)  # not computed: divided

@@ -55,7 +55,7 @@ from tierserve.policy.autoscaling import (
     evaluate,
     policy_of,
 )
-from tierserve.policy.planner import Plan
+from tierserve.policy.planner import Plan, PlannerState
 from tierserve.policy.tiers import tiers_for
 from tierserve.runtime.kube.client import MERGE_PATCH, Api, Obj
 from tierserve.runtime.kube.convert import replica_from_pod
@@ -207,7 +207,9 @@ class KubeAutoscaler:
         if policy_of(service) == SLO:
             for pod_name, values in metrics.items():
                 self.planner.scraped((namespace, pod_name), values, now)
-            context = await self._context(deployment, service, now)
+            context = await self._context(
+                deployment, service, now, PlannerState.from_json(state).correction
+            )
         evaluation = evaluate(service, replicas, metrics, state, now, self.config, context=context)
         if evaluation is None:
             return
@@ -287,7 +289,7 @@ class KubeAutoscaler:
         await self.kube.request("PATCH", f"{path}/{meta['name']}", clear, content_type=MERGE_PATCH)
 
     async def _context(
-        self, deployment: Obj, service: InferenceService, now: float
+        self, deployment: Obj, service: InferenceService, now: float, correction: float = 1.0
     ) -> PlannerContext | None:
         """The tier planner's context, or None (keep the size) when no gateway answered:
         then there is no load to plan on, and a rate of 0 would give replicas back."""
@@ -305,7 +307,7 @@ class KubeAutoscaler:
             return None
         self._blind.discard(key)
         self.planner.sample(service, now)
-        return self.planner.context(service, now)
+        return self.planner.context(service, now, correction)
 
     async def _keep(
         self, deployment: Obj, annotations: dict[str, str], evaluation: Evaluation, now: float

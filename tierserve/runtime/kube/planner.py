@@ -266,12 +266,15 @@ class KubePlannerInputs:
     def sample(self, service: InferenceService, now: float) -> None:
         self.inputs.sample(service, now)
 
-    def context(self, service: InferenceService, now: float) -> PlannerContext | None:
-        """The planner's context for ``service`` this period (None: keep the size)."""
+    def context(
+        self, service: InferenceService, now: float, correction: float = 1.0
+    ) -> PlannerContext | None:
+        """The planner's context for ``service`` this period (None: keep the size);
+        ``correction``: the planner's, from its state."""
         w = self.world
         key = (service.namespace, service.name)
         replicas = [r for r in w.replicas if r.node_name or service_key(r) == key]
-        return self.inputs.context(service, replicas, w.nodes, w.policies, now)
+        return self.inputs.context(service, replicas, w.nodes, w.policies, now, correction)
 
     def close(self) -> None:
         self.inputs.close()

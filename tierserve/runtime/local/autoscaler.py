@@ -18,7 +18,7 @@ from tierserve.model.autoscaling import SLO
 from tierserve.model.service import AutoscalerStatus
 from tierserve.policy import rebalance
 from tierserve.policy.autoscaling import AutoscalerConfig, due, evaluate, mine, policy_of
-from tierserve.policy.planner import Tier
+from tierserve.policy.planner import PlannerState, Tier
 from tierserve.policy.tiers import tiers_for
 from tierserve.runtime.local.costs import BUDGET_BLOCKED
 from tierserve.runtime.local.isolation import each_object
@@ -72,7 +72,8 @@ class Autoscaler:
         context = None
         if self.planner is not None and policy_of(service) == SLO:
             nodes, policies = self._world
-            context = self.planner.context(service, replicas, nodes, policies, now)
+            correction = PlannerState.from_json(self.store.get_state(state_key)).correction
+            context = self.planner.context(service, replicas, nodes, policies, now, correction)
         evaluation = evaluate(
             service,
             theirs,
