@@ -17,6 +17,7 @@ from tierserve.policy.planner import (
     poisson_sd,
     quantized,
     rate_at,
+    regridded,
 )
 
 SLO = SloTarget(ttft_seconds=2.0, tpot_seconds=0.1, attainment=0.95)
@@ -181,22 +182,44 @@ def test_corrections_are_asked_on_a_5_percent_grid(correction: float, grid: floa
 
 
 def test_correction_tightens_the_objective_where_the_body_has_a_model() -> None:
-    # measured 2.2 s where the model said 2.0 s: correction 0.7*1 + 0.3*1.1 = 1.03 -> grid
-    # 1.05 (0.61 steps -> 1); the model at TTFT 2 / 1.05 = 1.905 s carries
-    # 2 * (1 - 0.5 / 1.905) = 1.475 req/s — 1.7 % under 1.5, where 1.5 / 1.03 = 1.456
-    # would be 2.9 % under (the knee: latency is steep there, the rate is not).
-    load = Load(rate=2.9, prompt_tokens=1500, output_tokens=256, ttft_s=2.2, predicted_ttft_s=2.0)
+    # An earlier period measured 2.4 s where the model said 2.0 s (the worker answered
+    # late: correction_sample): correction 0.7*1 + 0.3*1.2 = 1.06, 1.2 steps of 1.05 from
+    # the grid point 1 (over the 0.75 hysteresis) -> grid 1.05; the model at TTFT
+    # 2 / 1.05 = 1.905 s carries 2 * (1 - 0.5 / 1.905) = 1.475 req/s, 1.7 % under 1.5
+    # where dividing the rate (1.5 / 1.06 = 1.415) would take 5.7 % off.
+    load = Load(
+        rate=2.9, prompt_tokens=1500, output_tokens=256, ttft_s=1.9,
+        correction_sample=(2.4, 2.0),
+    )  # fmt: skip
     p = plan(CONFIG, load, tiers(), capacity=knee, current=2, state=steady(2.9), now=1000.0)
-    assert p.state.correction == pytest.approx(1.03)
+    assert p.state.correction == pytest.approx(1.06)
+    assert p.state.grid == pytest.approx(1.05)
     assert p.capacity == pytest.approx(2.0 * (1 - 0.5 / (2.0 / 1.05)))
-    assert p.needed_now == 2  # ceil(2.9 / 1.475) = ceil(1.97) = 2; 2.9 / 1.456 = 1.99
-    # a plain rate is divided: 1.5 / 1.03
-    assert corrected_capacity(1.5, 1.03) == pytest.approx(1.5 / 1.03)
+    assert p.needed_now == 2  # ceil(2.9 / 1.475) = ceil(1.97) = 2; / 1.415 would be 3
+    assert not p.breach  # this period's 1.9 s is within the objective
+    # a plain rate is divided: 1.5 / 1.06
+    assert corrected_capacity(1.5, 1.06) == pytest.approx(1.5 / 1.06)
     assert corrected_capacity(knee, 1.0) == pytest.approx(1.5)
 
 
+@pytest.mark.parametrize(
+    ("grid", "correction", "expected"),
+    [
+        (1.0, 1.03, 1.0),  # 0.61 of a step from 1: stays
+        (1.0, 1.04, 1.05),  # 0.80 of a step: to the nearest, 1.05
+        (1.05, 1.03, 1.05),  # 0.39 of a step below 1.05: stays (no flip at the midpoint)
+        (1.05, 1.01, 1.0),  # 0.80 of a step below: back to 1
+        (1.0, 1.2, 1.05**4),  # far: the nearest (3.74 steps -> 4)
+    ],
+)
+def test_the_grid_point_moves_with_hysteresis(
+    grid: float, correction: float, expected: float
+) -> None:
+    assert regridded(grid, correction) == pytest.approx(expected)
+
+
 def test_state_round_trips_and_garbage_is_fresh() -> None:
-    state = PlannerState(level=1.5, trend_per_s=0.01, at_s=10.0, correction=1.2)
+    state = PlannerState(level=1.5, trend_per_s=0.01, at_s=10.0, correction=1.2, grid=1.05**4)
     assert PlannerState.from_json(state.to_json()) == state
     assert PlannerState.from_json({"level": "x"}) == PlannerState()
     assert PlannerState.from_json(None) == PlannerState()

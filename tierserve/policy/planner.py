@@ -70,6 +70,11 @@ CORRECTION_STEP = 1.05
 """The model is asked for the capacity at corrections rounded to powers of 1.05 (a 5 %
 grid: within the correction's own noise, and a handful of capacity-model evaluations a
 mix instead of one per period)."""
+GRID_HYSTERESIS = 0.75
+"""The grid point moves once the correction is 3/4 of a step away from it (and then to
+the nearest): a correction hovering at a midpoint between two points would otherwise
+flip the capacity each period, and with it the size (renting a cloud replica, giving it
+back before it is Ready, renting it again)."""
 IDC_SCALE_IN_WINDOW_S = 300.0
 """IDC replicas are kept this long after they were last needed (an IDC GPU is paid for
 whether it serves or not: giving it back saves nothing, and it may be needed again);
@@ -133,6 +138,8 @@ class PlannerState:
     trend_per_s: float = 0.0
     at_s: float | None = None
     correction: float = 1.0
+    grid: float = 1.0
+    """The correction's grid point the capacity is asked at (:func:`regridded`)."""
     needed: tuple[tuple[float, int], ...] = ()
     """(time, replicas needed) of the last ``IDC_SCALE_IN_WINDOW_S``."""
 
@@ -142,6 +149,7 @@ class PlannerState:
             "trendPerS": self.trend_per_s,
             "atS": self.at_s,
             "correction": self.correction,
+            "grid": self.grid,
             "needed": [list(x) for x in self.needed],
         }
 
@@ -159,6 +167,7 @@ class PlannerState:
                 trend_per_s=float(value.get("trendPerS", 0.0)),
                 at_s=None if at is None else float(at),
                 correction=float(value.get("correction", 1.0)),
+                grid=float(value.get("grid", 1.0)),
                 needed=tuple((float(t), int(n)) for t, n in value.get("needed", ())),
             )
         except (TypeError, ValueError):
@@ -241,7 +250,8 @@ def corrected(state: PlannerState, load: Load, slo: SloTarget) -> PlannerState:
     ratio = measured / predicted
     value = (1 - CORRECTION_WEIGHT) * state.correction + CORRECTION_WEIGHT * ratio
     low, high = CORRECTION_BOUNDS
-    return replace(state, correction=min(high, max(low, value)))
+    value = min(high, max(low, value))
+    return replace(state, correction=value, grid=regridded(state.grid, value))
 
 
 CapacityAt = Callable[[float], float]
@@ -257,11 +267,24 @@ def quantized(correction: float) -> float:
     return float(CORRECTION_STEP ** round(math.log(correction, CORRECTION_STEP)))
 
 
-def corrected_capacity(capacity: float | CapacityAt, correction: float) -> float:
+def regridded(grid: float, correction: float) -> float:
+    """The grid point for ``correction``: ``grid`` while the correction is within
+    :data:`GRID_HYSTERESIS` of a step of it, else the nearest one."""
+    if grid > 0 and abs(math.log(correction / grid)) < GRID_HYSTERESIS * math.log(
+        CORRECTION_STEP
+    ):
+        return grid
+    return quantized(correction)
+
+
+def corrected_capacity(
+    capacity: float | CapacityAt, correction: float, grid: float | None = None
+) -> float:
     """One replica's rate at the SLO under ``correction``: the model's rate at the
-    tightened objective, or a plain rate divided by the correction."""
+    tightened objective (at ``grid``, default the correction's nearest grid point), or a
+    plain rate divided by the correction."""
     if callable(capacity):
-        return capacity(quantized(correction))
+        return capacity(grid if grid is not None else quantized(correction))
     return capacity / correction
 
 
@@ -312,7 +335,7 @@ def plan(
     of the correction where the body has a model (:data:`CapacityAt`)."""
     slo = config.slo
     state = corrected(forecast(state, load.rate, now), load, slo)
-    cap = corrected_capacity(capacity, state.correction)
+    cap = corrected_capacity(capacity, state.correction, state.grid)
     # The horizon: how long a new replica takes to be useful on the tier it would land on
     # (the first one with room; the last tier when none has any).
     landing = next((t for t in tiers if t.room > 0), tiers[-1] if tiers else None)
