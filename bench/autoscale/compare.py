@@ -97,6 +97,10 @@ PLANNER_CONFIGS: dict[str, Config] = {
 CONFIGS.update(PLANNER_CONFIGS)
 
 
+LEAD_S = 3.0
+"""Wall seconds a phase's ``tierserve bench`` is started before its first request."""
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
@@ -238,6 +242,7 @@ class Sampler(threading.Thread):
         self.stop = threading.Event()
 
     def run(self) -> None:
+        self.stop.wait(max(0.0, self.t0 - time.time()))  # from the load's start
         while not self.stop.is_set():
             now = time.time()
             with contextlib.suppress(Exception):
@@ -316,14 +321,17 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
         body = state / "body.json"
         body.write_text(request_body(s))
         slo = f"ttft={_go_duration(s.wall(s.slo_ttft_s))},tpot={_go_duration(s.wall(s.slo_tpot_s))}"
-        t0 = time.time()
+        t0 = time.time() + LEAD_S  # the first phase's bench starts now, sends from t0
         run.load_start_epoch = t0
         sampler = Sampler(api, token, t0, run.samples)
         sampler.start()
         start = 0.0
         outs: dict[str, Path] = {}
         for ph in PHASES:
-            while time.time() - t0 < s.wall(start):
+            # Each phase's bench starts LEAD_S early and sends from its scheduled time
+            # (--start-at): its ~1 s start-up would otherwise delay the phase by ~5
+            # emulated seconds at time scale 0.2.
+            while time.time() - t0 < s.wall(start) - LEAD_S:
                 time.sleep(0.005)
             out = state / f"bench-{ph.name}.json"
             outs[ph.name] = out
@@ -339,6 +347,7 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
                         ),
                         "-z", _go_duration(s.wall(ph.duration_s)),
                         "-t", f"{s.wall(600):g}", "--slo", slo,
+                        "--start-at", f"{t0 + s.wall(start):.6f}",
                         "-m", "POST", "-host", HOST, "-H", "Content-Type: application/json",
                         "-D", str(body), f"{gw}/v1/chat/completions",
                     ],

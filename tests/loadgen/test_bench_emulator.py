@@ -3,9 +3,11 @@ Poisson schedules, concurrency caps, keep-alive, errors."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import socket
+import time
 from typing import Any
 
 import pytest
@@ -14,6 +16,7 @@ from typer.testing import CliRunner
 
 from tierserve.cli.main import app
 from tierserve.loadgen.flags import parse_flags
+from tierserve.loadgen.main import run_bench
 from tierserve.loadgen.result import RequestResult
 from tierserve.loadgen.runner import Runner
 from tierserve.loadgen.schedule import poisson_schedule
@@ -144,6 +147,19 @@ async def test_poisson_schedule_is_the_seeded_one(emulator: EmulatorProcess) -> 
         *argv[:-4], "--seed", "6", *JSON, "-d", chat_body(2), emulator.chat_url
     )
     assert sorted(r.scheduled_s or 0.0 for r in other) != expected
+
+
+async def test_start_at_waits_for_the_wall_clock_time(emulator: EmulatorProcess) -> None:
+    """--start-at: nothing is sent before the given Unix time; the run starts there."""
+    start = time.time() + 0.4
+    cfg = parse_flags(["-n", "3", "-c", "3", "--start-at", f"{start}", *JSON, "-d", chat_body(2),
+                       emulator.chat_url])  # fmt: skip
+    assert cfg is not None and cfg.start_at == pytest.approx(start)
+    report = await run_bench(cfg)
+    assert time.time() >= start
+    assert report.requests == 3
+    late = await run_bench(dataclasses.replace(cfg, start_at=time.time() - 10))  # past: at once
+    assert late.requests == 3
 
 
 async def test_poisson_with_duration_and_concurrency_cap(emulator: EmulatorProcess) -> None:

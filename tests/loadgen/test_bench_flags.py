@@ -120,6 +120,7 @@ def test_help_prints_usage() -> None:
         (["-q", "-1", URL], ["-q", "'-1'", "a finite number >= 0"]),
         (["-t", "soon", URL], ["-t", "'soon'", "a number >= 0"]),
         (["--rate", "0", URL], ["--rate", "'0'", "requests per second > 0"]),
+        (["--start-at", "noon", URL], ["--start-at", "'noon'", "a number >= 0"]),
         (["-D", "/nonexistent/body.json", URL], ["-D", "/nonexistent/body.json", "readable file"]),
         (["-a", "nopassword", URL], ["-a", "'nopassword'", "username:password"]),
         (["-h2", URL], ["-h2", "not supported"]),

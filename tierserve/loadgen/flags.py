@@ -73,6 +73,8 @@ LLM options:
   --json            Print one JSON object with every figure (no progress, no text).
   --no-progress     No live progress bar (it is off anyway when stderr is not a terminal).
   --allow-remote    Allow a target that is not a loopback address (127.0.0.1, ::1, localhost).
+  --start-at T      Wait until the Unix time T (seconds) before the first request: benches
+                    started ahead of a schedule begin on it, not after their start-up.
 """
 
 
@@ -98,6 +100,8 @@ class BenchConfig:
     slo: Slo = field(default_factory=Slo)
     json_output: bool = False
     progress: bool = True
+    start_at: float | None = None
+    """Unix time of the first request (None: at once)."""
 
     @property
     def mode(self) -> str:
@@ -131,6 +135,7 @@ def _parser() -> _Parser:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--allow-remote", action="store_true")
+    p.add_argument("--start-at")
     p.add_argument("-help", "--help", action="store_true")
     return p
 
@@ -267,6 +272,7 @@ def parse_flags(argv: list[str]) -> BenchConfig | None:
         if rate == 0:
             errs.add("--rate", ns.rate, "requests per second > 0")
     seed = _int(errs, "--seed", ns.seed, 0, -(2**63))
+    start_at = None if ns.start_at is None else _float(errs, "--start-at", ns.start_at, 0.0, 0.0)
     if duration_s is None and rate is None and ns.n is not None and ns.c is not None and n < c:
         errs.note("-n", f"{n} is less than -c {c}; expected at least one request per worker")
 
@@ -317,6 +323,7 @@ def parse_flags(argv: list[str]) -> BenchConfig | None:
         slo=slo,
         json_output=ns.json,
         progress=not (ns.no_progress or ns.json),
+        start_at=start_at,
     )
 
 

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from typing import TextIO
 
 from rich.console import Console
@@ -42,6 +43,9 @@ async def run_bench(cfg: BenchConfig, progress: LiveProgress | None = None) -> R
         handled = True
     ticker = asyncio.create_task(_tick(progress)) if progress else None
     try:
+        if cfg.start_at is not None and (wait := cfg.start_at - time.time()) > 0:
+            with contextlib.suppress(TimeoutError):  # Ctrl-C while waiting: nothing is sent
+                await asyncio.wait_for(stop.wait(), wait)
         result = await runner.run()
     finally:
         if ticker is not None:
