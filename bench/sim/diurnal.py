@@ -29,6 +29,7 @@ from tierserve.sim.run import simulate
 ROOT = Path(__file__).resolve().parents[2]
 SCENARIO = ROOT / "tierserve" / "examples" / "sim" / "diurnal-24h.yaml"
 SLO = {"ttftSeconds": 2, "tpotSeconds": 0.1, "attainment": 0.95}
+P99 = {**SLO, "attainment": 0.99}
 
 HPA: dict[str, dict[str, Any]] = {
     "hpa seed-sm50": {},
@@ -41,7 +42,10 @@ PLANNER: dict[str, dict[str, Any]] = {
     "slo headroom 0.1": {"policy": "slo", "slo": SLO, "headroom": 0.1},
     "slo headroom 0.25": {"policy": "slo", "slo": SLO, "headroom": 0.25},
     "slo headroom 0.5": {"policy": "slo", "slo": SLO, "headroom": 0.5},
-    "slo headroom 1.0": {"policy": "slo", "slo": SLO, "headroom": 1.0},
+    # The SLO's quantile is the planner's target (95 % of requests within it); a day at
+    # 100.000 % asks for a higher one: one replica's capacity at TTFT p99.
+    "slo p99 headroom 0.25": {"policy": "slo", "slo": P99, "headroom": 0.25},
+    "slo p99 headroom 0.5": {"policy": "slo", "slo": P99, "headroom": 0.5},
 }
 
 
@@ -72,6 +76,11 @@ def run(label: str, autoscaler: str, autoscaling: dict[str, Any], hours: float) 
     return row
 
 
+def _oracle(planner: str) -> str:
+    """The oracle's label for a planner setting's (``slo ...`` -> ``oracle ...``)."""
+    return "oracle" + planner.removeprefix("slo")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--hours", type=float, default=24.0)
@@ -80,10 +89,7 @@ def main() -> None:
     args = ap.parse_args()
     jobs = [(n, "hpa", a) for n, a in HPA.items()]
     jobs += [(n, "slo", {"autoscaling": a}) for n, a in PLANNER.items()]
-    jobs += [
-        (f"oracle headroom {a['headroom']}", "oracle", {"autoscaling": a})
-        for a in PLANNER.values()
-    ]
+    jobs += [(_oracle(n), "oracle", {"autoscaling": a}) for n, a in PLANNER.items()]
     with concurrent.futures.ProcessPoolExecutor(max_workers=max(1, args.jobs)) as pool:
         futures = [pool.submit(run, n, kind, a, args.hours) for n, kind, a in jobs]
         done = [f.result() for f in futures]
@@ -95,7 +101,7 @@ def main() -> None:
     for p in planners:
         better = [h for h in rows if h["slo_pct"] <= p["slo_pct"]]
         best = min(better, key=lambda h: h["cloud_gpu_h"], default=None)
-        twin = next(o for o in oracles if o["config"].endswith(p["config"].split()[-1]))
+        twin = next(o for o in oracles if o["config"] == _oracle(p["config"]))
         vs_seed = 1 - p["cloud_gpu_h"] / seed["cloud_gpu_h"] if seed["cloud_gpu_h"] else 0.0
         line = f"{p['config']}: {100 * vs_seed:.1f} % fewer cloud GPU-h than the seed's HPA"
         line += " (at >= its SLO)" if p["slo_pct"] >= seed["slo_pct"] else " (at a LOWER SLO)"
