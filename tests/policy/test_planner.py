@@ -202,6 +202,14 @@ def test_correction_tightens_the_objective_where_the_body_has_a_model() -> None:
     assert corrected_capacity(knee, 1.0) == pytest.approx(1.5)
 
 
+def test_an_overloaded_period_does_not_correct() -> None:
+    # a burst's first period: the model says 9 s at the load one replica had (over its
+    # capacity: a queue), the gateway measured 1.5 s (the requests that got a first token)
+    load = Load(rate=3.0, prompt_tokens=1500, output_tokens=256, ttft_s=1.5, predicted_ttft_s=9.0)
+    p = plan(CONFIG, load, tiers(), capacity=1.2, current=1, state=steady(3.0), now=1000.0)
+    assert p.state.correction == 1.0  # 9 s > 2 x the 2 s objective: no correction
+
+
 @pytest.mark.parametrize(
     ("grid", "correction", "expected"),
     [

@@ -240,12 +240,15 @@ def poisson_sd(rate: float, window_s: float) -> float:
 
 def corrected(state: PlannerState, load: Load, slo: SloTarget) -> PlannerState:
     """Fold the newest measured/predicted latency ratio into the correction — only while
-    the replicas run within the SLO's range (measured under twice the objective): an
-    overloaded replica's latency is its queue, which says nothing about its speed."""
+    the replicas run within the SLO's range (measured and predicted under twice the
+    objective): an overloaded replica's latency is its queue, which says nothing about
+    its speed, and the model's figure above a replica's capacity is a queue too (it
+    grows with the requests simulated), so a burst's first period would read as a
+    replica twice as fast as the model."""
     measured, predicted = load.correction_sample or (load.ttft_s, load.predicted_ttft_s)
     if measured is None or not predicted or predicted <= 0:
         return state
-    if measured > 2 * slo.ttft_seconds:
+    if measured > 2 * slo.ttft_seconds or predicted > 2 * slo.ttft_seconds:
         return state
     ratio = measured / predicted
     value = (1 - CORRECTION_WEIGHT) * state.correction + CORRECTION_WEIGHT * ratio

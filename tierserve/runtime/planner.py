@@ -211,7 +211,9 @@ class PlannerInputs:
     ) -> CapacityAt:
         """The capacity as a function of the correction: the model's figure at the grid
         points around ``correction`` (computed in the worker: the correction moves a grid
-        step at a time), the base rate divided by the correction until it is known."""
+        step at a time); until it is known, the base rate divided by a correction over 1,
+        and the base rate itself under 1 (a looser objective never carries less, but may
+        carry no more: a TPOT-bound replica)."""
         grid = quantized(correction)
         known = {1.0: base}
         if grid != 1.0:
@@ -223,7 +225,7 @@ class PlannerInputs:
 
         def capacity(c: float) -> float:
             point = quantized(c)
-            return known.get(point, base / point)
+            return known.get(point, base / max(1.0, point))
 
         return capacity
 

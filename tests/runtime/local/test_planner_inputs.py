@@ -109,3 +109,4 @@ def test_the_capacity_is_computed_at_the_planner_correction() -> None:
     assert base / 1.1025 < tight < base
     assert context.capacity(1.12) == tight  # the same grid point
     assert context.capacity(1.5) == pytest.approx(base / 1.05**8)  # not computed: divided
+    assert context.capacity(0.6) == base  # looser, not computed: no more than at 2 s
