@@ -22,9 +22,10 @@ autoscaler the gateways' ``/metrics`` (``runtime.kube.planner``) and the pods it
   computed once the state has it, and until then the rate is divided by it). A command
   the emulator cannot read (an unknown engine) has no model: its capacity is measured
   (the per-replica rate it carried, scaled by how far its measured TTFT is from the SLO).
-- **Correction**: what the model predicts for the period's per-replica load, next to the
-  measured TTFT, computed in the worker too; the pair reaches the planner in the first
-  period after the worker answered (``Load.correction_sample``).
+- **Correction** (off for now: :data:`CORRECT_ONLINE`): what the model predicts for the
+  period's per-replica load, next to the measured TTFT, computed in the worker too; the
+  pair reaches the planner in the first period after the worker answered
+  (``Load.correction_sample``).
 
 Under ``--emulator-time-scale`` every figure is converted to emulated seconds (rates x
 scale, durations / scale), like the emulator's own metrics, so the same SLO works at any
@@ -42,12 +43,11 @@ import shlex
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tierserve.engine.args import parse_args
 from tierserve.engine.perf.capacity import (
     CapacityModel,
-    Mix,
     bucket,
     bucket_mix,
     latency_quantiles,
@@ -89,8 +89,10 @@ class GatewayLoad(Protocol):
 Latest = Callable[[ReplicaKey, float], Mapping[str, float]]
 """The scraper's newest values of a replica at ``now`` (``MetricsScraper.fresh``)."""
 
-Pending = asyncio.Future[float] | concurrent.futures.Future[float]
-Predicted = asyncio.Future[tuple[float, float]] | concurrent.futures.Future[tuple[float, float]]
+_T = TypeVar("_T")
+Future = asyncio.Future[_T] | concurrent.futures.Future[_T]
+Pending = Future[float]
+Predicted = Future[tuple[float, float]]
 
 
 CORRECT_ONLINE = False
@@ -252,30 +254,23 @@ class PlannerInputs:
         if seen.predicting is None:
             mixed = bucket_mix(*mix, step=self.model.mix_step)
             rate = bucket(per_replica, self.model.rate_step)
-            seen.predicting = (ttft, self._submit_latency(shape, mixed, rate, q))
+            seen.predicting = (ttft, self._submit(latency_quantiles, shape, mixed, rate, q))
             out = _answered(seen) or out
         return out
 
-    def _submit(self, fn: Callable[..., float], *args: object) -> Pending:
-        """``fn(*args)`` in the worker process (inline when no event loop runs)."""
+    def _submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
+        """``fn(*args)`` in the worker process (inline when no event loop runs; an
+        exception is the future's either way)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return _done(fn(*args))
-        return loop.run_in_executor(self._worker(), fn, *args)
-
-    def _submit_latency(self, shape: EngineShape, mix: Mix, rate: float, q: float) -> Predicted:
-        """``latency_quantiles`` in the worker process (inline when no event loop runs)."""
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            future: concurrent.futures.Future[tuple[float, float]] = concurrent.futures.Future()
+            future: concurrent.futures.Future[_T] = concurrent.futures.Future()
             try:
-                future.set_result(latency_quantiles(shape, mix, rate, q))
-            except Exception as exc:  # read back as "no prediction"
+                future.set_result(fn(*args))
+            except Exception as exc:  # read back from the future, as the worker's
                 future.set_exception(exc)
             return future
-        return loop.run_in_executor(self._worker(), latency_quantiles, shape, mix, rate, q)
+        return loop.run_in_executor(self._worker(), fn, *args)
 
     def _worker(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
