@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from tierserve.model.autoscaling import SloTarget
@@ -12,6 +14,7 @@ from tierserve.policy.planner import (
     Tier,
     corrected_capacity,
     forecast,
+    held_mix,
     needed,
     plan,
     poisson_sd,
@@ -227,8 +230,11 @@ def test_the_grid_point_moves_with_hysteresis(
 
 
 def test_state_round_trips_and_garbage_is_fresh() -> None:
-    state = PlannerState(level=1.5, trend_per_s=0.01, at_s=10.0, correction=1.2, grid=1.05**4)
+    state = PlannerState(
+        level=1.5, trend_per_s=0.01, at_s=10.0, correction=1.2, grid=1.05**4, mix=(900.0, 180.0)
+    )
     assert PlannerState.from_json(state.to_json()) == state
+    assert PlannerState.from_json({"mix": [1.0]}) == PlannerState()
     assert PlannerState.from_json({"level": "x"}) == PlannerState()
     assert PlannerState.from_json(None) == PlannerState()
 
@@ -239,3 +245,37 @@ def test_min_and_max_bound_the_plan() -> None:
     assert quiet.desired == 2
     loud = plan(config, Load(10.0, 1500, 256), tiers(), 1.2, 2, steady(10.0), 1000.0)
     assert loud.desired == 3
+
+
+@pytest.mark.parametrize(
+    ("held", "mix", "expected"),
+    [
+        (None, (1000.0, 200.0), (1000.0, 200.0)),  # nothing held: the mix itself
+        ((1000.0, 200.0), (1100.0, 190.0), (1000.0, 200.0)),  # +10 %, -5 %: in the band
+        ((1000.0, 200.0), (1149.0, 174.0), (1000.0, 200.0)),  # 1149 < 1150; 174 > 173.9
+        ((1000.0, 200.0), (1160.0, 200.0), (1160.0, 200.0)),  # prompts +16 %: moves
+        ((1000.0, 200.0), (1000.0, 170.0), (1000.0, 170.0)),  # outputs -15 % (< 200/1.15)
+        ((11.0, 16.0), (1500.0, 256.0), (1500.0, 256.0)),  # the seed's mix, then a burst's
+    ],
+)
+def test_the_capacity_is_asked_at_a_held_mix(
+    held: tuple[float, float] | None, mix: tuple[float, float], expected: tuple[float, float]
+) -> None:
+    assert held_mix(held, mix) == expected
+
+
+def test_the_correction_is_kept_per_mix() -> None:
+    # Learned on the seed's 11-token prompts: measured TTFT at 0.7 of the model's.
+    seed = replace(steady(0.4), mix=(11.0, 16.0), correction=0.7, grid=1.05**-7)
+    within = Load(0.4, 12.0, 16.0, ttft_s=0.1, predicted_ttft_s=0.1)  # 12 tokens: in band
+    p = plan(CONFIG, within, tiers(), capacity=1.2, current=1, state=seed, now=1000.0)
+    assert p.state.mix == (11.0, 16.0)
+    assert p.state.correction == pytest.approx(0.7 * 0.7 + 0.3 * 1.0)  # folded: 0.79
+    # A burst of 1500-token prompts: the mix leaves the band, the correction starts over
+    # (0.7 would make a replica carry 1.2 / 0.7 = 1.71 req/s of a mix it never measured),
+    # and this period's sample, predicted at the mix before, is not folded in.
+    burst = Load(3.0, 1500.0, 256.0, ttft_s=1.0, correction_sample=(0.5, 1.0))
+    p = plan(CONFIG, burst, tiers(), capacity=1.2, current=1, state=seed, now=1000.0)
+    assert p.state.mix == (1500.0, 256.0)
+    assert (p.state.correction, p.state.grid) == (1.0, 1.0)
+    assert p.capacity == 1.2 and p.needed_now == 3  # ceil(3.0 / 1.2) = ceil(2.5) = 3

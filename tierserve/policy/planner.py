@@ -26,7 +26,13 @@ Every period, for one service with ``spec.autoscaling.policy: slo``:
    steep near the knee — so dividing the rate by the ratio instead would undersize
    capacity (by 11 % at a steady 1.10 on the diurnal trace, where the objective at
    TTFT/1.10 costs 2 %) and rent cloud replicas the SLO does not need. A body with no
-   model passes a plain rate, which the ratio divides.
+   model passes a plain rate, which the ratio divides. The model is asked at a *held*
+   mix that moves only when the measured mix leaves a 15 % band around it
+   (:func:`held_mix`): the model measures a replica with a finite run, so neighbouring
+   mixes differ by its sampling spread (2.93 vs 3.26 req/s on the diurnal trace's
+   ~1000-token prompts), and following each wobble of the mix flipped the size. The
+   correction belongs to the held mix: when the mix moves it starts over (learned on
+   the seed's 11-token prompts, it would overstate a 1500-token burst's capacity).
 4. **Size**: ``needed(rate) = ceil(rate * (1 + headroom) / capacity)``;
    ``target = max(needed(now), needed(forecast at now + cold start))``, at least one more
    than now on an SLO breach (the measured quantile over the objective), clamped to
@@ -79,6 +85,13 @@ IDC_SCALE_IN_WINDOW_S = 300.0
 """IDC replicas are kept this long after they were last needed (an IDC GPU is paid for
 whether it serves or not: giving it back saves nothing, and it may be needed again);
 cloud replicas go as soon as the forecast over their cold start no longer needs them."""
+MIX_BAND = 1.15
+"""The capacity is asked at a held token mix that moves only when the measured mix
+leaves a band of 15 % around it (:func:`held_mix`). The model measures a replica with a
+finite run, so its figure for two neighbouring mixes differs by its sampling spread
+(~8 %): following each wobble of the mix would move capacity, and the size, by that.
+Within the band the online correction absorbs the difference; when the mix moves, the
+correction starts over (it was learned on another mix)."""
 STEP_FACTOR = 1.5
 """The last seconds' rate counts as a step in the load when it is 1.5x the period's mean
 (a Poisson count over 5 s varies by far less than that at any rate worth a replica)."""
@@ -142,6 +155,8 @@ class PlannerState:
     """The correction's grid point the capacity is asked at (:func:`regridded`)."""
     needed: tuple[tuple[float, int], ...] = ()
     """(time, replicas needed) of the last ``IDC_SCALE_IN_WINDOW_S``."""
+    mix: tuple[float, float] | None = None
+    """The held (prompt, output) token mix the capacity is asked at (:func:`held_mix`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -151,6 +166,7 @@ class PlannerState:
             "correction": self.correction,
             "grid": self.grid,
             "needed": [list(x) for x in self.needed],
+            "mix": None if self.mix is None else list(self.mix),
         }
 
     @classmethod
@@ -162,6 +178,7 @@ class PlannerState:
         try:
             level = value.get("level")
             at = value.get("atS")
+            mix = value.get("mix")
             return cls(
                 level=None if level is None else float(level),
                 trend_per_s=float(value.get("trendPerS", 0.0)),
@@ -169,8 +186,9 @@ class PlannerState:
                 correction=float(value.get("correction", 1.0)),
                 grid=float(value.get("grid", 1.0)),
                 needed=tuple((float(t), int(n)) for t, n in value.get("needed", ())),
+                mix=None if mix is None else (float(mix[0]), float(mix[1])),
             )
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, IndexError, KeyError):
             return cls()
 
 
@@ -236,6 +254,17 @@ def rate_at(state: PlannerState, horizon_s: float, noise_sd: float = 0.0) -> flo
 def poisson_sd(rate: float, window_s: float) -> float:
     """The standard deviation of a Poisson arrival rate measured over ``window_s``."""
     return math.sqrt(max(0.0, rate) / window_s) if window_s > 0 else 0.0
+
+
+def held_mix(held: tuple[float, float] | None, mix: tuple[float, float]) -> tuple[float, float]:
+    """The mix the capacity is asked at: ``held`` while both of ``mix``'s token counts
+    lie within :data:`MIX_BAND` of it, else ``mix`` itself (also with nothing held).
+    The bodies call it with the state's ``mix`` and the load's, as :func:`plan` does."""
+    if held is None or held[0] <= 0 or held[1] <= 0:
+        return mix
+    if all(h / MIX_BAND <= m <= h * MIX_BAND for h, m in zip(held, mix, strict=True)):
+        return held
+    return mix
 
 
 def corrected(state: PlannerState, load: Load, slo: SloTarget) -> PlannerState:
@@ -337,7 +366,14 @@ def plan(
     replica at the SLO for ``load``'s mix, before the online correction — as a function
     of the correction where the body has a model (:data:`CapacityAt`)."""
     slo = config.slo
-    state = corrected(forecast(state, load.rate, now), load, slo)
+    state = forecast(state, load.rate, now)
+    point = held_mix(state.mix, (load.prompt_tokens, load.output_tokens))
+    if state.mix is not None and point != state.mix:
+        # The mix left its band: the correction was learned on the mix before (and so
+        # was a sample measured there), so it starts over.
+        state = replace(state, mix=point, correction=1.0, grid=1.0)
+    else:
+        state = corrected(replace(state, mix=point), load, slo)
     cap = corrected_capacity(capacity, state.correction, state.grid)
     # The horizon: how long a new replica takes to be useful on the tier it would land on
     # (the first one with room; the last tier when none has any).

@@ -22,10 +22,10 @@ autoscaler the gateways' ``/metrics`` (``runtime.kube.planner``) and the pods it
   computed once the state has it, and until then the rate is divided by it). A command
   the emulator cannot read (an unknown engine) has no model: its capacity is measured
   (the per-replica rate it carried, scaled by how far its measured TTFT is from the SLO).
-- **Correction** (off for now: :data:`CORRECT_ONLINE`): what the model predicts for the
-  period's per-replica load, next to the measured TTFT, computed in the worker too; the
-  pair reaches the planner in the first period after the worker answered
-  (``Load.correction_sample``).
+- **Correction** (:data:`CORRECT_ONLINE`): what the model predicts for the period's
+  per-replica load at the planner's held mix, next to the measured TTFT, computed in the
+  worker too; the pair reaches the planner in the first period after the worker answered
+  (``Load.correction_sample``), unless the held mix moved meanwhile.
 
 Under ``--emulator-time-scale`` every figure is converted to emulated seconds (rates x
 scale, durations / scale), like the emulator's own metrics, so the same SLO works at any
@@ -57,7 +57,15 @@ from tierserve.engine.perf.cost import EngineShape
 from tierserve.errors import TierserveError
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.policy.autoscaling import PLANNER_MAX_REPLICAS, PlannerContext
-from tierserve.policy.planner import CORRECTION_STEP, MIX_WEIGHT, CapacityAt, Load, quantized
+from tierserve.policy.planner import (
+    CORRECTION_STEP,
+    MIX_WEIGHT,
+    CapacityAt,
+    Load,
+    PlannerState,
+    held_mix,
+    quantized,
+)
 from tierserve.policy.replicaset import service_key
 from tierserve.policy.signals import ReplicaKey
 from tierserve.policy.tiers import tiers_for
@@ -95,12 +103,11 @@ Pending = Future[float]
 Predicted = Future[tuple[float, float]]
 
 
-CORRECT_ONLINE = False
-"""Off on the real bodies for now: with it on, `tierserve demo --autoscaler slo`'s burst
-(after the seed's 11-token load) rented no cloud replica. The correction learned on the
-seed's mix (measured TTFT far under the model's) carried over to the burst's 1500-token
-mix, whose capacity the model then overstated. To be fixed by keying the correction by
-mix bucket; the simulator corrects."""
+CORRECT_ONLINE = True
+"""The bodies pair the measured TTFT with the model's prediction (``Load.correction_sample``).
+The correction belongs to the planner's held mix (``policy.planner.held_mix``): learned on
+the seed's 11-token load it would overstate the capacity of `tierserve demo`'s
+1500-token burst, and rent no cloud replica for it; a mix out of the band starts it over."""
 
 RECENT_S = 5.0
 """The recent rate covers the gateway's arrivals of the last 5 emulated seconds."""
@@ -115,8 +122,9 @@ class _Seen:
     counters: dict[ReplicaKey, tuple[float, float, float]] = field(default_factory=dict)
     mix: tuple[float, float] = DEFAULT_MIX
     measured: bool = False
-    predicting: tuple[float, Predicted] | None = None
-    """A period's measured TTFT and the model's prediction for its load, being computed."""
+    predicting: tuple[float, Predicted, tuple[float, float]] | None = None
+    """A period's measured TTFT and the model's prediction for its load, being computed,
+    and the held mix it was asked at."""
 
 
 class PlannerInputs:
@@ -250,12 +258,13 @@ class PlannerInputs:
         """The (measured, predicted) TTFT pair whose prediction the worker has answered:
         an earlier period's, or this one's when it answers at once (no event loop). The
         model is asked for this period's load whenever it is not busy with another."""
-        out = _answered(seen)
+        out = _answered(seen, mix)
         if seen.predicting is None:
             mixed = bucket_mix(*mix, step=self.model.mix_step)
             rate = bucket(per_replica, self.model.rate_step)
-            seen.predicting = (ttft, self._submit(latency_quantiles, shape, mixed, rate, q))
-            out = _answered(seen) or out
+            future = self._submit(latency_quantiles, shape, mixed, rate, q)
+            seen.predicting = (ttft, future, mix)
+            out = _answered(seen, mix) or out
         return out
 
     def _submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
@@ -318,10 +327,10 @@ class PlannerInputs:
         nodes: Mapping[str, Node],
         policies: Sequence[ResourcePolicy],
         now: float,
-        correction: float = 1.0,
+        planned: PlannerState | None = None,
     ) -> PlannerContext | None:
-        """The context of ``service`` this period (None: keep the size); ``correction``:
-        the planner's, from its state (the capacity is computed at it)."""
+        """The context of ``service`` this period (None: keep the size); ``planned``: the
+        planner's state (the capacity is computed at its correction, for its held mix)."""
         spec = service.spec.autoscaling
         if spec is None or spec.slo is None:
             return None
@@ -338,6 +347,10 @@ class PlannerInputs:
             return None
         scale = self.scale
         mix = self._mix(seen, theirs, now)
+        planned = planned or PlannerState()
+        held = held_mix(planned.mix, mix)  # as the planner will hold it
+        # a mix out of the held one's band starts the correction over (as plan does)
+        correction = planned.correction if planned.mix in (None, held) else 1.0
         rate = (arrived - seen.arrived) / span * scale  # emulated req/s: wall req/s x scale
         recent_rate = self._recent_rate(seen, now, arrived)
         seen.at_s, seen.arrived = now, arrived
@@ -351,12 +364,12 @@ class PlannerInputs:
         capacity: float | CapacityAt
         if engine is not None:
             shape, load_s = engine
-            base = self._capacity_of(shape, mix, service)
+            base = self._capacity_of(shape, held, service)
             if base is None:
                 return None  # not known yet: keep the size this period
-            capacity = self._capacity_at(shape, mix, service, base, correction)
+            capacity = self._capacity_at(shape, held, service, base, correction)
             if CORRECT_ONLINE and ttft is not None and ready and rate > 0:
-                sample = self._predict(seen, shape, mix, rate / ready, ttft, q)
+                sample = self._predict(seen, shape, held, rate / ready, ttft, q)
         else:  # an unknown engine: what its replicas carried, scaled to the SLO
             load_s = UNKNOWN_STARTUP_S
             if ttft is None or ready == 0 or rate <= 0:
@@ -381,13 +394,16 @@ class PlannerInputs:
         return PlannerContext(load, tuple(tiers), capacity, now=now / scale)
 
 
-def _answered(seen: _Seen) -> tuple[float, float] | None:
+def _answered(seen: _Seen, mix: tuple[float, float]) -> tuple[float, float] | None:
     """The pair of ``seen``'s prediction once the worker has answered it (then cleared);
-    None while it computes, or when the model had no answer (a mix that never fits)."""
+    None while it computes, when the model had no answer (a mix that never fits), or
+    when it was asked at another held mix than ``mix`` (the correction started over)."""
     if seen.predicting is None or not seen.predicting[1].done():
         return None
-    measured, future = seen.predicting
+    measured, future, asked = seen.predicting
     seen.predicting = None
+    if asked != mix:
+        return None
     try:
         return measured, future.result()[0]
     except Exception:  # no fit, or a model bug: no correction from this period

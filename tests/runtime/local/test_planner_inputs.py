@@ -7,6 +7,7 @@ import pytest
 
 from tierserve.examples import SEED_COMMAND
 from tierserve.model import InferenceService, Node, Replica, load_documents
+from tierserve.policy.planner import PlannerState
 from tierserve.runtime.local.cluster import default_nodes
 from tierserve.runtime.planner import GENERATED, PROMPT, SUCCESS, PlannerInputs
 
@@ -73,7 +74,10 @@ def test_time_scale_converts_to_emulated_units() -> None:
     assert context.now == pytest.approx(1003.0 / 0.2)
     assert callable(context.capacity)
     assert 1.5 < context.capacity(1.0) < 2.6  # one V100 at 1500/256, TTFT 2 s (the model: ~2)
-    assert load.correction_sample is None  # runtime.planner.CORRECT_ONLINE is off
+    # no event loop: the model's TTFT for this period's 1.5 req/s is answered at once
+    assert load.correction_sample is not None
+    measured, predicted = load.correction_sample
+    assert measured == pytest.approx(0.5) and 0 < predicted < 2
     idc, cloud = context.tiers
     assert (idc.name, idc.allocated, idc.room) == ("idc", 1, 0)  # the one V100 is taken
     # the virtual node's 45 s cold start is wall seconds here: 45 / 0.2 emulated, + load
@@ -96,13 +100,39 @@ def test_the_capacity_is_computed_at_the_planner_correction() -> None:
         spec={"service": "deepseek", "requests": {"nvidia.com/gpu": "1"}},
         status={"phase": "Ready", "nodeName": "idc001"},
     )
-    assert inputs.context(svc, [replica], nodes, [], 0.0, correction=1.1) is None
+    planned = PlannerState(correction=1.1, mix=(1500.0, 256.0))
+    assert inputs.context(svc, [replica], nodes, [], 0.0, planned) is None
     gateway.count = 15  # 1 req/s of the mix 1500 / 256
     counters.update({PROMPT: 15000.0, GENERATED: 2560.0, SUCCESS: 10.0})
-    context = inputs.context(svc, [replica], nodes, [], 15.0, correction=1.1)
+    context = inputs.context(svc, [replica], nodes, [], 15.0, planned)
     assert context is not None and callable(context.capacity)
     base, tight = context.capacity(1.0), context.capacity(1.1)
     assert base / 1.1025 < tight < base
     assert context.capacity(1.12) == tight  # the same grid point
     assert context.capacity(1.5) == pytest.approx(base / 1.05**8)  # not computed: divided
     assert context.capacity(0.6) == base  # looser, not computed: no more than at 2 s
+
+
+def test_a_correction_learned_on_another_mix_is_not_computed() -> None:
+    """The state's correction 1.1 was learned on the seed's 11-token prompts; the load now
+    has 1500-token ones (out of the held mix's band): the planner starts the correction
+    over, so only the capacity at the objective itself is computed."""
+    gateway = Gateway()
+    counters = {PROMPT: 0.0, GENERATED: 0.0, SUCCESS: 0.0}
+    inputs = PlannerInputs(gateway, lambda key, now: counters)
+    nodes: dict[str, Node] = {n.name: n for n in default_nodes(None)}
+    svc = service("{ttftSeconds: 2}")
+    replica: Replica = Replica.new(
+        "deepseek-predictor-x-y",
+        "default",
+        spec={"service": "deepseek", "requests": {"nvidia.com/gpu": "1"}},
+        status={"phase": "Ready", "nodeName": "idc001"},
+    )
+    planned = PlannerState(correction=1.1, grid=1.05**2, mix=(11.0, 16.0))
+    assert inputs.context(svc, [replica], nodes, [], 0.0, planned) is None
+    gateway.count = 15
+    counters.update({PROMPT: 15000.0, GENERATED: 2560.0, SUCCESS: 10.0})
+    context = inputs.context(svc, [replica], nodes, [], 15.0, planned)
+    assert context is not None and callable(context.capacity)
+    base = context.capacity(1.0)
+    assert context.capacity(1.1) == pytest.approx(base / 1.05**2)  # not computed: divided

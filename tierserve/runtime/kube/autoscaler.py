@@ -207,9 +207,7 @@ class KubeAutoscaler:
         if policy_of(service) == SLO:
             for pod_name, values in metrics.items():
                 self.planner.scraped((namespace, pod_name), values, now)
-            context = await self._context(
-                deployment, service, now, PlannerState.from_json(state).correction
-            )
+            context = await self._context(deployment, service, now, PlannerState.from_json(state))
         evaluation = evaluate(service, replicas, metrics, state, now, self.config, context=context)
         if evaluation is None:
             return
@@ -289,7 +287,11 @@ class KubeAutoscaler:
         await self.kube.request("PATCH", f"{path}/{meta['name']}", clear, content_type=MERGE_PATCH)
 
     async def _context(
-        self, deployment: Obj, service: InferenceService, now: float, correction: float = 1.0
+        self,
+        deployment: Obj,
+        service: InferenceService,
+        now: float,
+        planned: PlannerState | None = None,
     ) -> PlannerContext | None:
         """The tier planner's context, or None (keep the size) when no gateway answered:
         then there is no load to plan on, and a rate of 0 would give replicas back."""
@@ -307,7 +309,7 @@ class KubeAutoscaler:
             return None
         self._blind.discard(key)
         self.planner.sample(service, now)
-        return self.planner.context(service, now, correction)
+        return self.planner.context(service, now, planned)
 
     async def _keep(
         self, deployment: Obj, annotations: dict[str, str], evaluation: Evaluation, now: float

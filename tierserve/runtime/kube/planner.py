@@ -39,6 +39,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tierserve.errors import TierserveError
 from tierserve.model import InferenceService, Node, Replica, ResourcePolicy
 from tierserve.policy.autoscaling import PlannerContext
+from tierserve.policy.planner import PlannerState
 from tierserve.policy.replicaset import service_key
 from tierserve.policy.signals import ReplicaKey
 from tierserve.runtime.kube.cache import installed_groups
@@ -267,14 +268,14 @@ class KubePlannerInputs:
         self.inputs.sample(service, now)
 
     def context(
-        self, service: InferenceService, now: float, correction: float = 1.0
+        self, service: InferenceService, now: float, planned: PlannerState | None = None
     ) -> PlannerContext | None:
         """The planner's context for ``service`` this period (None: keep the size);
-        ``correction``: the planner's, from its state."""
+        ``planned``: the planner's state (its correction and held mix)."""
         w = self.world
         key = (service.namespace, service.name)
         replicas = [r for r in w.replicas if r.node_name or service_key(r) == key]
-        return self.inputs.context(service, replicas, w.nodes, w.policies, now, correction)
+        return self.inputs.context(service, replicas, w.nodes, w.policies, now, planned)
 
     def close(self) -> None:
         self.inputs.close()

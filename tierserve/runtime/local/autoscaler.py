@@ -72,8 +72,8 @@ class Autoscaler:
         context = None
         if self.planner is not None and policy_of(service) == SLO:
             nodes, policies = self._world
-            correction = PlannerState.from_json(self.store.get_state(state_key)).correction
-            context = self.planner.context(service, replicas, nodes, policies, now, correction)
+            planned = PlannerState.from_json(self.store.get_state(state_key))
+            context = self.planner.context(service, replicas, nodes, policies, now, planned)
         evaluation = evaluate(
             service,
             theirs,
