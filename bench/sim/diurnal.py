@@ -43,6 +43,7 @@ PLANNER: dict[str, dict[str, Any]] = {
     "slo headroom 0.25": {"policy": "slo", "slo": SLO, "headroom": 0.25},
     "slo headroom 0.5": {"policy": "slo", "slo": SLO, "headroom": 0.5},
     "slo headroom 1.0": {"policy": "slo", "slo": SLO, "headroom": 1.0},
+    "slo headroom 1.25": {"policy": "slo", "slo": SLO, "headroom": 1.25},
     "slo headroom 1.5": {"policy": "slo", "slo": SLO, "headroom": 1.5},
     # The SLO's quantile is the planner's target (95 % of requests within it); a day at
     # 100.000 % asks for a higher one: one replica's capacity at TTFT p99.

@@ -7,6 +7,7 @@ Shapes come from the seed's ``vllm serve`` line through the emulator's own parse
 
 from __future__ import annotations
 
+import math
 import shlex
 from collections.abc import Callable
 from dataclasses import replace
@@ -23,6 +24,7 @@ from tierserve.engine.perf.capacity import (
     bucket_mix,
     default_requests,
     latency_quantiles,
+    mix_corners,
     replica_rate,
 )
 from tierserve.engine.perf.cost import EngineShape
@@ -202,32 +204,59 @@ def test_mixes_are_bucketed_to_5_pct() -> None:
     assert bucket(0.0, 0.02) == 0.0
 
 
-def test_rate_cache_hits_for_the_same_bucket() -> None:
-    counting = Counting(replica_rate)
-    model = CapacityModel(requests=30, rate_fn=counting)
+def test_mix_corners_interpolate_log_linearly() -> None:
+    # 1000 prompt tokens on 10 % points: log(1000) / log(1.1) = 72.48 -> between
+    # 1.1^72 = 955.6 (956) and 1.1^73 = 1051.1 (1051), 0.48 of the way up; 200 output
+    # tokens: 55.59 -> 1.1^55 = 189.2 (189) and 1.1^56 = 208.1 (208), 0.59 up
+    corners = dict(mix_corners(1000.0, 200.0, 0.1))
+    assert set(corners) == {Mix(956, 189), Mix(956, 208), Mix(1051, 189), Mix(1051, 208)}
+    assert sum(corners.values()) == pytest.approx(1.0)
+    up_prompt = corners[Mix(1051, 189)] + corners[Mix(1051, 208)]
+    assert up_prompt == pytest.approx(math.log(1000 / 955.594) / math.log(1.1), abs=1e-3)
+    # on a point, and at a token or less: one corner
+    assert mix_corners(1.1**72, 1.0, 0.1) == [(Mix(956, 1), 1.0)]
+
+
+def test_rate_is_interpolated_between_the_mix_buckets_and_cached() -> None:
+    # A fake model whose rate is the prompt's token count: interpolated, it moves
+    # smoothly with the mix where a bucketed one jumped at each bucket's edge.
+    calls: list[Mix] = []
+
+    def fake_rate(shape: EngineShape, mix: Mix, *_: Any, **__: Any) -> float:
+        calls.append(mix)
+        return float(mix.prompt_tokens)
+
+    model = CapacityModel(mix_step=0.1, rate_fn=fake_rate)
     shape = seed_shape()
-    first = model.rate(shape, 1500.0, 256.0, 2.0, 0.1, 0.9)
-    assert counting.calls == 1
-    assert model.rate(shape, 1510.4, 258.9, 2.0, 0.1, 0.9) is first  # same buckets
-    assert counting.calls == 1
-    model.rate(shape, 1600.0, 256.0, 2.0, 0.1, 0.9)  # another prompt bucket
-    model.rate(shape, 1500.0, 256.0, 1.0, 0.1, 0.9)  # another SLO
-    model.rate(replace(shape, max_num_seqs=128), 1500.0, 256.0, 2.0, 0.1, 0.9)  # another shape
-    assert counting.calls == 4
-    # the cached value is what a direct call on the bucketed mix gives
-    assert first == replica_rate(shape, Mix(1508, 260), 2.0, 0.1, 0.9, requests=30)
+    below, above = model.rate(shape, 1000.0, 1.0, 2.0), model.rate(shape, 1010.0, 1.0, 2.0)
+    assert 956 < below < above < 1051  # not 956 then 1051 across the edge at ~1002.5
+    assert calls == [Mix(956, 1), Mix(1051, 1)]  # two points, each computed once
+    model.rate(shape, 1000.0, 1.0, 1.0)  # another SLO: its own points
+    model.rate(replace(shape, max_num_seqs=128), 1000.0, 1.0, 2.0)  # another shape
+    assert len(calls) == 6
+    # a real model: the figure is the weighted sum of the corners' own figures
+    counting = Counting(replica_rate)
+    real = CapacityModel(requests=30, rate_fn=counting)
+    got = real.rate(shape, 1500.0, 256.0, 2.0, 0.1, 0.9)
+    want = sum(
+        w * replica_rate(shape, mix, 2.0, 0.1, 0.9, requests=30)
+        for mix, w in mix_corners(1500.0, 256.0, 0.05)
+    )
+    assert got == pytest.approx(want)
+    assert counting.calls == len(mix_corners(1500.0, 256.0, 0.05))
 
 
 def test_latency_cache_buckets_the_rate() -> None:
     counting = Counting(latency_quantiles)
     model = CapacityModel(requests=30, latency_fn=counting)
     shape = seed_shape()
+    corners = len(mix_corners(1500.0, 256.0, 0.05))
     first = model.latency(shape, 1500.0, 256.0, 1.0, 0.9)
-    assert model.latency(shape, 1500.0, 256.0, 1.005, 0.9) is first  # within the 2 % bucket
-    assert counting.calls == 1
+    assert model.latency(shape, 1500.0, 256.0, 1.005, 0.9) == first  # within the 2 % bucket
+    assert counting.calls == corners
     model.latency(shape, 1500.0, 256.0, 1.1, 0.9)
     model.latency(shape, 1500.0, 256.0, 1.0, 0.95)
-    assert counting.calls == 3
+    assert counting.calls == 3 * corners
 
 
 def test_cache_keeps_the_most_recently_used() -> None:
@@ -239,10 +268,11 @@ def test_cache_keeps_the_most_recently_used() -> None:
 
     model = CapacityModel(max_entries=2, rate_fn=fake_rate)
     shape = seed_shape()
-    model.rate(shape, 100, 10, 1.0)
-    model.rate(shape, 100, 10, 2.0)
-    model.rate(shape, 100, 10, 1.0)  # hit: 1.0 is now the most recent
-    model.rate(shape, 100, 10, 3.0)  # evicts 2.0
-    model.rate(shape, 100, 10, 1.0)  # still cached
-    model.rate(shape, 100, 10, 2.0)  # recomputed
+    # a one-token mix is a single bucket point: one entry a call
+    model.rate(shape, 1, 1, 1.0)
+    model.rate(shape, 1, 1, 2.0)
+    model.rate(shape, 1, 1, 1.0)  # hit: 1.0 is now the most recent
+    model.rate(shape, 1, 1, 3.0)  # evicts 2.0
+    model.rate(shape, 1, 1, 1.0)  # still cached
+    model.rate(shape, 1, 1, 2.0)  # recomputed
     assert calls == [1.0, 2.0, 3.0, 2.0]

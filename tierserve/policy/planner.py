@@ -26,13 +26,14 @@ Every period, for one service with ``spec.autoscaling.policy: slo``:
    steep near the knee — so dividing the rate by the ratio instead would undersize
    capacity (by 11 % at a steady 1.10 on the diurnal trace, where the objective at
    TTFT/1.10 costs 2 %) and rent cloud replicas the SLO does not need. A body with no
-   model passes a plain rate, which the ratio divides. The model is asked at a *held*
-   mix that moves only when the measured mix leaves a 15 % band around it
-   (:func:`held_mix`): the model measures a replica with a finite run, so neighbouring
-   mixes differ by its sampling spread (2.93 vs 3.26 req/s on the diurnal trace's
-   ~1000-token prompts), and following each wobble of the mix flipped the size. The
-   correction belongs to the held mix: when the mix moves it starts over (learned on
-   the seed's 11-token prompts, it would overstate a 1500-token burst's capacity).
+   model passes a plain rate, which the ratio divides. The correction belongs to a
+   *held* mix that moves only when the measured mix leaves a 15 % band around it
+   (:func:`held_mix`); when it moves, the correction starts over: learned on the seed's
+   11-token prompts, it would overstate a 1500-token burst's capacity. (The bodies'
+   model interpolates between its mix buckets, ``engine.perf.capacity.mix_corners``:
+   bucketed, one replica's rate on the diurnal trace's ~1000-token prompts jumped
+   between 2.93 and 3.26 req/s as the mix wobbled across a bucket's edge, and the size
+   with it.)
 4. **Size**: ``needed(rate) = ceil(rate * (1 + headroom) / capacity)``;
    ``target = max(needed(now), needed(forecast at now + cold start))``, at least one more
    than now on an SLO breach (the measured quantile over the objective), clamped to
@@ -86,12 +87,11 @@ IDC_SCALE_IN_WINDOW_S = 300.0
 whether it serves or not: giving it back saves nothing, and it may be needed again);
 cloud replicas go as soon as the forecast over their cold start no longer needs them."""
 MIX_BAND = 1.15
-"""The capacity is asked at a held token mix that moves only when the measured mix
-leaves a band of 15 % around it (:func:`held_mix`). The model measures a replica with a
-finite run, so its figure for two neighbouring mixes differs by its sampling spread
-(~8 %): following each wobble of the mix would move capacity, and the size, by that.
-Within the band the online correction absorbs the difference; when the mix moves, the
-correction starts over (it was learned on another mix)."""
+"""The online correction belongs to a held token mix that moves only when the measured
+mix leaves a band of 15 % around it (:func:`held_mix`); then the correction starts over
+(it was learned on another mix). 15 %: over a period's wobble of a steady mix (a few %
+on the diurnal trace), under what changes how a replica's latency departs from the
+model's."""
 STEP_FACTOR = 1.5
 """The last seconds' rate counts as a step in the load when it is 1.5x the period's mean
 (a Poisson count over 5 s varies by far less than that at any rate worth a replica)."""
@@ -156,7 +156,7 @@ class PlannerState:
     needed: tuple[tuple[float, int], ...] = ()
     """(time, replicas needed) of the last ``IDC_SCALE_IN_WINDOW_S``."""
     mix: tuple[float, float] | None = None
-    """The held (prompt, output) token mix the capacity is asked at (:func:`held_mix`)."""
+    """The held (prompt, output) token mix the correction belongs to (:func:`held_mix`)."""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -257,7 +257,7 @@ def poisson_sd(rate: float, window_s: float) -> float:
 
 
 def held_mix(held: tuple[float, float] | None, mix: tuple[float, float]) -> tuple[float, float]:
-    """The mix the capacity is asked at: ``held`` while both of ``mix``'s token counts
+    """The mix the correction belongs to: ``held`` while both of ``mix``'s token counts
     lie within :data:`MIX_BAND` of it, else ``mix`` itself (also with nothing held).
     The bodies call it with the state's ``mix`` and the load's, as :func:`plan` does."""
     if held is None or held[0] <= 0 or held[1] <= 0:

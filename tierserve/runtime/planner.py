@@ -23,7 +23,7 @@ autoscaler the gateways' ``/metrics`` (``runtime.kube.planner``) and the pods it
   the emulator cannot read (an unknown engine) has no model: its capacity is measured
   (the per-replica rate it carried, scaled by how far its measured TTFT is from the SLO).
 - **Correction** (:data:`CORRECT_ONLINE`): what the model predicts for the period's
-  per-replica load at the planner's held mix, next to the measured TTFT, computed in the
+  per-replica load, next to the measured TTFT, computed in the
   worker too; the pair reaches the planner in the first period after the worker answered
   (``Load.correction_sample``), unless the held mix moved meanwhile.
 
@@ -47,11 +47,12 @@ from typing import Protocol, TypeVar
 
 from tierserve.engine.args import parse_args
 from tierserve.engine.perf.capacity import (
+    FINE_MIX_STEP,
     CapacityModel,
     bucket,
     bucket_mix,
-    latency_quantiles,
-    replica_rate,
+    model_latency,
+    model_rate,
 )
 from tierserve.engine.perf.cost import EngineShape
 from tierserve.errors import TierserveError
@@ -124,7 +125,7 @@ class _Seen:
     measured: bool = False
     predicting: tuple[float, Predicted, tuple[float, float]] | None = None
     """A period's measured TTFT and the model's prediction for its load, being computed,
-    and the held mix it was asked at."""
+    and the planner's held mix the pair would correct."""
 
 
 class PlannerInputs:
@@ -175,7 +176,7 @@ class PlannerInputs:
                 generated += now_values[1] - before[1]
                 done += now_values[2] - before[2]
         seen.counters = counters
-        if done > 0:  # smoothed: the capacity model is asked once per mix bucket
+        if done > 0:  # smoothed: the capacity model is asked once per 1 % mix point
             w = MIX_WEIGHT if seen.measured else 1.0
             seen.mix = (
                 w * prompt / done + (1 - w) * seen.mix[0],
@@ -192,19 +193,26 @@ class PlannerInputs:
         correction: float = 1.0,
     ) -> float | None:
         """The model's capacity at the TTFT objective / ``correction``, computed once per
-        (shape, mix bucket, SLO, correction) in the worker process; at the objective
+        (shape, 1 % mix point, SLO, correction) in the worker process (interpolated
+        between the model's bucket points: ``CapacityModel.rate``); at the objective
         itself, the last one known while a new mix's is computed (None: none yet)."""
         spec = service.spec.autoscaling
         assert spec is not None and spec.slo is not None
         slo = spec.slo
         ttft_s = slo.ttft_seconds / correction
-        mixed = bucket_mix(*mix, step=self.model.mix_step)
+        mixed = bucket_mix(*mix, step=FINE_MIX_STEP)
         key = (shape, mixed, ttft_s, slo.tpot_seconds, slo.attainment)
         name = (service.namespace, service.name)
         future = self._capacity.get(key)
         if future is None:
             future = self._capacity[key] = self._submit(
-                replica_rate, shape, mixed, ttft_s, slo.tpot_seconds, slo.attainment
+                model_rate,
+                shape,
+                mixed,
+                ttft_s,
+                slo.tpot_seconds,
+                slo.attainment,
+                self.model.mix_step,
             )
         if not future.done():
             return self._last_capacity.get(name) if correction == 1.0 else None
@@ -254,17 +262,19 @@ class PlannerInputs:
         per_replica: float,
         ttft: float,
         q: float,
+        held: tuple[float, float],
     ) -> tuple[float, float] | None:
         """The (measured, predicted) TTFT pair whose prediction the worker has answered:
         an earlier period's, or this one's when it answers at once (no event loop). The
-        model is asked for this period's load whenever it is not busy with another."""
-        out = _answered(seen, mix)
+        model is asked for this period's load whenever it is not busy with another;
+        ``held``: the planner's held mix the pair would correct."""
+        out = _answered(seen, held)
         if seen.predicting is None:
-            mixed = bucket_mix(*mix, step=self.model.mix_step)
+            mixed = bucket_mix(*mix, step=FINE_MIX_STEP)
             rate = bucket(per_replica, self.model.rate_step)
-            future = self._submit(latency_quantiles, shape, mixed, rate, q)
-            seen.predicting = (ttft, future, mix)
-            out = _answered(seen, mix) or out
+            future = self._submit(model_latency, shape, mixed, rate, q, self.model.mix_step)
+            seen.predicting = (ttft, future, held)
+            out = _answered(seen, held) or out
         return out
 
     def _submit(self, fn: Callable[..., _T], *args: object) -> Future[_T]:
@@ -330,7 +340,8 @@ class PlannerInputs:
         planned: PlannerState | None = None,
     ) -> PlannerContext | None:
         """The context of ``service`` this period (None: keep the size); ``planned``: the
-        planner's state (the capacity is computed at its correction, for its held mix)."""
+        planner's state (the capacity is computed at its correction while the mix is
+        within its held mix's band)."""
         spec = service.spec.autoscaling
         if spec is None or spec.slo is None:
             return None
@@ -364,12 +375,12 @@ class PlannerInputs:
         capacity: float | CapacityAt
         if engine is not None:
             shape, load_s = engine
-            base = self._capacity_of(shape, held, service)
+            base = self._capacity_of(shape, mix, service)
             if base is None:
                 return None  # not known yet: keep the size this period
-            capacity = self._capacity_at(shape, held, service, base, correction)
+            capacity = self._capacity_at(shape, mix, service, base, correction)
             if CORRECT_ONLINE and ttft is not None and ready and rate > 0:
-                sample = self._predict(seen, shape, held, rate / ready, ttft, q)
+                sample = self._predict(seen, shape, mix, rate / ready, ttft, q, held)
         else:  # an unknown engine: what its replicas carried, scaled to the SLO
             load_s = UNKNOWN_STARTUP_S
             if ttft is None or ready == 0 or rate <= 0:

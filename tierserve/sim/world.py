@@ -55,7 +55,7 @@ from tierserve.policy.autoscaling import (
     policy_of,
 )
 from tierserve.policy.naming import replica_name
-from tierserve.policy.planner import MIX_WEIGHT, Load, PlannerState, held_mix
+from tierserve.policy.planner import MIX_WEIGHT, Load
 from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
@@ -704,9 +704,6 @@ class Simulation:
             )
             window.measured = True
         prompt, output = window.mix
-        # the capacity model is asked at the mix the planner holds (policy.planner.held_mix)
-        planned = PlannerState.from_json(self._autoscaler_state.get(key))
-        held_prompt, held_output = held_mix(planned.mix, window.mix)
         q = slo.attainment
         ttft = nearest_rank(sorted(window.ttft), q) if window.ttft else None
         tpot = nearest_rank(sorted(window.tpot), q) if window.tpot else None
@@ -719,15 +716,13 @@ class Simulation:
         def capacity(correction: float) -> float:
             """The model's rate at the TTFT objective tightened by the correction."""
             ttft_s = slo.ttft_seconds / correction
-            return model.rate(shape, held_prompt, held_output, ttft_s, slo.tpot_seconds, q)
+            return model.rate(shape, prompt, output, ttft_s, slo.tpot_seconds, q)
 
         rate = window.arrivals / span
         ready = len(self._ready_by_service[key])
         predicted = None
         if ttft is not None and ready and rate > 0:
-            predicted = self._capacity.latency(
-                shape, held_prompt, held_output, rate / ready, q
-            )[0]
+            predicted = self._capacity.latency(shape, prompt, output, rate / ready, q)[0]
         recent = window.recent
         while recent and recent[0] <= now - RECENT_S:
             recent.popleft()
