@@ -144,6 +144,8 @@ class PlannerInputs:
         self._seen: dict[tuple[str, str], _Seen] = {}
         self._capacity: dict[tuple[object, ...], Pending] = {}
         self._last_capacity: dict[tuple[str, str], float] = {}
+        self._asking: dict[tuple[str, str], tuple[tuple[object, ...], float, Pending]] = {}
+        """Per service, the question the worker was last given: (key, correction, answer)."""
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
         self._cold: dict[str, float] = {}
 
@@ -195,7 +197,12 @@ class PlannerInputs:
         """The model's capacity at the TTFT objective / ``correction``, computed once per
         (shape, 1 % mix point, SLO, correction) in the worker process (interpolated
         between the model's bucket points: ``CapacityModel.rate``); at the objective
-        itself, the last one known while a new mix's is computed (None: none yet)."""
+        itself, the last one known while a new mix's is computed (None: none yet).
+
+        One question a service at a time: while the worker computes one, a new mix waits
+        for a later period (a mix moving each period, as at a burst's start, would queue
+        a question a period, each answer trailing further behind the load); the answer
+        to the last question at the objective is the last one known."""
         spec = service.spec.autoscaling
         assert spec is not None and spec.slo is not None
         slo = spec.slo
@@ -203,8 +210,16 @@ class PlannerInputs:
         mixed = bucket_mix(*mix, step=FINE_MIX_STEP)
         key = (shape, mixed, ttft_s, slo.tpot_seconds, slo.attainment)
         name = (service.namespace, service.name)
+        asked = self._asking.get(name)
+        if asked is not None and asked[2].done():
+            del self._asking[name]
+            if asked[1] == 1.0:
+                self._last_capacity[name] = self._answer(asked[0], asked[2], service)
+            asked = None
         future = self._capacity.get(key)
         if future is None:
+            if asked is not None:  # the worker is busy with this service's last question
+                return self._last_capacity.get(name) if correction == 1.0 else None
             future = self._capacity[key] = self._submit(
                 model_rate,
                 shape,
@@ -214,17 +229,22 @@ class PlannerInputs:
                 slo.attainment,
                 self.model.mix_step,
             )
+            self._asking[name] = (key, correction, future)
         if not future.done():
             return self._last_capacity.get(name) if correction == 1.0 else None
-        try:
-            value = future.result()
-        except Exception:  # a bug in the model: say so once, plan without it
-            log.exception("capacity model failed for %s/%s", service.namespace, service.name)
-            self._capacity[key] = _done(0.0)
-            value = 0.0
+        value = self._answer(key, future, service)
         if correction == 1.0:
             self._last_capacity[name] = value
         return value
+
+    def _answer(self, key: tuple[object, ...], future: Pending, service: InferenceService) -> float:
+        """A finished question's capacity (0.0 when the model failed: said once)."""
+        try:
+            return future.result()
+        except Exception:  # a bug in the model: say so once, plan without it
+            log.exception("capacity model failed for %s/%s", service.namespace, service.name)
+            self._capacity[key] = _done(0.0)
+            return 0.0
 
     def _capacity_at(
         self,

@@ -3,6 +3,8 @@ emulator's seconds under a time scale, cold starts from the nodes, capacity from
 
 from __future__ import annotations
 
+import concurrent.futures
+
 import pytest
 
 from tierserve.examples import SEED_COMMAND
@@ -136,3 +138,46 @@ def test_a_correction_learned_on_another_mix_is_not_computed() -> None:
     assert context is not None and callable(context.capacity)
     base = context.capacity(1.0)
     assert context.capacity(1.1) == pytest.approx(base / 1.05**2)  # not computed: divided
+
+
+def test_the_worker_gets_one_capacity_question_a_service_at_a_time() -> None:
+    """A burst's mix moves every period (the smoothed mix walks from 11 to 1500 tokens):
+    a question a period would queue in the worker, each answer trailing further behind.
+    While one is computed no other is asked; its answer then serves as the last known
+    capacity, and the current mix is asked next."""
+    gateway = Gateway()
+    counters = {PROMPT: 0.0, GENERATED: 0.0, SUCCESS: 0.0}
+    inputs = PlannerInputs(gateway, lambda key, now: counters)
+    asked: list[tuple[object, ...]] = []
+    answers: list[concurrent.futures.Future[float]] = []
+
+    def submit(fn: object, *args: object) -> concurrent.futures.Future[float]:
+        asked.append(args)
+        answers.append(concurrent.futures.Future())
+        return answers[-1]
+
+    inputs._submit = submit  # type: ignore[method-assign,assignment]
+    nodes: dict[str, Node] = {n.name: n for n in default_nodes(None)}
+    svc = service("{ttftSeconds: 2}")
+    replica: Replica = Replica.new(
+        "deepseek-predictor-x-y",
+        "default",
+        spec={"service": "deepseek", "requests": {"nvidia.com/gpu": "1"}},
+        status={"phase": "Ready", "nodeName": "idc001"},
+    )
+    assert inputs.context(svc, [replica], nodes, [], 0.0) is None  # starts the window
+    done = 0.0
+    for t, prompt in ((15.0, 100.0), (30.0, 1500.0), (45.0, 1500.0)):
+        done += 10
+        counters.update({PROMPT: counters[PROMPT] + 10 * prompt, GENERATED: 10 * done})
+        counters[SUCCESS] = done
+        gateway.count += 15
+        assert inputs.context(svc, [replica], nodes, [], t) is None  # nothing known yet
+    assert len(asked) == 1  # the first mix's question only, while it computes
+    answers[0].set_result(2.5)
+    counters.update({PROMPT: counters[PROMPT] + 15000.0, SUCCESS: done + 10})
+    gateway.count += 15
+    context = inputs.context(svc, [replica], nodes, [], 60.0)
+    assert context is not None and callable(context.capacity)
+    assert context.capacity(1.0) == 2.5  # the last answer, while the new mix is asked
+    assert len(asked) == 2 and asked[1][1] != asked[0][1]  # another mix
