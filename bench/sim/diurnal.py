@@ -43,9 +43,11 @@ PLANNER: dict[str, dict[str, Any]] = {
     "slo headroom 0.1": {"policy": "slo", "slo": SLO, "headroom": 0.1},
     "slo headroom 0.25": {"policy": "slo", "slo": SLO, "headroom": 0.25},
     "slo headroom 0.5": {"policy": "slo", "slo": SLO, "headroom": 0.5},
+    "slo headroom 0.75": {"policy": "slo", "slo": SLO, "headroom": 0.75},
     "slo headroom 1.0": {"policy": "slo", "slo": SLO, "headroom": 1.0},
     "slo headroom 1.25": {"policy": "slo", "slo": SLO, "headroom": 1.25},
     "slo headroom 1.5": {"policy": "slo", "slo": SLO, "headroom": 1.5},
+    "slo headroom 2.0": {"policy": "slo", "slo": SLO, "headroom": 2.0},
 }
 P99_PLANNER: dict[str, dict[str, Any]] = {
     # The SLO's quantile is the planner's target (95 % of requests within it); a day at

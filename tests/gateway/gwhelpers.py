@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -249,10 +250,12 @@ class Gateway:
 
 @contextlib.asynccontextmanager
 async def gateway(
-    routes: list[ServiceRoute], config: GatewayConfig | None = None
+    routes: list[ServiceRoute],
+    config: GatewayConfig | None = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> AsyncIterator[Gateway]:
     table = RouteTable.of(routes)
-    app = create_gateway_app(table, config or GatewayConfig())
+    app = create_gateway_app(table, config or GatewayConfig(), now=now)
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
     task = asyncio.create_task(serve_app(app, "127.0.0.1", 0, on_ready=bound.set_result))
     port = await asyncio.wait_for(bound, 10)

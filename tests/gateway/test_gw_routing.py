@@ -8,6 +8,7 @@ import aiohttp
 from gwhelpers import CHAT, HOST, gateway, scripted_upstreams, service
 
 from tierserve.gateway import Backend, GatewayConfig, ServiceRoute
+from tierserve.gateway.app import GATEWAY_STATE
 from tierserve.gateway.proxy import REPLICA_HEADER
 
 
@@ -133,3 +134,35 @@ async def test_models_lists_every_service_and_health_is_200() -> None:
             assert (await s.get(f"{gw.url}/health")).status == 200
             r = await s.get(f"{gw.url}/nope")
             assert r.status == 404 and "error" in await r.json()
+
+
+async def test_a_newly_ready_replica_is_slow_started() -> None:
+    """r0 has served alone past the window with four slow requests in flight; r1 then
+    becomes Ready and four more arrive at once. Slow-started, r1 weighs 10 % and r0
+    takes them (5..8 in flight against r1's 10); without slow start r1 takes all four."""
+    clock = [0.0]
+
+    async def burst(cfg: GatewayConfig) -> list[str]:
+        async with scripted_upstreams(2) as (a, b):
+            a.delay_s = b.delay_s = 0.5
+            async with (
+                gateway([service(Backend("r0", a.url))], cfg, now=lambda: clock[0]) as gw,
+                aiohttp.ClientSession() as s,
+            ):
+
+                async def one() -> str:
+                    r = await s.post(f"{gw.url}/v1/chat/completions", json=CHAT)
+                    assert r.status == 200
+                    return r.headers[REPLICA_HEADER]
+
+                first = [asyncio.create_task(one()) for _ in range(4)]
+                while gw.app[GATEWAY_STATE].balancer.in_flight.get("r0", 0) < 4:
+                    await asyncio.sleep(0.01)
+                clock[0] += 60  # r0 is long past the window; r1 becomes Ready now
+                gw.table.set_routes([service(Backend("r0", a.url), Backend("r1", b.url))])
+                got = await asyncio.gather(*(one() for _ in range(4)))
+                assert await asyncio.gather(*first) == ["r0"] * 4
+                return sorted(got)
+
+    assert await burst(GatewayConfig(slow_start_s=10)) == ["r0"] * 4
+    assert await burst(GatewayConfig(slow_start_s=0)) == ["r1"] * 4

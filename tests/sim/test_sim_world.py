@@ -124,6 +124,10 @@ def test_closed_loop_like_hey() -> None:
     ("change", "path"),
     [
         (lambda d: d["spec"]["controllers"].update(tickSeconds=-1), "spec.controllers.tickSeconds"),
+        (
+            lambda d: d["spec"]["controllers"].update(slowStartSeconds=-1),
+            "spec.controllers.slowStartSeconds",
+        ),
         (lambda d: d["spec"].update(autoscaler="nope"), "spec.autoscaler"),
         (lambda d: d["spec"].update(enigne={}), "spec.enigne"),
         (lambda d: d["spec"]["slo"].update(ttftSeconds="fast"), "spec.slo.ttftSeconds"),
@@ -137,6 +141,32 @@ def test_bad_scenarios_name_the_field(change: Any, path: str) -> None:
     with pytest.raises(ValidationError) as info:
         sc.parse(doc, "test", EXAMPLES)
     assert path in str(info.value)
+
+
+def test_slow_start_routes_as_the_policy_over_every_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The seed burst's cloud replicas become Ready under load: the incremental index
+    with its slow-starting replicas beside it routes every request as
+    ``LeastOutstanding.choose`` over all Ready replicas does, and slow start changes
+    where requests go (0: off)."""
+    from tierserve.sim import world
+
+    indexed = run(base())
+    plain_init = world.Simulation.__init__
+
+    def unindexed(self: world.Simulation, *args: Any, **kwargs: Any) -> None:
+        plain_init(self, *args, **kwargs)
+        self._indexed = False
+
+    monkeypatch.setattr(world.Simulation, "__init__", unindexed)
+    every = run(base())
+    monkeypatch.undo()
+    assert list(indexed.requests.ttft_s) == list(every.requests.ttft_s)
+    assert list(indexed.requests.tier) == list(every.requests.tier)
+    off = base()
+    off["spec"]["controllers"]["slowStartSeconds"] = 0
+    assert list(run(off).requests.ttft_s) != list(indexed.requests.ttft_s)
 
 
 def test_moving_back_to_the_idc_saves_cloud_and_fails_nothing() -> None:

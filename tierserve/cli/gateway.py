@@ -50,6 +50,11 @@ def register(app: typer.Typer) -> None:
         policy: str = typer.Option(
             "least_outstanding", help="Routing policy: least_outstanding or round_robin."
         ),
+        slow_start_s: float = typer.Option(
+            10.0,
+            help="A newly Ready replica's share of new requests ramps up over this, in "
+            "seconds (least_outstanding; 0: off).",
+        ),
         hold_timeout_s: float = typer.Option(
             60.0, help="How long a request waits for a Ready replica before 503."
         ),
@@ -88,6 +93,7 @@ def register(app: typer.Typer) -> None:
         try:
             config = GatewayConfig(
                 policy=policy,
+                slow_start_s=slow_start_s,
                 hold_timeout_s=hold_timeout_s,
                 retries=retries,
                 request_timeout_s=request_timeout_s,

@@ -80,7 +80,9 @@ def create_gateway_app(
     """The gateway as an aiohttp app over ``table`` (``now``: monotonic seconds, injected)."""
     config = config or GatewayConfig()
     balancer = Balancer(
-        routing_policy(config.policy), OutlierDetector(config.eject_base_s, config.eject_max_s), now
+        routing_policy(config.policy, config.slow_start_s),
+        OutlierDetector(config.eject_base_s, config.eject_max_s),
+        now,
     )
     state = GatewayState(table, config, balancer, GatewayMetrics(table, balancer, now), now)
     # Bodies are size-checked by ``read_body``; aiohttp's own limit only backs it up.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from tierserve.errors import FieldError, ValidationError
-from tierserve.policy.routing import DEFAULT_ROUTING_POLICY, ROUTING_POLICIES
+from tierserve.policy.routing import DEFAULT_ROUTING_POLICY, ROUTING_POLICIES, SLOW_START_S
 
 DEFAULT_GATEWAY_PORT = 8000
 """vLLM's default port: clients pointed at ``vllm serve`` work unchanged."""
@@ -25,6 +25,9 @@ class GatewayConfig:
     - ``connect_timeout_s`` 5: a replica that does not accept in 5 s is treated as down.
     - ``eject_base_s`` 5 / ``eject_max_s`` 60: outlier back-off, doubling per
       consecutive failure of the same replica.
+    - ``slow_start_s`` 10: a replica's share of new requests ramps up over its first 10 s
+      Ready (``policy/routing.py``): a fresh replica does not take every new request at
+      once and queue their prefills (0: off).
     - ``max_body_bytes`` 16 MiB: long prompts fit, runaway uploads get 413.
     - ``api_keys``: empty means no client authentication (and the client's
       ``Authorization`` is passed to the engine unchanged).
@@ -55,6 +58,7 @@ class GatewayConfig:
     connect_timeout_s: float = 5.0
     eject_base_s: float = 5.0
     eject_max_s: float = 60.0
+    slow_start_s: float = SLOW_START_S
     max_body_bytes: int = 16 * 1024 * 1024
     api_keys: tuple[str, ...] = ()
     client_header_timeout_s: float = 10.0
@@ -68,7 +72,7 @@ class GatewayConfig:
         if self.policy not in ROUTING_POLICIES:
             choices = ", ".join(sorted(ROUTING_POLICIES))
             errors.append(FieldError("policy", f"{self.policy!r} is not one of: {choices}"))
-        for name in ("hold_timeout_s", "eject_base_s"):
+        for name in ("hold_timeout_s", "eject_base_s", "slow_start_s"):
             if getattr(self, name) < 0:
                 errors.append(FieldError(name, f"{getattr(self, name)} must be >= 0"))
         for name in (

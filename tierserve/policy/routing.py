@@ -15,6 +15,16 @@ Rules every policy keeps:
   (Envoy's panic mode): a guess beats refusing every request.
 - Ties go to the earlier unit (IDC before cloud), then to the name.
 
+Slow start (``least_outstanding``, as Envoy's ``slow_start_config`` and NGINX's
+``slow_start``): a replica Ready for less than ``slow_start_s`` weighs
+``max(10 %, age / slow_start_s)``, and the policy picks the fewest
+``(in flight + 1) / weight``. Without it a replica that has just become Ready, with
+nothing in flight against its peers' several, takes every new request until it has as
+many: on the simulated day's ~1000-token prompts, ~8 prefills within a second on one
+engine, the last answering its first token after 2 s (every late request of the
+planner at headroom 1.5 and 2.0 was one of those). A replica whose age is unknown counts
+as warm.
+
 Policies: ``least_outstanding`` (default) and ``round_robin``; ``ROUTING_POLICIES``
 is the registry and ``routing_policy(name)`` the validating factory.
 """
@@ -41,6 +51,8 @@ class Candidate:
     ready: bool = True
     ejected: bool = False
     """Ejected by outlier detection (recent replica fault (see policy/retry.py))."""
+    age_s: float | None = None
+    """Seconds since the replica became Ready (as the caller saw it); None: warm."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,11 +124,26 @@ def _none(
     return RoutingDecision(None, state, NoCandidate(len(candidates), ready, len(tried)))
 
 
+SLOW_START_S = 10.0
+"""How long a newly Ready replica's share of new requests ramps up (seconds; 0: off)."""
+SLOW_START_MIN_WEIGHT = 0.1
+
+
+def slow_start_weight(age_s: float | None, window_s: float) -> float:
+    """A replica's weight ``age_s`` seconds after Ready: ``age / window``, at least 10 %,
+    1 once the window is over (and for a replica of unknown age, or no window)."""
+    if age_s is None or window_s <= 0 or age_s >= window_s:
+        return 1.0
+    return max(SLOW_START_MIN_WEIGHT, age_s / window_s)
+
+
 @dataclass(frozen=True, slots=True)
 class LeastOutstanding:
-    """Fewest in-flight requests; ties to the earlier unit, then the name."""
+    """Fewest in-flight requests, a young replica's weighted (slow start); ties to the
+    earlier unit, then the name."""
 
     name: str = "least_outstanding"
+    slow_start_s: float = SLOW_START_S
 
     def choose(
         self,
@@ -127,7 +154,15 @@ class LeastOutstanding:
         pool, panic = _eligible(candidates, tried)
         if not pool:
             return _none(candidates, tried, state)
-        best = min(pool, key=lambda c: (c.in_flight, c.unit, c.name))
+        window = self.slow_start_s
+        best = min(
+            pool,
+            key=lambda c: (
+                (c.in_flight + 1) / slow_start_weight(c.age_s, window),
+                c.unit,
+                c.name,
+            ),
+        )
         return RoutingDecision(best.name, state, Chosen(best.in_flight, panic))
 
 
@@ -156,8 +191,10 @@ class RoundRobin:
 class OutstandingIndex:
     """``least_outstanding`` kept incrementally: the same choice as
     :meth:`LeastOutstanding.choose` over the replicas in the index (all Ready, none
-    ejected), in O(log n) per change instead of O(n) per request — for a caller that
-    routes millions of requests over hundreds of replicas (the simulator).
+    ejected, none in slow start: the caller keeps those beside it and lets ``choose``
+    compare them with the index's best), in O(log n) per change instead of O(n) per
+    request — for a caller that routes millions of requests over hundreds of replicas
+    (the simulator).
 
     A heap of ``(in_flight, unit, name)`` with lazy deletion: a change pushes the new
     entry; entries that no longer match a replica's current count are dropped when they
@@ -200,19 +237,29 @@ ROUTING_POLICIES: dict[str, RoutingPolicy] = {
 DEFAULT_ROUTING_POLICY = "least_outstanding"
 
 
-def routing_policy(name: str) -> RoutingPolicy:
-    """The registered policy called ``name``; a ValidationError names the choices."""
+def routing_policy(name: str, slow_start_s: float | None = None) -> RoutingPolicy:
+    """The registered policy called ``name`` (with its slow start window, where it has
+    one, set to ``slow_start_s`` if given); a ValidationError names the choices."""
     try:
-        return ROUTING_POLICIES[name]
+        policy = ROUTING_POLICIES[name]
     except KeyError:
         choices = ", ".join(sorted(ROUTING_POLICIES))
         message = f"{name!r} is not a routing policy (one of: {choices})"
         raise ValidationError("gateway", [FieldError("policy", message)]) from None
+    if slow_start_s is not None:
+        if not slow_start_s >= 0 or slow_start_s == float("inf"):
+            message = f"{slow_start_s!r}: expected a finite number of seconds >= 0"
+            raise ValidationError("gateway", [FieldError("slow_start_s", message)])
+        if isinstance(policy, LeastOutstanding):
+            policy = LeastOutstanding(slow_start_s=slow_start_s)
+    return policy
 
 
 __all__ = [
     "DEFAULT_ROUTING_POLICY",
     "ROUTING_POLICIES",
+    "SLOW_START_MIN_WEIGHT",
+    "SLOW_START_S",
     "Candidate",
     "Chosen",
     "LeastOutstanding",
@@ -224,4 +271,5 @@ __all__ = [
     "RoutingPolicy",
     "RoutingState",
     "routing_policy",
+    "slow_start_weight",
 ]

@@ -19,6 +19,7 @@ periods and the workload.
         drainGraceSeconds: 30
         holdTimeoutSeconds: 60
         startupOverheadSeconds: 0
+        slowStartSeconds: 10    # the gateway's slow start of a newly Ready replica (0: off)
         autoscaler: {periodSeconds: 15, tolerance: 0.1,
                      downscaleStabilizationSeconds: 300, metricMaxAgeSeconds: 30}
       engine: {model: fast}     # fast | step (the step-level reference)
@@ -79,6 +80,7 @@ _CONTROLLER_KEYS = {
     "startupOverheadSeconds": "startup_overhead_s",
     "drainLimitSeconds": "drain_limit_s",
     "timelineStepSeconds": "timeline_step_s",
+    "slowStartSeconds": "routing_slow_start_s",
 }
 _AUTOSCALER_KEYS = {
     "periodSeconds": "period_s",

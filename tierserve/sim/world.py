@@ -56,7 +56,13 @@ from tierserve.policy.autoscaling import (
 )
 from tierserve.policy.naming import replica_name
 from tierserve.policy.planner import MIX_WEIGHT, Load
-from tierserve.policy.routing import Candidate, OutstandingIndex, RoutingState, routing_policy
+from tierserve.policy.routing import (
+    SLOW_START_S,
+    Candidate,
+    OutstandingIndex,
+    RoutingState,
+    routing_policy,
+)
 from tierserve.policy.signals import (
     INFLIGHT_METRIC,
     TTFT_P90_METRIC,
@@ -108,6 +114,9 @@ class SimSettings:
     """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs for every service;
     None: each service's own (``spec.autoscaling.policy``, default ``hpa``)."""
     routing: str = "least_outstanding"
+    routing_slow_start_s: float = SLOW_START_S
+    """The gateway's slow start (``policy.routing``): a newly Ready replica's share of new
+    requests ramps up over this many seconds (0: off)."""
     engine_model: str = "fast"
     """``fast`` (closed form between events) or ``step`` (the step-level reference)."""
     timeline_step_s: float | None = None
@@ -242,6 +251,8 @@ class _Live:
     next_t: float | None = None
     """When its engine next changes (its entry in the event heap); None: idle."""
     gone: bool = False
+    young: bool = False
+    """Ready and still in its slow start: beside the routing index, not in it."""
     service_index: int = 0
     """Its service's index in ``SimResult.services`` (what each request it serves records)."""
 
@@ -304,11 +315,13 @@ class Simulation:
         self.closed_loops = list(closed_loops)
         self.progress = progress
         self._rng = random.Random(self.settings.seed)
-        self._routing = routing_policy(self.settings.routing)
+        self._routing = routing_policy(self.settings.routing, self.settings.routing_slow_start_s)
         self._routing_state = RoutingState()
         self._indexed = self.settings.routing == "least_outstanding"
         """least_outstanding keeps an incremental index (``policy.routing.OutstandingIndex``)."""
         self._index: dict[Key, OutstandingIndex] = {k: OutstandingIndex() for k in self.services}
+        self._young: dict[Key, list[_Live]] = {k: [] for k in self.services}
+        """Ready replicas still in their slow start (few: compared one by one)."""
         self._events: list[tuple[float, int, _Live]] = []
         self._event_seq = 0
         self._autoscaler_state: dict[Key, Any] = {}
@@ -422,12 +435,36 @@ class Simulation:
             return
         self._dispatch(pending, arrival.t_s)
 
-    def _choose(self, key: Key) -> _Live:
+    def _age(self, live: _Live, now: float) -> float | None:
+        ready_s = live.obj.status.ready_s
+        return None if ready_s is None else now - ready_s
+
+    def _choose(self, key: Key, now: float) -> _Live:
         ready = self._ready_by_service[key]
-        if self._indexed:
+        if self._indexed and not self._young[key]:
             name = self._index[key].choose()
+        elif self._indexed:
+            # the index's best warm replica against those in slow start, by the policy
+            young, index = self._young[key], self._index[key]
+            window = self.settings.routing_slow_start_s
+            for live in [y for y in young if (self._age(y, now) or 0.0) >= window]:
+                young.remove(live)
+                live.young = False
+                index.set(live.obj.name, live.tier, live.in_flight)
+            candidates = [
+                Candidate(y.obj.name, y.tier, y.in_flight, age_s=self._age(y, now))
+                for y in young
+            ]
+            warm = index.choose()
+            if warm is not None:
+                best = self.replicas[(key[0], warm)]
+                candidates.append(Candidate(warm, best.tier, best.in_flight))
+            name = self._routing.choose(candidates, self._routing_state).choice
         else:
-            candidates = [Candidate(r.obj.name, r.tier, r.in_flight) for r in ready]
+            candidates = [
+                Candidate(r.obj.name, r.tier, r.in_flight, age_s=self._age(r, now))
+                for r in ready
+            ]
             decision = self._routing.choose(candidates, self._routing_state)
             self._routing_state = decision.state
             name = decision.choice
@@ -435,7 +472,7 @@ class Simulation:
 
     def _in_flight(self, live: _Live, delta: int) -> None:
         live.in_flight += delta
-        if self._indexed and live.obj.phase == Phase.READY:
+        if self._indexed and live.obj.phase == Phase.READY and not live.young:
             key = replicaset.service_key(live.obj)
             self._index[key].set(live.obj.name, live.tier, live.in_flight)
 
@@ -459,7 +496,7 @@ class Simulation:
 
     def _dispatch(self, pending: _Pending, now: float) -> None:
         self._advance_due(now)
-        live = self._choose(pending.service)
+        live = self._choose(pending.service, now)
         assert live.engine is not None
         a = pending.arrival
         if a.t_s < now:  # it was held: it reaches the replica now, its latency counts from then
@@ -775,6 +812,9 @@ class Simulation:
             key = replicaset.service_key(live.obj)
             self._ready_by_service[key].remove(live)
             self._index[key].remove(live.obj.name)
+            if live.young:
+                live.young = False
+                self._young[key].remove(live)
         self._record(
             now,
             "Killing",
@@ -899,7 +939,11 @@ class Simulation:
                 key = replicaset.service_key(replica)
                 self._ready_by_service[key].append(live)
                 self._ready_by_service[key].sort(key=lambda r: (r.tier, r.obj.name))
-                self._index[key].set(replica.name, live.tier, live.in_flight)
+                if self.settings.routing_slow_start_s > 0 and self._indexed:
+                    live.young = True
+                    self._young[key].append(live)
+                else:
+                    self._index[key].set(replica.name, live.tier, live.in_flight)
                 self._record(now, "Ready", replica.name, "Replica is Ready", service=key)
                 self._dirty = True  # a Ready replica lets a rolling update or move go on
                 self._release_held(key, now)
