@@ -16,7 +16,7 @@ import pytest
 
 from tierserve import testing
 from tierserve.examples import seed_text
-from tierserve.testing import control_plane, seed_service_yaml, wait_until
+from tierserve.testing import control_plane, interruptible, seed_service_yaml, wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -34,6 +34,7 @@ class Cli(testing.Cli):
                 env=self.env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
+                preexec_fn=interruptible,
             )
         )
 

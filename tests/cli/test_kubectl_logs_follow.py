@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from tierserve.runtime.local.config import ENV_STATE_DIR, ClientConfig
-from tierserve.testing import wait_until
+from tierserve.testing import interruptible, wait_until
 
 pytestmark = pytest.mark.slow  # the CLI in a subprocess, polling every 0.5 s
 NAME = "deepseek-predictor-abc12"
@@ -80,6 +80,7 @@ def follow(state: Path, *args: str) -> subprocess.Popen[bytes]:
         env={**os.environ, ENV_STATE_DIR: str(state)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
+        preexec_fn=interruptible,
     )
 
 

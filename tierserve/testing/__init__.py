@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -29,6 +30,13 @@ def replica_pids(state_dir: Path | str) -> list[int]:
     process table (the launcher marks each with its state directory)."""
     owner = str(state_dir)
     return [p for p in pids() if read_environ(p).get(ENV_REPLICA_OWNER) == owner]
+
+
+def interruptible() -> None:
+    """A ``preexec_fn`` for a child a test stops with SIGINT (Ctrl-C): SIGINT at its
+    default, so Python raises KeyboardInterrupt there even when the test runs in a
+    background job, whose children inherit SIGINT ignored."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def wait_until(
