@@ -225,6 +225,7 @@ def _tier(pod: dict[str, Any]) -> str:
 class Run:
     name: str
     config: Config
+    round: int = 1
     samples: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, Any] = field(default_factory=dict)
     cost: dict[str, Any] = field(default_factory=dict)
@@ -401,6 +402,7 @@ def summarize(run: Run, s: Settings) -> dict[str, Any]:
     load_end = sum(p.duration_s for p in PHASES)
     out: dict[str, Any] = {
         "config": run.name,
+        "round": run.round,
         "metrics": run.config.metrics,
         "autoscaling": run.config.autoscaling,
         "min_replicas": run.config.min_replicas,
@@ -525,6 +527,107 @@ def table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+FIGURES = ("slo_pct", "cloud_gpu_s", "burst_ttft_p90_s", "first_scale_out_s")
+"""The figures taken per round and their median (fidelity.py compares the same four)."""
+
+
+def run_figures(row: dict[str, Any]) -> dict[str, float | None]:
+    """One run's four figures (emulated seconds)."""
+    phases = row["phases"]
+    burst = phases.get("burst", next(iter(phases.values())))
+    return {
+        "slo_pct": row["goodput_pct"],
+        "cloud_gpu_s": row["cloud_gpu_s"],
+        "burst_ttft_p90_s": burst["ttft_p90_s"],
+        "first_scale_out_s": row["first_scale_out_s"],
+    }
+
+
+def _median(xs: list[float]) -> float:
+    xs = sorted(xs)
+    mid = len(xs) // 2
+    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+
+
+def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per configuration (in first-seen order): each figure's median over the runs that
+    finished, with its range. A figure no run has is None."""
+    by: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        by.setdefault(r["config"], []).append(r)
+    out = []
+    for config, runs in by.items():
+        ok = [run_figures(r) for r in runs if not r.get("error")]
+        med: dict[str, Any] = {
+            "config": config,
+            "rounds": len(ok),
+            "planner": bool(runs[0].get("autoscaling")),
+        }
+        for key in FIGURES:
+            xs = [f[key] for f in ok if f[key] is not None and not math.isnan(f[key])]
+            med[key] = _median(xs) if xs else None
+            med[f"{key}_range"] = [min(xs), max(xs)] if xs else None
+        out.append(med)
+    return out
+
+
+def median_table(medians: list[dict[str, Any]]) -> str:
+    def cell(m: dict[str, Any], key: str, fmt: str) -> str:
+        lo_hi = m[f"{key}_range"]
+        if m[key] is None:
+            return "-"
+        return f"{fmt.format(m[key])} ({fmt.format(lo_hi[0])}-{fmt.format(lo_hi[1])})"
+
+    lines = [
+        "| config | rounds | SLO met (%) | cloud GPU-s | burst TTFT p90 (s) "
+        "| first scale-out (s) |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for m in medians:
+        lines.append(
+            f"| {m['config']} | {m['rounds']} | {cell(m, 'slo_pct', '{:.1f}')} "
+            f"| {cell(m, 'cloud_gpu_s', '{:.0f}')} | {cell(m, 'burst_ttft_p90_s', '{:.2f}')} "
+            f"| {cell(m, 'first_scale_out_s', '{:.0f}')} |"
+        )
+    return "\n".join(lines)
+
+
+def dominance(medians: list[dict[str, Any]]) -> list[str]:
+    """For each HPA configuration, the planner settings at >= its SLO attainment and <= its
+    cloud GPU-seconds (the issue's goal: one for every HPA point, one strictly better on
+    both somewhere)."""
+    ok = [m for m in medians if m["slo_pct"] is not None and m["cloud_gpu_s"] is not None]
+    planner = [m for m in ok if m["planner"]]
+    lines, strict_any, all_met = [], False, True
+    for h in (m for m in ok if not m["planner"]):
+        by = [
+            p
+            for p in planner
+            if p["slo_pct"] >= h["slo_pct"] and p["cloud_gpu_s"] <= h["cloud_gpu_s"]
+        ]
+        strict = [
+            p for p in by if p["slo_pct"] > h["slo_pct"] and p["cloud_gpu_s"] < h["cloud_gpu_s"]
+        ]
+        strict_any |= bool(strict)
+        all_met &= bool(by)
+        best = (strict or by or [None])[0]
+        what = (
+            "not dominated"
+            if best is None
+            else f"dominated by {best['config']} ({best['slo_pct']:.1f} % at "
+            f"{best['cloud_gpu_s']:.0f} GPU-s{', strictly on both' if strict else ''})"
+        )
+        lines.append(
+            f"{h['config']} ({h['slo_pct']:.1f} % at {h['cloud_gpu_s']:.0f} GPU-s): {what}"
+        )
+    lines.append(
+        "goal met: every HPA point dominated, one strictly on both"
+        if all_met and strict_any
+        else "goal NOT met"
+    )
+    return lines
+
+
 def report(doc: dict[str, Any], out: Path) -> None:
     """Print the table and timelines of a results document; write it (with its summary)."""
     global PHASES
@@ -532,7 +635,10 @@ def report(doc: dict[str, Any], out: Path) -> None:
     s = Settings(**doc["settings"])
     runs = []
     for r in doc["runs"]:
-        run = Run(r["config"], Config([tuple(m) for m in r["metrics"]], r["min_replicas"]))
+        known = CONFIGS.get(r["config"])  # files from before runs recorded their autoscaling
+        scaling = r.get("autoscaling", known.autoscaling if known else None)
+        config = Config([tuple(m) for m in r["metrics"]], r["min_replicas"], scaling)
+        run = Run(r["config"], config, r.get("round", 1))
         run.error, run.samples, run.cost = r["error"], r["samples"], r["cost"]
         run.phases, run.events = r["bench"], r["events"]
         run.load_start_epoch = r.get("load_start_epoch", 0.0)
@@ -552,8 +658,17 @@ def report(doc: dict[str, Any], out: Path) -> None:
     print("\nReplicas idc+cloud allocated (Ready) every 30 s from load start:")
     for run in runs:
         if not run.error:
-            print(f"  {run.name:>16}: {timeline(run, s)}")
-    doc = {**doc, "summary": rows}
+            print(f"  {run.name:>16} #{run.round}: {timeline(run, s)}")
+    medians = median_rows(rows)
+    if any(m["rounds"] > 1 for m in medians):
+        print("\nMedian of the rounds (min-max):\n")
+        print(median_table(medians))
+    print(
+        "\nDominance (" + ("medians" if any(m["rounds"] > 1 for m in medians) else "one run") + "):"
+    )
+    for line in dominance(medians):
+        print(f"  {line}")
+    doc = {**doc, "summary": rows, "median": medians}
     out.parent.mkdir(parents=True, exist_ok=True)
     # Compact: one line per run's samples would still be long; the summary is what to read.
     out.write_text(json.dumps(doc, separators=(",", ":")) + "\n")
@@ -573,6 +688,12 @@ def main() -> int:
     ap.add_argument("--time-scale", type=float, default=Settings.time_scale)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state dirs")
+    ap.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="rounds of every configuration; the report adds each figure's median",
+    )
     ap.add_argument(
         "--shorten", type=float, default=1.0, help="multiply the phases' durations (smoke runs)"
     )
@@ -599,6 +720,8 @@ def main() -> int:
     PHASES = tuple(
         Phase(p.name, p.rate, p.duration_s * args.shorten, p.seed, p.concurrency) for p in PHASES
     )
+    if args.repeat < 1:
+        ap.error(f"--repeat: {args.repeat} is not a number of rounds; expected 1 or more")
     s = Settings(time_scale=args.time_scale)
     chosen: dict[str, Config] = {}
     for name in filter(None, args.configs.split(",")):
@@ -617,12 +740,17 @@ def main() -> int:
             ap.error(f"--config: {spec!r} is not NAME=METRIC:TARGET[,METRIC:TARGET][/MIN]")
     runs = []
     started = time.monotonic()
-    for name, config in chosen.items():
-        run = Run(name, config)
+    # Rounds interleave the configurations, so a slow stretch of the machine spreads over all.
+    for rnd, (name, config) in itertools.product(range(1, args.repeat + 1), chosen.items()):
+        run = Run(name, config, rnd)
         t = time.monotonic()
-        print(f"[{name}] running ...", file=sys.stderr, flush=True)
+        print(f"[{name} #{rnd}] running ...", file=sys.stderr, flush=True)
         run_config(run, s, args.keep_state)
-        print(f"[{name}] done in {time.monotonic() - t:.0f} s wall", file=sys.stderr, flush=True)
+        print(
+            f"[{name} #{rnd}] done in {time.monotonic() - t:.0f} s wall",
+            file=sys.stderr,
+            flush=True,
+        )
         runs.append(run)
     doc = {
         "settings": asdict(s),
@@ -631,8 +759,10 @@ def main() -> int:
         "runs": [
             {
                 "config": r.name,
+                "round": r.round,
                 "metrics": r.config.metrics,
                 "min_replicas": r.config.min_replicas,
+                "autoscaling": r.config.autoscaling,
                 "error": r.error,
                 "load_start_epoch": r.load_start_epoch,
                 "samples": r.samples,

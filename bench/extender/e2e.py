@@ -10,7 +10,9 @@ fake IDC nodes (8 GPUs each) and one virtual node. Each round creates a Deployme
 ResourcePolicy: IDC first, then the virtual node), and times creation to the last pod
 bound; pods are deleted between rounds. Printed per round and as medians: pods/s for
 each, the ratio (goal >= 0.75), and FailedScheduling events of the extender's pods.
-The extender's own filter/bind latency histograms are printed at the end.
+The extender's own filter/bind latency histograms are printed at the end, and where the
+CPU went: each process's CPU milliseconds per pod scheduled (from ``/proc``), for the
+default scheduler's rounds and the extender's, over the same processes.
 
     python bench/extender/e2e.py --nodes 500 --pods 300 --rounds 3
 """
@@ -99,7 +101,44 @@ def _deployment(name: str, scheduler: str, replicas: int) -> dict[str, Any]:
     }
 
 
-async def _round(kube: KubeClient, name: str, scheduler: str, n: int) -> float:
+def cpu_seconds(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each process has used so far, from /proc (0 for one
+    that is gone)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for name, pid in pids.items():
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            out[name] = 0.0
+            continue
+        out[name] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+def cpu_table(per_pod: dict[str, dict[str, list[float]]]) -> list[str]:
+    """Median CPU ms per pod of each process, for each kind of round."""
+    names = list(next(iter(per_pod.values())))
+    lines = ["CPU ms per pod scheduled (median over rounds), by process:"]
+    lines.append(f"  {'process':<22}" + "".join(f"{k:>12}" for k in per_pod))
+    for name in [*names, "total"]:
+        cells = []
+        for kind in per_pod:
+            if name == "total":
+                xs = [sum(v) for v in zip(*per_pod[kind].values(), strict=True)]
+            else:
+                xs = per_pod[kind][name]
+            cells.append(f"{statistics.median(xs):>12.2f}")
+        lines.append(f"  {name:<22}" + "".join(cells))
+    return lines
+
+
+async def _round(
+    kube: KubeClient, name: str, scheduler: str, n: int, pids: dict[str, int]
+) -> tuple[float, dict[str, float]]:
+    """Seconds from creating the Deployment to its last pod bound, and each process's CPU
+    seconds over that time."""
+    before = cpu_seconds(pids)
     start = time.monotonic()
     await kube.create(DEPLOYMENTS, _deployment(name, scheduler, n))
     while True:
@@ -107,6 +146,7 @@ async def _round(kube: KubeClient, name: str, scheduler: str, n: int) -> float:
         bound = sum(1 for p in pods if p["spec"].get("nodeName"))
         if bound >= n:
             elapsed = time.monotonic() - start
+            after = cpu_seconds(pids)
             break
         if time.monotonic() - start > 300:
             raise TimeoutError(f"{name}: {bound} of {n} bound after 300 s")
@@ -115,7 +155,7 @@ async def _round(kube: KubeClient, name: str, scheduler: str, n: int) -> float:
     await kube.delete(PODS, {"labelSelector": f"app={name}", "gracePeriodSeconds": "0"})
     while (await kube.get(PODS, {"labelSelector": f"app={name}"})).get("items"):
         await asyncio.sleep(0.2)
-    return elapsed
+    return elapsed, {k: after[k] - before[k] for k in pids}
 
 
 async def _failed_scheduling(kube: KubeClient, prefix: str) -> int:
@@ -129,8 +169,17 @@ async def _failed_scheduling(kube: KubeClient, prefix: str) -> int:
     )
 
 
-async def _bench(plane: ControlPlane, nodes: int, pods: int, rounds: int) -> list[str]:
+async def _bench(
+    plane: ControlPlane, nodes: int, pods: int, rounds: int, extender_pid: int
+) -> list[str]:
     out = []
+    pids = {name: proc.pid for name, proc in plane.processes.items()}
+    pids["tierserve extender"] = extender_pid
+    pids["this benchmark"] = os.getpid()
+    cpu: dict[str, dict[str, list[float]]] = {
+        "default": {n: [] for n in pids},
+        "ext": {n: [] for n in pids},
+    }
     async with KubeClient(load_config(str(plane.kubeconfig))) as kube:
         await install_crd(kube)
         await _nodes(kube, nodes)
@@ -158,7 +207,9 @@ async def _bench(plane: ControlPlane, nodes: int, pods: int, rounds: int) -> lis
             if r % 2:
                 order.reverse()
             for kind, scheduler in order:
-                elapsed = await _round(kube, f"bench-{kind}", scheduler, pods)
+                elapsed, used = await _round(kube, f"bench-{kind}", scheduler, pods, pids)
+                for name in pids:
+                    cpu[kind][name].append(1000 * used[name] / pods)
                 (default if kind == "default" else extender).append(pods / elapsed)
             out.append(
                 f"round {r + 1}: default {default[-1]:.1f} pods/s, extender "
@@ -172,6 +223,7 @@ async def _bench(plane: ControlPlane, nodes: int, pods: int, rounds: int) -> lis
         f"pods/s: ratio {e / d:.2f} (goal >= {GOAL}: {verdict}); FailedScheduling of "
         f"the extender's pods: {failed}"
     )
+    out += cpu_table(cpu)
     return out
 
 
@@ -211,7 +263,7 @@ def run(nodes: int, pods: int, rounds: int) -> list[str]:
                 )
             )
             plane.start_scheduler("tierserve-scheduler", config)
-            lines = asyncio.run(_bench(plane, nodes, pods, rounds))
+            lines = asyncio.run(_bench(plane, nodes, pods, rounds, ext.pid))
             with urllib.request.urlopen(
                 f"https://127.0.0.1:{port}/metrics", timeout=5, context=ctx
             ) as resp:

@@ -6,7 +6,9 @@ configuration's autoscaling (``tierserve/examples/sim/autoscaling/<name>.yaml``)
 schedule for each phase, converted to emulated time), then prints the simulated figures
 next to the real ones from a compare.py results file, with the bounds of the simulator
 issue: SLO attainment within 3 points, burst TTFT p90 and cloud GPU-seconds within 10 %,
-first scale-out within one HPA period (15 s).
+first scale-out within one HPA period (15 s). A results file with several rounds of each
+configuration (``compare.py --repeat N``) is compared on medians: each figure's median over
+the real rounds against its median over the same rounds simulated, each at its own phase.
 
 The real autoscaler's periods start when ``tierserve up`` does, so the burst falls at a
 different point of its 15-s period each run: with the same arrivals, a step seen 3 s into
@@ -32,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "bench" / "autoscale"))
 
-from compare import PHASES, Settings  # noqa: E402
+from compare import PHASES, Settings, _median, run_figures  # noqa: E402
 
 from tierserve.loadgen.schedule import poisson_schedule  # noqa: E402
 from tierserve.sim import scenario as sc  # noqa: E402
@@ -104,19 +106,40 @@ def figures(result: SimResult) -> dict[str, float | None]:
 
 def real_figures(run: dict[str, Any]) -> dict[str, float | None]:
     total = sum(p["requests"] for p in run["phases"].values())
-    return {
-        "requests": total,
-        "slo_pct": run["goodput_pct"],
-        "burst_ttft_p90_s": run["phases"]["burst"]["ttft_p90_s"],
-        "cloud_gpu_s": run["cloud_gpu_s"],
-        "first_scale_out_s": run["first_scale_out_s"],
-    }
+    return {"requests": total, **run_figures(run)}
+
+
+def median_figures(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
+    """Each figure's median over the rounds that have it (None when none has)."""
+    out: dict[str, float | None] = {}
+    for key in rows[0]:
+        xs = [r[key] for r in rows if r[key] is not None]
+        out[key] = _median(xs) if xs else None  # type: ignore[arg-type]
+    return out
 
 
 def _rel(sim: float | None, real: float | None) -> float | None:
     if sim is None or real is None or real == 0:
         return None
     return (sim - real) / real
+
+
+def within(r: dict[str, float | None], s: dict[str, float | None]) -> dict[str, Any]:
+    """The differences sim - real and whether each is within the simulator issue's bound."""
+    d_slo = s["slo_pct"] - r["slo_pct"]  # type: ignore[operator]
+    d_ttft = _rel(s["burst_ttft_p90_s"], r["burst_ttft_p90_s"])
+    d_gpu = _rel(s["cloud_gpu_s"], r["cloud_gpu_s"])
+    fs, fr = s["first_scale_out_s"], r["first_scale_out_s"]
+    d_first = None if fs is None or fr is None else fs - fr
+    return {
+        "d": {"slo": d_slo, "ttft": d_ttft, "gpu": d_gpu, "first": d_first},
+        "ok": {
+            "slo": abs(d_slo) <= 3.0,
+            "ttft": d_ttft is not None and abs(d_ttft) <= 0.10,
+            "gpu": d_gpu is not None and abs(d_gpu) <= 0.10,
+            "first": d_first is not None and abs(d_first) <= 15.0,
+        },
+    }
 
 
 def main() -> None:
@@ -126,32 +149,35 @@ def main() -> None:
     ap.add_argument("--no-align", action="store_true", help="the autoscaler's phase: first tick")
     args = ap.parse_args()
     document = json.loads(args.real.read_text())
-    real = {r["config"]: r for r in document["summary"]}
-    runs = {r["config"]: r for r in document.get("runs", [])}
-    period = Settings().hpa_period_s
-    arrivals = compare_arrivals(Settings())
+    runs = {(r["config"], r.get("round", 1)): r for r in document.get("runs", [])}
+    by_config: dict[str, list[dict[str, Any]]] = {}
+    for row in document["summary"]:
+        if not row.get("error"):
+            by_config.setdefault(row["config"], []).append(row)
+    # the run's own settings: its time scale shapes the arrivals (rate / scale per wall s)
+    settings = Settings(**document.get("settings", {}))
+    period = settings.hpa_period_s
+    arrivals = compare_arrivals(settings)
     rows = []
     header = (
-        f"{'config':<18}{'requests':>10}{'SLO % real/sim (Δpt)':>26}{'burst TTFT p90 s':>26}"
-        f"{'cloud GPU-s':>24}{'first scale-out s':>24}"
+        f"{'config':<18}{'rounds':>7}{'requests':>10}{'SLO % real/sim (Δpt)':>26}"
+        f"{'burst TTFT p90 s':>26}{'cloud GPU-s':>24}{'first scale-out s':>24}"
     )
     print(f"real: {args.real}  (arrivals: compare.py's own, {len(arrivals)} requests)")
+    print("each figure: the median over the real run's rounds / over the same rounds simulated")
+    print("at each round's own phase")
     print(header)
-    for config, run in real.items():
-        r = real_figures(run)
-        phase = None if args.no_align else phase_of(runs.get(config), period)
-        s = figures(simulate(config, arrivals, phase))
-        d_slo = s["slo_pct"] - r["slo_pct"]  # type: ignore[operator]
-        d_ttft = _rel(s["burst_ttft_p90_s"], r["burst_ttft_p90_s"])
-        d_gpu = _rel(s["cloud_gpu_s"], r["cloud_gpu_s"])
-        fs, fr = s["first_scale_out_s"], r["first_scale_out_s"]
-        d_first = None if fs is None or fr is None else fs - fr
-        ok = {
-            "slo": abs(d_slo) <= 3.0,
-            "ttft": d_ttft is not None and abs(d_ttft) <= 0.10,
-            "gpu": d_gpu is not None and abs(d_gpu) <= 0.10,
-            "first": d_first is not None and abs(d_first) <= 15.0,
-        }
+    for config, reals in by_config.items():
+        rounds = []
+        for row in reals:
+            run = runs.get((config, row.get("round", 1)))
+            phase = None if args.no_align else phase_of(run, period)
+            r, s = real_figures(row), figures(simulate(config, arrivals, phase))
+            rounds.append({"round": row.get("round", 1), "phase_s": phase, "real": r, "sim": s})
+        r = median_figures([x["real"] for x in rounds])
+        s = median_figures([x["sim"] for x in rounds])
+        w = within(r, s)
+        d, ok = w["d"], w["ok"]
         mark = {k: "" if v else " ✗" for k, v in ok.items()}
 
         def pct(x: float | None) -> str:
@@ -160,19 +186,24 @@ def main() -> None:
         def num(x: float | None, f: str = "{:.2f}") -> str:
             return "–" if x is None else f.format(x)
 
+        phases = ", ".join(num(x["phase_s"], "{:.1f}") for x in rounds)
         cells = [
-            f"{config:<18}{r['requests']:>5}/{s['requests']:<4}",
-            f"{r['slo_pct']:>10.1f} / {s['slo_pct']:.1f} ({d_slo:+.1f}){mark['slo']:<2}",
+            f"{config:<18}{len(rounds):>7}{r['requests']:>5.0f}/{s['requests']:<4.0f}",
+            f"{r['slo_pct']:>10.1f} / {s['slo_pct']:.1f} ({d['slo']:+.1f}){mark['slo']:<2}",
             f"{num(r['burst_ttft_p90_s']):>10} / {num(s['burst_ttft_p90_s'])}",
-            f" ({pct(d_ttft)}){mark['ttft']:<2}",
+            f" ({pct(d['ttft'])}){mark['ttft']:<2}",
             f"{num(r['cloud_gpu_s'], '{:.0f}'):>8} / {num(s['cloud_gpu_s'], '{:.0f}')}",
-            f" ({pct(d_gpu)}){mark['gpu']:<2}",
-            f"{num(fr, '{:.0f}'):>8} / {num(fs, '{:.0f}')}",
-            f" ({num(d_first, '{:+.0f}')}){mark['first']}",
-            f"   phase {num(phase, '{:.1f}')} s",
+            f" ({pct(d['gpu'])}){mark['gpu']:<2}",
+            f"{num(r['first_scale_out_s'], '{:.0f}'):>8} / {num(s['first_scale_out_s'], '{:.0f}')}",
+            f" ({num(d['first'], '{:+.0f}')}){mark['first']}",
+            f"   phases {phases} s",
         ]
         print("".join(cells))
-        rows.append({"config": config, "real": r, "sim": s, "within": ok, "phase_s": phase})
+        rows.append({"config": config, "real": r, "sim": s, "within": ok, "rounds": rounds})
+    n_ok = sum(sum(r["within"].values()) for r in rows)
+    n_all = sum(len(r["within"]) for r in rows)
+    n_cfg = sum(all(r["within"].values()) for r in rows)
+    print(f"{n_ok} of {n_all} figures within bounds; {n_cfg} of {len(rows)} configurations")
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
 
