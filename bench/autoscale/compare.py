@@ -44,6 +44,7 @@ import json
 import math
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -543,10 +544,18 @@ def run_figures(row: dict[str, Any]) -> dict[str, float | None]:
     }
 
 
-def _median(xs: list[float]) -> float:
-    xs = sorted(xs)
-    mid = len(xs) // 2
-    return xs[mid] if len(xs) % 2 else (xs[mid - 1] + xs[mid]) / 2
+def _present(rows: list[dict[str, Any]], key: str) -> list[float]:
+    """``key``'s values in ``rows``, leaving out missing ones (None or NaN)."""
+    return [r[key] for r in rows if r[key] is not None and not math.isnan(r[key])]
+
+
+def median_figures(rows: list[dict[str, Any]]) -> dict[str, float | None]:
+    """Each figure's median over the rows that have it (None when none has)."""
+    out: dict[str, float | None] = {}
+    for key in rows[0]:
+        xs = _present(rows, key)
+        out[key] = statistics.median(xs) if xs else None
+    return out
 
 
 def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -564,8 +573,8 @@ def median_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "planner": bool(runs[0].get("autoscaling")),
         }
         for key in FIGURES:
-            xs = [f[key] for f in ok if f[key] is not None and not math.isnan(f[key])]
-            med[key] = _median(xs) if xs else None
+            xs = _present(ok, key)
+            med[key] = statistics.median(xs) if xs else None
             med[f"{key}_range"] = [min(xs), max(xs)] if xs else None
         out.append(med)
     return out
@@ -660,12 +669,11 @@ def report(doc: dict[str, Any], out: Path) -> None:
         if not run.error:
             print(f"  {run.name:>16} #{run.round}: {timeline(run, s)}")
     medians = median_rows(rows)
-    if any(m["rounds"] > 1 for m in medians):
+    repeated = any(m["rounds"] > 1 for m in medians)
+    if repeated:
         print("\nMedian of the rounds (min-max):\n")
         print(median_table(medians))
-    print(
-        "\nDominance (" + ("medians" if any(m["rounds"] > 1 for m in medians) else "one run") + "):"
-    )
+    print("\nDominance (" + ("medians" if repeated else "one run") + "):")
     for line in dominance(medians):
         print(f"  {line}")
     doc = {**doc, "summary": rows, "median": medians}

@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(ROOT / "bench" / "autoscale"))
 
-from compare import PHASES, Settings, _median, run_figures  # noqa: E402
+from compare import PHASES, Settings, median_figures, run_figures  # noqa: E402
 
 from tierserve.loadgen.schedule import poisson_schedule  # noqa: E402
 from tierserve.sim import scenario as sc  # noqa: E402
@@ -107,15 +107,6 @@ def figures(result: SimResult) -> dict[str, float | None]:
 def real_figures(run: dict[str, Any]) -> dict[str, float | None]:
     total = sum(p["requests"] for p in run["phases"].values())
     return {"requests": total, **run_figures(run)}
-
-
-def median_figures(rows: list[dict[str, float | None]]) -> dict[str, float | None]:
-    """Each figure's median over the rounds that have it (None when none has)."""
-    out: dict[str, float | None] = {}
-    for key in rows[0]:
-        xs = [r[key] for r in rows if r[key] is not None]
-        out[key] = _median(xs) if xs else None  # type: ignore[arg-type]
-    return out
 
 
 def _rel(sim: float | None, real: float | None) -> float | None:
