@@ -43,6 +43,7 @@ import itertools
 import json
 import math
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -233,6 +234,52 @@ class Run:
     events: list[dict[str, Any]] = field(default_factory=list)
     error: str | None = None
     load_start_epoch: float = 0.0
+    gauges: list[dict[str, Any]] = field(default_factory=list)
+    """``--gauges-every``: each Ready replica's queue gauges, read from its ``/metrics``."""
+
+
+GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running")
+
+
+def _gauges(text: str) -> dict[str, float]:
+    """The ``GAUGES`` of one replica's Prometheus text (the sum of each one's series)."""
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        name = line.split("{", 1)[0].split(" ", 1)[0]
+        if name in GAUGES:
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+class GaugeProbe(threading.Thread):
+    """Every ``every_s`` wall seconds from the load's start, each Ready replica's queue
+    gauges straight from the replica (what the autoscaler's scrape would read at that
+    instant): how much a gauge moves between the control plane's 5-s scrapes."""
+
+    def __init__(
+        self, api: str, token: str, t0: float, every_s: float, out: list[dict[str, Any]]
+    ) -> None:
+        super().__init__(daemon=True)
+        self.api, self.token, self.t0, self.every_s, self.out = api, token, t0, every_s, out
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        self.stop.wait(max(0.0, self.t0 - time.time()))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        while not self.stop.is_set():
+            now = time.time()
+            with contextlib.suppress(Exception):
+                for pod in _http(f"{self.api}/api/v1/pods", self.token)["items"]:
+                    status = pod.get("status", {})
+                    if status.get("phase") != "Ready" or not status.get("port"):
+                        continue
+                    url = f"http://127.0.0.1:{status['port']}/metrics"
+                    with opener.open(url, timeout=2) as resp:
+                        values = _gauges(resp.read().decode())
+                    self.out.append(
+                        {"t_wall": now - self.t0, "pod": pod["metadata"]["name"], **values}
+                    )
+            self.stop.wait(max(0.0, self.every_s - (time.time() - now)))
 
 
 class Sampler(threading.Thread):
@@ -273,7 +320,7 @@ class Sampler(threading.Thread):
             self.stop.wait(max(0.0, 1.0 - (time.time() - now)))
 
 
-def run_config(run: Run, s: Settings, keep: bool) -> None:
+def run_config(run: Run, s: Settings, keep: bool, gauges_every_s: float = 0.0) -> None:
     state = Path(tempfile.mkdtemp(prefix=f"tierserve-autoscale-{run.name}-"))
     env = {**os.environ, "TIERSERVE_STATE_DIR": str(state)}
 
@@ -287,6 +334,7 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
 
     benches: list[subprocess.Popen[str]] = []
     sampler: Sampler | None = None
+    probe: GaugeProbe | None = None
     try:
         cli(
             "up", "--detach",
@@ -327,6 +375,9 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
         run.load_start_epoch = t0
         sampler = Sampler(api, token, t0, run.samples)
         sampler.start()
+        if gauges_every_s > 0:
+            probe = GaugeProbe(api, token, t0, gauges_every_s, run.gauges)
+            probe.start()
         start = 0.0
         outs: dict[str, Path] = {}
         for ph in PHASES:
@@ -368,6 +419,9 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
                 raise RuntimeError(f"tierserve bench exited {proc.returncode}: {err[-800:]}")
         sampler.stop.set()
         sampler.join()
+        if probe is not None:
+            probe.stop.set()
+            probe.join()
         for ph in PHASES:
             run.phases[ph.name] = json.loads(outs[ph.name].read_text())
         run.events = [
@@ -381,6 +435,8 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
     finally:
         if sampler is not None:
             sampler.stop.set()
+        if probe is not None:
+            probe.stop.set()
         for proc in benches:
             if proc.poll() is None:
                 proc.terminate()
@@ -396,6 +452,25 @@ def run_config(run: Run, s: Settings, keep: bool) -> None:
 
 
 # -- figures ----------------------------------------------------------------------------------
+
+
+_NEW_SIZE = re.compile(r"New size: (\d+)")
+
+
+def first_scale_out(events: list[dict[str, Any]], low: int) -> float | None:
+    """The first rescale above ``low`` replicas after the load started (emulated s from
+    its start): the event's own time. (The pods sampler ticks once a wall second, i.e.
+    every 5 emulated s at time scale 0.2, so its first sample with more desired replicas
+    comes 0-5 s after the decision.)"""
+    times = []
+    for e in events:
+        m = _NEW_SIZE.match(e.get("message", ""))
+        t = e.get("t_s")
+        if e.get("reason") != "SuccessfulRescale" or m is None or t is None or t < 0:
+            continue
+        if int(m.group(1)) > low:
+            times.append(float(t))
+    return min(times, default=None)
 
 
 def summarize(run: Run, s: Settings) -> dict[str, Any]:
@@ -442,9 +517,12 @@ def summarize(run: Run, s: Settings) -> dict[str, Any]:
         out[f"{tier}_ready_peak"] = max(ready, default=0)
         out[f"{tier}_ready_mean"] = sum(ready) / len(ready) if ready else 0.0
     low = run.config.min_replicas
-    scale_out = next((x["t_wall"] for x in run.samples if (x["desired"] or 0) > low), None)
+    scale_out = first_scale_out(run.events, low)
+    if scale_out is None:  # files from before events were recorded: the 1-s samples
+        wall = next((x["t_wall"] for x in run.samples if (x["desired"] or 0) > low), None)
+        scale_out = None if wall is None else wall / ts
     added = next((x["t_wall"] for x in run.samples if sum(x["ready"].values()) > low), None)
-    out["first_scale_out_s"] = None if scale_out is None else scale_out / ts
+    out["first_scale_out_s"] = scale_out
     out["first_added_ready_s"] = None if added is None else added / ts
     last_cloud = max((x["t_wall"] for x in samples if x["allocated"][CLOUD_TIER] > 0), default=None)
     out["last_cloud_s"] = None if last_cloud is None else last_cloud / ts
@@ -697,6 +775,13 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=HERE / "results" / "latest.json")
     ap.add_argument("--keep-state", action="store_true", help="keep the temp state dirs")
     ap.add_argument(
+        "--gauges-every",
+        type=float,
+        default=0.0,
+        metavar="WALL_S",
+        help="also read each Ready replica's waiting/running gauges this often (0: off)",
+    )
+    ap.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -753,7 +838,7 @@ def main() -> int:
         run = Run(name, config, rnd)
         t = time.monotonic()
         print(f"[{name} #{rnd}] running ...", file=sys.stderr, flush=True)
-        run_config(run, s, args.keep_state)
+        run_config(run, s, args.keep_state, args.gauges_every)
         print(
             f"[{name} #{rnd}] done in {time.monotonic() - t:.0f} s wall",
             file=sys.stderr,
@@ -774,6 +859,7 @@ def main() -> int:
                 "error": r.error,
                 "load_start_epoch": r.load_start_epoch,
                 "samples": r.samples,
+                **({"gauges": r.gauges} if r.gauges else {}),
                 "cost": r.cost,
                 "events": [
                     {**e, "t_s": (e["firstTimestamp"] - r.load_start_epoch) / s.time_scale}

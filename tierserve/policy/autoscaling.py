@@ -96,8 +96,9 @@ Autoscaler = Callable[
 
 
 def due(last_s: float | None, now: float, config: AutoscalerConfig) -> bool:
-    """Whether a service last evaluated at ``last_s`` is evaluated again at ``now``."""
-    return last_s is None or now - last_s >= config.period_s
+    """Whether a service last evaluated at ``last_s`` is evaluated again at ``now``
+    (a microsecond early counts: times summed from ticks carry rounding errors)."""
+    return last_s is None or now - last_s >= config.period_s - 1e-6
 
 
 def mine(service: InferenceService, replicas: Sequence[Replica]) -> list[Replica]:

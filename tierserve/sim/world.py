@@ -110,6 +110,12 @@ class SimSettings:
     control plane's periods start when it does, so a step in the load falls at a
     different point of its period each run; a fidelity check against one real run sets
     the phase that run had."""
+    metrics_phase_s: float | None = None
+    """A scrape comes this long after the load starts (modulo the interval), then every
+    interval (None: the scrapes run on from the first tick, or the warm-up's). With
+    ``autoscaler_phase_s`` it sets how old a sample each evaluation reads: the local
+    runtime's scrape loop runs just after its autoscaler's tick, so its HPA reads the
+    sample taken almost one interval before."""
     autoscaler_policy: str | None = None
     """Which autoscaler of ``policy.autoscaling.AUTOSCALERS`` runs for every service;
     None: each service's own (``spec.autoscaling.policy``, default ``hpa``)."""
@@ -452,8 +458,7 @@ class Simulation:
                 live.young = False
                 index.set(live.obj.name, live.tier, live.in_flight)
             candidates = [
-                Candidate(y.obj.name, y.tier, y.in_flight, age_s=self._age(y, now))
-                for y in young
+                Candidate(y.obj.name, y.tier, y.in_flight, age_s=self._age(y, now)) for y in young
             ]
             warm = index.choose()
             if warm is not None:
@@ -462,8 +467,7 @@ class Simulation:
             name = self._routing.choose(candidates, self._routing_state).choice
         else:
             candidates = [
-                Candidate(r.obj.name, r.tier, r.in_flight, age_s=self._age(r, now))
-                for r in ready
+                Candidate(r.obj.name, r.tier, r.in_flight, age_s=self._age(r, now)) for r in ready
             ]
             decision = self._routing.choose(candidates, self._routing_state)
             self._routing_state = decision.state
@@ -685,9 +689,7 @@ class Simulation:
         if victim is None:
             return
         self.services[key] = rebalance.moved(service, victim)
-        self._record(
-            now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim), service=key
-        )
+        self._record(now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim), service=key)
         self._moves += 1
         self._dirty = True
 
@@ -1068,6 +1070,14 @@ class Simulation:
         if s.autoscaler_phase_s is not None:  # the next evaluation at start + phase
             for key in self.services:
                 self._last_evaluated[key] = start + s.autoscaler_phase_s - s.autoscaler.period_s
+            # ... on a tick: the real control plane evaluates on one of its ticks, so the
+            # grid of ticks is shifted (by under one tick) to have one at start + phase.
+            frac = s.autoscaler_phase_s % s.tick_s
+            if frac > 1e-9:
+                tick = start + frac
+        if s.metrics_phase_s is not None:  # the next scrape at start + phase (mod interval)
+            interval = s.metrics_interval_s
+            scrape = start + s.metrics_phase_s % interval
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
                 first = first._replace(t_s=first.t_s + start)
