@@ -4,6 +4,12 @@ from __future__ import annotations
 
 import pytest
 
+from tierserve.testing import interrupt_on_sigterm
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    interrupt_on_sigterm()  # SIGTERM tears fixtures down (and their processes), as Ctrl-C
+
 
 @pytest.fixture(autouse=True)
 def _a_terminal_that_renders(monkeypatch: pytest.MonkeyPatch) -> None:

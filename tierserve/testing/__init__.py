@@ -39,6 +39,20 @@ def interruptible() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def interrupt_on_sigterm() -> None:
+    """Make SIGTERM raise KeyboardInterrupt in the main thread (call it from a
+    ``pytest_configure``). ``timeout``, CI runners and ``kill`` stop a test run with
+    SIGTERM, whose default ends Python at once: no fixture is torn down, and every process
+    a fixture started in its own session (the Kubernetes testbed's etcd, apiserver,
+    scheduler, controller-manager and tierserve's extender) is left running. As a
+    KeyboardInterrupt, pytest stops the run and tears its fixtures down, as on Ctrl-C."""
+
+    def interrupt(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
 def wait_until(
     what: Callable[[], bool], timeout_s: float = 30.0, message: str = "", every_s: float = 0.2
 ) -> None:
