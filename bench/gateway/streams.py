@@ -2,7 +2,7 @@
 gateway and through nginx (1 worker), side by side with the upstream direct.
 
     .venv/bin/python bench/gateway/streams.py [--streams 500,2000] [--chunks 512]
-        [--interval-ms 25] [--ramp-s 2]
+        [--interval-ms 25] [--ramp-s 2] [--workers 1]
 
 For each concurrency, fresh processes: a pacing fake upstream (one SSE chunk per
 ``--interval-ms`` per stream, ``--chunks`` chunks, each stamped with the monotonic time
@@ -17,8 +17,10 @@ reads them to the end. Per target it reports:
 - memory per open stream: the proxy's resident memory with every stream open, less
   before the first one, over the streams.
 
-Everything (upstream, client, proxy) shares this machine's cores, so the figures show
-what one machine does at each concurrency, not a proxy alone. Subcommands
+``--workers N``: N nginx worker processes and ``tierserve gateway --workers N`` (each
+process holds two sockets per stream, so 10,000 streams need two processes under a
+20,000-file limit). Everything (upstream, client, proxy) shares this machine's cores,
+so the figures show what one machine does at each concurrency, not a proxy alone. Subcommands
 ``upstream PORT CHUNKS INTERVAL_MS`` and ``client PORT N RAMP_S`` are the two helpers.
 """
 
@@ -176,7 +178,10 @@ class _Reader(asyncio.Protocol):
         st = self.stats
         if stamps:
             if self.last:
-                st.gaps.append(now - self.last)
+                gap = now - self.last
+                st.gaps.append(gap)
+                if gap > st.worst_gap:
+                    st.worst_gap, st.worst_gap_end = gap, now
             self.last = now
             for s in stamps:
                 st.delays.append(now - float(s))
@@ -200,6 +205,9 @@ class _ClientStats:
         self.completed = 0
         self.broken = 0
         self.open = 0
+        self.worst_gap = 0.0
+        self.worst_gap_end = 0.0
+        """The worst gap and when it ended (monotonic s): during the opening ramp or not."""
 
 
 async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
@@ -211,10 +219,12 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
     ).encode() + REQUEST_BODY
     readers: list[_Reader] = []
     t0 = loop.time()
+    t0_mono = time.monotonic()  # the readers' clock
     for i in range(n):
         await asyncio.sleep(max(0.0, t0 + ramp_s * i / n - loop.time()))
         _, reader = await loop.create_connection(lambda: _Reader(stats, request), "127.0.0.1", port)
         readers.append(reader)
+    ramp_end = time.monotonic()
     print("all-open", flush=True)  # the driver reads memory now
     await asyncio.gather(*(r.done for r in readers))
     gaps, delays = sorted(stats.gaps), sorted(stats.delays)
@@ -231,6 +241,8 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
         "gap_p50_ms": q(gaps, 0.50),
         "gap_p99_ms": q(gaps, 0.99),
         "gap_max_ms": gaps[-1] * 1000 if gaps else 0.0,
+        "gap_max_ended_s": stats.worst_gap_end - t0_mono if gaps else 0.0,
+        "ramp_ended_s": ramp_end - t0_mono,
         "wall_s": loop.time() - t0,
     }
 
@@ -277,13 +289,18 @@ def main() -> None:
     ap.add_argument("--chunks", type=int, default=512)
     ap.add_argument("--interval-ms", type=int, default=25)
     ap.add_argument("--ramp-s", type=float, default=2.0)
+    ap.add_argument("--workers", type=int, default=1, help="nginx workers and gateway processes")
     args = ap.parse_args()
+    if args.workers < 1:
+        ap.error(f"--workers: {args.workers} is not a number of processes; expected 1 or more")
     rows: list[tuple[int, str, dict[str, float]]] = []
     for n in (int(x) for x in args.streams.split(",")):
         tmp = Path(tempfile.mkdtemp(prefix="gwstreams-"))
         up, ng, gw = free_port(), free_port(), free_port()
-        conf = NGINX_CONF.format(tmp=tmp, up=up, port=ng).replace(
-            "worker_connections 8192", "worker_connections 32768"
+        conf = (
+            NGINX_CONF.format(tmp=tmp, up=up, port=ng)
+            .replace("worker_connections 8192", "worker_connections 32768")
+            .replace("worker_processes 1;", f"worker_processes {args.workers};")
         )
         (tmp / "nginx.conf").write_text(conf)
         routes = {
@@ -300,7 +317,7 @@ def main() -> None:
         upstream = [sys.executable, __file__, "upstream", str(up), str(args.chunks)]
         upstream.append(str(args.interval_ms))
         gateway = tierserve_cmd("gateway", "--routes", str(tmp / "routes.json"))
-        gateway += ["--port", str(gw), "--log-level", "WARNING"]
+        gateway += ["--port", str(gw), "--log-level", "WARNING", "--workers", str(args.workers)]
         nginx = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr"]
         with (
             started(upstream, up),
@@ -320,6 +337,7 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
     print(
         f"\n{args.chunks} chunks a stream, one per {args.interval_ms} ms; "
         f"{os.cpu_count()} cores shared by upstream, client and proxy; "
+        f"{args.workers} nginx worker(s) and gateway process(es); "
         f"load average {os.getloadavg()[0]:.2f}\n"
     )
     print(
