@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import json
 import re
 import socket
@@ -19,6 +20,7 @@ import pytest
 from gwhelpers import CHAT, HOST, gateway, metric_sum, scrape, scripted_upstreams, service
 
 from tierserve.gateway import GATEWAY_STATE, Backend, GatewayConfig
+from tierserve.gateway.connection import ClientConnection
 from tierserve.gateway.pool import UpstreamPool
 from tierserve.gateway.proxy import REPLICA_HEADER
 from tierserve.gateway.upstream import origin_of
@@ -121,6 +123,47 @@ async def test_an_idle_keep_alive_connection_is_closed() -> None:
         writer.write(REQUEST)
         got = await read_to_close(reader)  # the answer, then the close
     assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.count(b"HTTP/1.1 ") == 1
+
+
+async def test_a_closed_connection_leaves_no_reference_cycle() -> None:
+    """A client connection's objects are freed when it closes, by reference counting, not
+    left for the cyclic GC: with 10,000 streams a worker's collections found 11 objects
+    of every closed connection and took up to 190 ms of its event loop."""
+    async with (
+        scripted_upstreams(1) as (up,),
+        gateway([service(Backend("r0", up.url))], GatewayConfig()) as gw,
+    ):
+        port = int(gw.url.rsplit(":", 1)[1])
+
+        async def one_request() -> None:
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(REQUEST)
+            assert (await read_response(reader)).startswith(b"HTTP/1.1 200 ")
+            writer.close()
+            await writer.wait_closed()
+
+        def open_on_gateway() -> list[ClientConnection]:
+            return [
+                o
+                for o in gc.get_objects()
+                if isinstance(o, ClientConnection) and o.transport is not None
+            ]
+
+        await one_request()  # anything created once (pools, caches) exists from here on
+        gc.collect()
+        gc.disable()
+        try:
+            for _ in range(20):
+                await one_request()
+            await until(lambda: not open_on_gateway())  # each saw its connection_lost
+            gc.set_debug(gc.DEBUG_SAVEALL)
+            gc.collect()
+            in_cycles = [o for o in gc.garbage if isinstance(o, ClientConnection)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+        assert in_cycles == []
 
 
 async def test_the_header_timeout_spares_idle_waits_and_slow_bodies() -> None:

@@ -75,6 +75,10 @@ class ClientConnection(web.RequestHandler):
 
     def connection_lost(self, exc: BaseException | None) -> None:
         self._disarm()
+        # The last body's reader points back at this protocol: dropping it here leaves
+        # no reference cycle, so a closed connection is freed at once (not by the cyclic
+        # GC, which found 11 objects of each one with 10,000 streams open).
+        self._last_body = None
         super().connection_lost(exc)
 
     async def finish_response(
