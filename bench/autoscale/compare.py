@@ -57,6 +57,7 @@ from pathlib import Path
 from typing import Any
 
 from tierserve.examples import seed_text
+from tierserve.runtime.promtext import parse_metrics
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
@@ -241,16 +242,6 @@ class Run:
 GAUGES = ("vllm:num_requests_waiting", "vllm:num_requests_running")
 
 
-def _gauges(text: str) -> dict[str, float]:
-    """The ``GAUGES`` of one replica's Prometheus text (the sum of each one's series)."""
-    out: dict[str, float] = {}
-    for line in text.splitlines():
-        name = line.split("{", 1)[0].split(" ", 1)[0]
-        if name in GAUGES:
-            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
 class GaugeProbe(threading.Thread):
     """Every ``every_s`` wall seconds from the load's start, each Ready replica's queue
     gauges straight from the replica (what the autoscaler's scrape would read at that
@@ -275,7 +266,9 @@ class GaugeProbe(threading.Thread):
                         continue
                     url = f"http://127.0.0.1:{status['port']}/metrics"
                     with opener.open(url, timeout=2) as resp:
-                        values = _gauges(resp.read().decode())
+                        # parsed as the control plane's scraper parses it
+                        parsed = parse_metrics(resp.read().decode())
+                    values = {k: parsed[k] for k in GAUGES if k in parsed}
                     self.out.append(
                         {"t_wall": now - self.t0, "pod": pod["metadata"]["name"], **values}
                     )
