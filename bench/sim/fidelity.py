@@ -175,6 +175,7 @@ def main() -> None:
     settings = Settings(**document.get("settings", {}))
     period = settings.hpa_period_s
     arrivals = compare_arrivals(settings)
+    lag = None if args.scrape_lag < 0 else args.scrape_lag
     rows = []
     header = (
         f"{'config':<18}{'rounds':>7}{'requests':>10}{'SLO % real/sim (Δpt)':>26}"
@@ -189,7 +190,6 @@ def main() -> None:
         for row in reals:
             run = runs.get((config, row.get("round", 1)))
             phase = None if args.no_align else phase_of(run, period)
-            lag = None if args.scrape_lag < 0 else args.scrape_lag
             r, s = real_figures(row), figures(simulate(config, arrivals, phase, lag))
             rounds.append({"round": row.get("round", 1), "phase_s": phase, "real": r, "sim": s})
         r = median_figures([x["real"] for x in rounds])

@@ -458,7 +458,8 @@ class Simulation:
                 live.young = False
                 index.set(live.obj.name, live.tier, live.in_flight)
             candidates = [
-                Candidate(y.obj.name, y.tier, y.in_flight, age_s=self._age(y, now)) for y in young
+                Candidate(y.obj.name, y.tier, y.in_flight, age_s=self._age(y, now))
+                for y in young
             ]
             warm = index.choose()
             if warm is not None:
@@ -467,7 +468,8 @@ class Simulation:
             name = self._routing.choose(candidates, self._routing_state).choice
         else:
             candidates = [
-                Candidate(r.obj.name, r.tier, r.in_flight, age_s=self._age(r, now)) for r in ready
+                Candidate(r.obj.name, r.tier, r.in_flight, age_s=self._age(r, now))
+                for r in ready
             ]
             decision = self._routing.choose(candidates, self._routing_state)
             self._routing_state = decision.state
@@ -689,7 +691,9 @@ class Simulation:
         if victim is None:
             return
         self.services[key] = rebalance.moved(service, victim)
-        self._record(now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim), service=key)
+        self._record(
+            now, "Rebalance", f"{key[0]}/{key[1]}", rebalance.message(victim), service=key
+        )
         self._moves += 1
         self._dirty = True
 
@@ -1076,8 +1080,7 @@ class Simulation:
             if frac > 1e-9:
                 tick = start + frac
         if s.metrics_phase_s is not None:  # the next scrape at start + phase (mod interval)
-            interval = s.metrics_interval_s
-            scrape = start + s.metrics_phase_s % interval
+            scrape = start + s.metrics_phase_s % s.metrics_interval_s
         for loop in self.closed_loops:
             for first in loop.first_arrivals(0.0):
                 first = first._replace(t_s=first.t_s + start)
