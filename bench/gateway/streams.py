@@ -53,6 +53,23 @@ REQUEST_BODY = json.dumps(
 ).encode()
 _CL = re.compile(rb"(?i)\r\ncontent-length:\s*(\d+)")
 _STAMP = re.compile(rb'"t":([0-9.]+)')
+_SEQ = re.compile(rb'"n":(\d+)')
+TCP_COUNTERS = (
+    "TcpExt:ListenOverflows",
+    "TcpExt:TCPSynRetrans",
+    "Tcp:RetransSegs",
+    "TcpExt:TCPTimeouts",
+    "TcpExt:TCPLossProbes",
+    "TcpExt:TCPToZeroWindowAdv",
+    "TcpExt:PruneCalled",
+    "TcpExt:TCPRcvQDrop",
+    "TcpExt:TCPBacklogDrop",
+    "TcpExt:TCPMemoryPressures",
+)
+"""The kernel's TCP counters read around each run (/proc/net/netstat, /proc/net/snmp):
+dropped SYNs, retransmissions, zero windows, prunes and drops under memory pressure --
+what a stall between two chunks could be on loopback. They count the whole network
+namespace, so other processes' traffic adds to them."""
 
 
 def _loop() -> asyncio.AbstractEventLoop:
@@ -163,8 +180,11 @@ class _Reader(asyncio.Protocol):
         self.last = 0.0
         self.done = asyncio.get_running_loop().create_future()
         self.tail = b""
+        self.opened = 0.0
+        self.last_stamp = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.opened = time.monotonic()
         self.t: asyncio.Transport = transport  # type: ignore[assignment]
         self.t.write(self.request)
 
@@ -181,8 +201,18 @@ class _Reader(asyncio.Protocol):
                 gap = now - self.last
                 st.gaps.append(gap)
                 if gap > st.worst_gap:
+                    # Where the worst gap was spent: the upstream's writes of the two
+                    # chunks either side of it, and the delay of the one after it.
                     st.worst_gap, st.worst_gap_end = gap, now
+                    first = float(stamps[0])
+                    st.worst_gap_upstream = first - self.last_stamp
+                    st.worst_gap_delay = now - first
+                    seq = _SEQ.search(body)
+                    st.worst_gap_seq = int(seq.group(1)) if seq else -1
+            else:
+                st.first_chunk.append(now - self.opened)
             self.last = now
+            self.last_stamp = float(stamps[-1])
             for s in stamps:
                 st.delays.append(now - float(s))
             st.chunks += len(stamps)
@@ -205,9 +235,14 @@ class _ClientStats:
         self.completed = 0
         self.broken = 0
         self.open = 0
+        self.first_chunk = array.array("d")
+        """Connect to the first chunk, per stream (a dropped SYN shows here, as 1 s)."""
         self.worst_gap = 0.0
         self.worst_gap_end = 0.0
         """The worst gap and when it ended (monotonic s): during the opening ramp or not."""
+        self.worst_gap_upstream = 0.0
+        self.worst_gap_delay = 0.0
+        self.worst_gap_seq = -1
 
 
 async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
@@ -228,6 +263,7 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
     print("all-open", flush=True)  # the driver reads memory now
     await asyncio.gather(*(r.done for r in readers))
     gaps, delays = sorted(stats.gaps), sorted(stats.delays)
+    first = sorted(stats.first_chunk)
 
     def q(values: list[float], p: float) -> float:
         return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else 0.0
@@ -238,10 +274,17 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
         "broken": stats.broken,
         "delay_p50_ms": q(delays, 0.50),
         "delay_p99_ms": q(delays, 0.99),
+        "delay_max_ms": delays[-1] * 1000 if delays else 0.0,
+        "first_chunk_p50_ms": q(first, 0.50),
+        "first_chunk_p99_ms": q(first, 0.99),
+        "first_chunk_max_ms": first[-1] * 1000 if first else 0.0,
         "gap_p50_ms": q(gaps, 0.50),
         "gap_p99_ms": q(gaps, 0.99),
         "gap_max_ms": gaps[-1] * 1000 if gaps else 0.0,
         "gap_max_ended_s": stats.worst_gap_end - t0_mono if gaps else 0.0,
+        "gap_max_upstream_ms": stats.worst_gap_upstream * 1000,
+        "gap_max_next_delay_ms": stats.worst_gap_delay * 1000,
+        "gap_max_seq": stats.worst_gap_seq,
         "ramp_ended_s": ramp_end - t0_mono,
         "wall_s": loop.time() - t0,
     }
@@ -259,9 +302,24 @@ def rss_kib(pids: list[int]) -> int:
     return total
 
 
+def tcp_counters() -> dict[str, int]:
+    """``TCP_COUNTERS`` now (absent ones as 0: kernels differ)."""
+    values: dict[str, int] = {}
+    for path in ("/proc/net/netstat", "/proc/net/snmp"):
+        with contextlib.suppress(OSError):
+            lines = Path(path).read_text().splitlines()
+            for names, nums in zip(lines[::2], lines[1::2], strict=False):
+                keys, vals = names.split(), nums.split()
+                for k, v in zip(keys[1:], vals[1:], strict=False):
+                    with contextlib.suppress(ValueError):
+                        values[keys[0] + k] = int(v)
+    return {k: values.get(k, 0) for k in TCP_COUNTERS}
+
+
 def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float]:
-    """Run the client against ``port``; CPU and memory of the ``proxy`` pids alongside."""
-    rss0, cpu0 = rss_kib(proxy), cpu_s(proxy)
+    """Run the client against ``port``; CPU and memory of the ``proxy`` pids and the
+    kernel's TCP counters alongside."""
+    rss0, cpu0, tcp0 = rss_kib(proxy), cpu_s(proxy), tcp_counters()
     proc = subprocess.Popen(
         [sys.executable, __file__, "client", str(port), str(n), str(ramp_s)],
         stdout=subprocess.PIPE,
@@ -279,6 +337,9 @@ def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float
     proc.wait()
     result: dict[str, float] = json.loads(out)
     result["cpu_s"] = cpu_s(proxy) - cpu0
+    tcp1 = tcp_counters()
+    for k in TCP_COUNTERS:
+        result["tcp_" + k.split(":")[1]] = tcp1[k] - tcp0[k]
     result["rss_per_stream_kib"] = (rss_open - rss0) / n if proxy else 0.0
     return result
 
@@ -364,6 +425,21 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
             f"| {n} | {name} | {r['chunks']:.0f} | {r['completed']:.0f} / {r['broken']:.0f} | "
             f"{cpu} | {r['delay_p50_ms']:.2f} / {r['delay_p99_ms']:.2f} | {added} | "
             f"{r['gap_p50_ms']:.1f} / {r['gap_p99_ms']:.1f} / {r['gap_max_ms']:.0f} | {mem} |"
+        )
+    print(
+        "\n| streams | target | first chunk p50 / p99 / max ms | worst gap ms: ended at s, "
+        "upstream's writes apart, next chunk's delay, its number | "
+        + " | ".join(k.split(":")[1] for k in TCP_COUNTERS)
+        + " |"
+    )
+    print("| --- | --- | --- | --- | " + "--- | " * len(TCP_COUNTERS))
+    for n, name, r in rows:
+        tcp = " | ".join(f"{r.get('tcp_' + k.split(':')[1], 0):.0f}" for k in TCP_COUNTERS)
+        print(
+            f"| {n} | {name} | {r['first_chunk_p50_ms']:.1f} / {r['first_chunk_p99_ms']:.1f} / "
+            f"{r['first_chunk_max_ms']:.0f} | {r['gap_max_ms']:.0f}: {r['gap_max_ended_s']:.1f}, "
+            f"{r['gap_max_upstream_ms']:.0f}, {r['gap_max_next_delay_ms']:.0f}, "
+            f"#{r['gap_max_seq']:.0f} | {tcp} |"
         )
 
 
