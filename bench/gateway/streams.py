@@ -216,6 +216,8 @@ class _Reader(asyncio.Protocol):
             for s in stamps:
                 st.delays.append(now - float(s))
             st.chunks += len(stamps)
+        if b"data: [DONE]" in body and stamps:
+            st.end_delays.append(now - float(stamps[-1]))
         if b"data: [DONE]" in body and not self.done.done():
             st.completed += 1
             self.done.set_result(None)
@@ -235,6 +237,8 @@ class _ClientStats:
         self.completed = 0
         self.broken = 0
         self.open = 0
+        self.end_delays = array.array("d")
+        """The delay of a stream's last chunk when it came in the read that ended it."""
         self.first_chunk = array.array("d")
         """Connect to the first chunk, per stream (a dropped SYN shows here, as 1 s)."""
         self.worst_gap = 0.0
@@ -263,7 +267,7 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
     print("all-open", flush=True)  # the driver reads memory now
     await asyncio.gather(*(r.done for r in readers))
     gaps, delays = sorted(stats.gaps), sorted(stats.delays)
-    first = sorted(stats.first_chunk)
+    first, ends = sorted(stats.first_chunk), sorted(stats.end_delays)
 
     def q(values: list[float], p: float) -> float:
         return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else 0.0
@@ -275,6 +279,10 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
         "delay_p50_ms": q(delays, 0.50),
         "delay_p99_ms": q(delays, 0.99),
         "delay_max_ms": delays[-1] * 1000 if delays else 0.0,
+        "end_delay_n": len(ends),
+        "end_delay_p50_ms": q(ends, 0.50),
+        "end_delay_p99_ms": q(ends, 0.99),
+        "end_delay_max_ms": ends[-1] * 1000 if ends else 0.0,
         "first_chunk_p50_ms": q(first, 0.50),
         "first_chunk_p99_ms": q(first, 0.99),
         "first_chunk_max_ms": first[-1] * 1000 if first else 0.0,
@@ -351,6 +359,7 @@ def main() -> None:
     ap.add_argument("--interval-ms", type=int, default=25)
     ap.add_argument("--ramp-s", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=1, help="nginx workers and gateway processes")
+    ap.add_argument("--gateway-loop", default="auto", help="the gateway's --loop")
     args = ap.parse_args()
     if args.workers < 1:
         ap.error(f"--workers: {args.workers} is not a number of processes; expected 1 or more")
@@ -379,6 +388,7 @@ def main() -> None:
         upstream.append(str(args.interval_ms))
         gateway = tierserve_cmd("gateway", "--routes", str(tmp / "routes.json"))
         gateway += ["--port", str(gw), "--log-level", "WARNING", "--workers", str(args.workers)]
+        gateway += ["--loop", args.gateway_loop]
         nginx = ["nginx", "-p", str(tmp), "-c", str(tmp / "nginx.conf"), "-e", "stderr"]
         with (
             started(upstream, up),
@@ -398,7 +408,8 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
     print(
         f"\n{args.chunks} chunks a stream, one per {args.interval_ms} ms; "
         f"{os.cpu_count()} cores shared by upstream, client and proxy; "
-        f"{args.workers} nginx worker(s) and gateway process(es); "
+        f"{args.workers} nginx worker(s) and gateway process(es), gateway loop "
+        f"{args.gateway_loop}; "
         f"load average {os.getloadavg()[0]:.2f}\n"
     )
     print(
@@ -427,17 +438,21 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
             f"{r['gap_p50_ms']:.1f} / {r['gap_p99_ms']:.1f} / {r['gap_max_ms']:.0f} | {mem} |"
         )
     print(
-        "\n| streams | target | first chunk p50 / p99 / max ms | worst gap ms: ended at s, "
+        "\n| streams | target | first chunk p50 / p99 / max ms | last chunks with the end: "
+        "n, delay p50 / p99 / max ms | worst gap ms: ended at s, "
         "upstream's writes apart, next chunk's delay, its number | "
         + " | ".join(k.split(":")[1] for k in TCP_COUNTERS)
         + " |"
     )
-    print("| --- | --- | --- | --- | " + "--- | " * len(TCP_COUNTERS))
+    print("| --- | --- | --- | --- | --- | " + "--- | " * len(TCP_COUNTERS))
     for n, name, r in rows:
         tcp = " | ".join(f"{r.get('tcp_' + k.split(':')[1], 0):.0f}" for k in TCP_COUNTERS)
         print(
             f"| {n} | {name} | {r['first_chunk_p50_ms']:.1f} / {r['first_chunk_p99_ms']:.1f} / "
-            f"{r['first_chunk_max_ms']:.0f} | {r['gap_max_ms']:.0f}: {r['gap_max_ended_s']:.1f}, "
+            f"{r['first_chunk_max_ms']:.0f} | {r['end_delay_n']:.0f}, "
+            f"{r['end_delay_p50_ms']:.1f} / {r['end_delay_p99_ms']:.1f} / "
+            f"{r['end_delay_max_ms']:.0f} | "
+            f"{r['gap_max_ms']:.0f}: {r['gap_max_ended_s']:.1f}, "
             f"{r['gap_max_upstream_ms']:.0f}, {r['gap_max_next_delay_ms']:.0f}, "
             f"#{r['gap_max_seq']:.0f} | {tcp} |"
         )
