@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 import aiohttp
 import pytest
 import uvloop
+from aiohttp import web
 from gwhelpers import CHAT, HOST, gateway, metric_value, scripted_upstreams, service
 
 from tierserve.gateway import GATEWAY_STATE, Backend, GatewayConfig
 from tierserve.gateway.proxy import REPLICA_HEADER
+from tierserve.gateway.rawpath import end_written_outside, may_end_outside
 from tierserve.gateway.upstream import UpstreamConnection, origin_of
 
 STREAM = {**CHAT, "stream": True}
@@ -414,6 +416,98 @@ async def test_a_full_client_buffer_pauses_reading_from_the_replica() -> None:
     assert conn.done and client.written[3:] == [] and conn.pieces == [EVENTS[2]]
     conn.detach()
     assert conn.take() == EVENTS[2] and client.written[3:] == []
+
+
+def relaying(ends: bool) -> tuple[UpstreamConnection, FakeTransport]:
+    """A connection whose stream started with ``EVENTS[0]`` and is relayed to a client."""
+    conn = UpstreamConnection(asyncio.get_running_loop())
+    client = FakeTransport()
+    conn.connection_made(FakeTransport())
+    conn.send(b"POST / HTTP/1.1\r\n\r\n")
+    conn.data_received(
+        SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(EVENTS[0], end=False)
+    )
+    assert conn.take() == EVENTS[0]  # what the handler sends with the head
+    conn.relay_to(client, ends=ends)
+    return conn, client
+
+
+async def test_the_relay_writes_the_end_with_the_last_payload_in_one_write() -> None:
+    """The end leaves from the read that brought it, not from the handler's next step
+    (which a busy uvloop runs only after its whole poll phase)."""
+    conn, client = relaying(ends=True)
+    conn.data_received(chunked(EVENTS[1], end=False))
+    conn.data_received(chunked(EVENTS[2], EVENTS[3]))
+    joined = EVENTS[2] + EVENTS[3]
+    assert client.written == [
+        chunked(EVENTS[1], end=False),
+        b"%x\r\n%s\r\n0\r\n\r\n" % (len(joined), joined),  # one write
+    ]
+    assert conn.done and conn.ended and conn.take() == b""
+    conn.detach()
+    assert not conn.closed  # a whole body: the connection may be reused
+    conn.recycle(0.0)
+    assert not conn.ended
+
+
+async def test_an_end_with_no_payload_is_the_last_chunk_alone() -> None:
+    conn, client = relaying(ends=True)
+    conn.data_received(chunked(EVENTS[1], end=False))
+    conn.data_received(b"0\r\n\r\n")
+    assert client.written == [chunked(EVENTS[1], end=False), b"0\r\n\r\n"]
+    assert conn.ended
+
+
+async def test_an_end_that_came_before_the_relay_leaves_when_it_starts() -> None:
+    conn = UpstreamConnection(asyncio.get_running_loop())
+    client = FakeTransport()
+    conn.connection_made(FakeTransport())
+    conn.send(b"POST / HTTP/1.1\r\n\r\n")
+    conn.data_received(SSE_HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(EVENTS[0]))
+    conn.relay_to(client, ends=True)
+    assert client.written == [chunked(EVENTS[0])] and conn.ended
+
+
+async def test_without_ends_the_handler_writes_the_end() -> None:
+    conn, client = relaying(ends=False)
+    conn.data_received(chunked(EVENTS[1]))
+    assert client.written == [] and conn.done and not conn.ended
+    assert conn.take() == EVENTS[1]
+
+
+async def test_an_end_for_a_client_that_left_is_not_written() -> None:
+    conn, client = relaying(ends=True)
+    client.is_closing = lambda: True  # type: ignore[method-assign]
+    conn.data_received(chunked(EVENTS[1]))
+    assert client.written == [] and conn.client_gone and not conn.ended
+
+
+async def test_aiohttps_writer_lets_the_relay_write_the_end() -> None:
+    """``may_end_outside`` holds for the writer aiohttp gives a chunked response (if an
+    aiohttp upgrade changes that, this fails rather than the gateway quietly falling
+    back to the handler's end), and ``end_written_outside`` then writes nothing."""
+    from unittest import mock
+
+    from aiohttp.http_writer import StreamWriter
+    from aiohttp.test_utils import make_mocked_request
+
+    transport = FakeTransport()
+    protocol = mock.Mock(transport=transport, _drain_helper=mock.AsyncMock())
+    request = make_mocked_request(
+        "POST",
+        "/v1/chat/completions",
+        protocol=protocol,
+        transport=transport,
+        writer=StreamWriter(protocol, asyncio.get_running_loop()),
+    )
+    resp = web.StreamResponse()
+    resp.enable_chunked_encoding()
+    writer = await resp.prepare(request)
+    assert writer is not None and may_end_outside(writer)
+    await resp.write(b"x")
+    before = b"".join(transport.written)
+    await end_written_outside(resp, writer)
+    assert b"".join(transport.written) == before and not may_end_outside(writer)
 
 
 def test_relay_on_uvloop() -> None:

@@ -15,6 +15,7 @@ from collections.abc import Iterable
 
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
+from aiohttp.http_writer import StreamWriter
 
 from tierserve.gateway.attempt import (
     StreamEnds,
@@ -60,6 +61,27 @@ async def start_raw_chunked_body(
     assert writer is not None
     await resp.write(first)
     return request.transport, writer
+
+
+def may_end_outside(writer: AbstractStreamWriter) -> bool:
+    """Whether the body's last chunk may be written past ``writer`` (then
+    ``end_written_outside``): aiohttp's own chunked writer, not compressing, not ended,
+    with the flag its ``write_eof`` returns early on (``_eof``). Another writer gets
+    the last chunk through ``write_eof`` as before."""
+    return (
+        type(writer) is StreamWriter
+        and writer.chunked
+        and getattr(writer, "_compress", None) is None
+        and getattr(writer, "_eof", None) is False
+    )
+
+
+async def end_written_outside(resp: web.StreamResponse, writer: AbstractStreamWriter) -> None:
+    """The body's last chunk is on the wire already: mark ``writer`` ended so that
+    ``write_eof`` (the response's bookkeeping, aiohttp's keep-alive) writes nothing more.
+    tests/gateway/test_gw_raw_stream.py checks the wire has one last chunk."""
+    writer._eof = True  # type: ignore[attr-defined]
+    await resp.write_eof()
 
 
 class RawClient:
@@ -184,7 +206,7 @@ class RawClient:
             transport, writer = await start_raw_chunked_body(resp, request, conn.take())
             if transport is None:
                 raise ConnectionResetError("the client went away")
-            conn.relay_to(transport)
+            conn.relay_to(transport, ends=may_end_outside(writer))
             try:
                 async with asyncio.timeout_at(deadline):
                     while not conn.client_gone:
@@ -200,6 +222,9 @@ class RawClient:
             conn.detach()  # from here on only this handler writes to the client
             if conn.client_gone:
                 raise ConnectionResetError("the client went away")
+            if conn.ended:  # complete: the relay wrote the last payload with the last chunk
+                await end_written_outside(resp, writer)
+                return self.ends.streamed(resp, route, backend, status, ttfb, t0)
             broke = broke or conn.error
             if broke is not None:
                 await resp.write(conn.take())  # what arrived before it broke

@@ -10,13 +10,23 @@ framing (``framing.ChunkedBody``) and, once the client's response has started, w
 what one read brought to the client at once, as one chunk in one write. (It did so one
 ``call_soon`` later, to batch reads; but the event loop reads a socket once per
 iteration, so there was nothing to batch, only a callback per read and an iteration
-of delay.) The handler task only wakes for the end of the body (it sends the last
-payload with the last chunk, one write), a failure, or back-pressure.
+of delay.) The body's end leaves from ``data_received`` too: the last payload and the
+last chunk, ``0\r\n\r\n``, in one write (``relay_to(client, ends=True)``). The handler
+task only wakes to finish its bookkeeping after the end, for a failure, or for
+back-pressure.
+
+Why the end does not wait for the handler: uvloop (libuv) runs I/O callbacks such as
+``data_received`` in its poll phase and task steps only after it, and while every
+``epoll_wait`` returns a full batch (1,024 events) libuv polls again, up to 48 times,
+before leaving the phase. On a gateway saturated with streams that phase lasted up to
+2.6 s, and each stream's last chunk, written by the woken handler, waited for it
+(docs/gateway.md, "10,000 streams").
 
 - ``pool.UpstreamPool`` keeps idle connections per replica for reuse.
 - ``UpstreamConnection``: ``send(request)``, then ``wait()`` (wakes on any progress)
   until ``head`` and the first ``pieces`` (or the end) arrived; ``relay_to(client)``
-  then writes the payload, framed as chunks, straight to the client's transport.
+  then writes the payload, framed as chunks, straight to the client's transport (and,
+  with ``ends=True``, the body's end: ``ended``).
   Back-pressure: past the client transport's high-water mark, reading from the
   replica pauses (``need_drain``) until the handler drained and called ``resume()``.
 """
@@ -107,6 +117,10 @@ class UpstreamConnection(asyncio.Protocol):
         self.client_gone = False
         self.need_drain = False
         self._client: asyncio.Transport | None = None
+        self._ends = False
+        """The relay writes the body's end itself (``relay_to(..., ends=True)``)."""
+        self.ended = False
+        """The body's end (its last chunk) went to the client from here."""
         self._high_water = 0
         self._waiter: asyncio.Future[None] | None = None
 
@@ -136,12 +150,15 @@ class UpstreamConnection(asyncio.Protocol):
         self.pieces = []
         return data
 
-    def relay_to(self, client: asyncio.Transport) -> None:
+    def relay_to(self, client: asyncio.Transport, ends: bool = False) -> None:
         """From now on, payload goes to ``client`` (whose chunked response has started)
-        as one chunk per batch; what already arrived goes at once."""
+        as one chunk per batch; what already arrived goes at once. With ``ends``, the
+        body's end goes too, with the last payload (``ended``); else the handler writes
+        it (``detach``, ``take``)."""
         self._client = client
+        self._ends = ends
         self._high_water = client.get_write_buffer_limits()[1]
-        self._flush()
+        self.flush()
 
     def resume(self) -> None:
         """After the handler drained the client: read from the replica again."""
@@ -154,8 +171,11 @@ class UpstreamConnection(asyncio.Protocol):
         return self.body is not None and self.body.done
 
     def flush(self) -> None:
-        """Write what is queued for the client now."""
-        self._flush()
+        """Write what is queued for the client now (and the end, if it came)."""
+        if self._ends and self.done:
+            self._finish()
+        else:
+            self._flush()
 
     def detach(self) -> None:
         """Stop relaying: the handler writes the rest itself, starting with what is still
@@ -180,6 +200,7 @@ class UpstreamConnection(asyncio.Protocol):
         if self.need_drain and self.transport is not None:
             self.transport.resume_reading()
         self._busy = self.client_gone = self.need_drain = self.received = False
+        self._ends = self.ended = False
         self.head = self.body = self._client = None
         self.pieces = []
         self.idle_since = now
@@ -222,7 +243,9 @@ class UpstreamConnection(asyncio.Protocol):
             return
         if pieces:
             self.pieces += pieces
-        if body.done:  # the handler sends what is queued with the last chunk: one write
+        if body.done:
+            if self._ends:  # the last payload and the last chunk: one write
+                self._finish()
             self._wake()
         elif pieces:
             self._flush()
@@ -288,6 +311,18 @@ class UpstreamConnection(asyncio.Protocol):
             if self.transport is not None and not self.closed:
                 self.transport.pause_reading()
             self._wake()
+
+    def _finish(self) -> None:
+        client = self._client
+        if client is None or self.ended:
+            return
+        data = self.take()
+        if client.is_closing():
+            self.client_gone = True
+            return
+        last = b"0\r\n\r\n"
+        client.write(b"".join((b"%x\r\n" % len(data), data, b"\r\n", last)) if data else last)
+        self.ended = True
 
     def _wake(self) -> None:
         waiter = self._waiter
