@@ -276,6 +276,9 @@ def main() -> None:
     ap.add_argument("--conns", default="32", help="wrk connections, comma-separated")
     ap.add_argument("--workers", type=int, default=2, help="workers for the --workers run")
     ap.add_argument("--no-up", action="store_true", help="skip the gateway inside tierserve up")
+    ap.add_argument(
+        "--asyncio", action="store_true", help="also one gateway process on asyncio's own loop"
+    )
     ap.add_argument("--peer-python", default=None, help="python with fastapi+uvicorn+httpx")
     args = ap.parse_args()
     conns_list = [int(c) for c in args.conns.split(",")]
@@ -283,7 +286,7 @@ def main() -> None:
         if shutil.which(tool) is None:
             sys.exit(f"needs {tool} (apt-get install -y wrk nginx-light iproute2)")
     tmp = Path(tempfile.mkdtemp(prefix="gwbench-"))
-    up, ng, gw, gwn, gwu, peer = (free_port() for _ in range(6))
+    up, ng, gw, gwn, gwu, peer, gwa = (free_port() for _ in range(7))
     (tmp / "nginx.conf").write_text(NGINX_CONF.format(tmp=tmp, up=up, port=ng))
     routes = {
         "services": [
@@ -303,6 +306,8 @@ def main() -> None:
     targets: dict[str, int] = {"direct": up, "nginx": ng, "gateway": gw, wn: gwn}
     if not args.no_up:
         targets["gateway-up"] = gwu
+    if args.asyncio:
+        targets["gateway-asyncio"] = gwa
     use_peer = has_peer(args.peer_python)
     if use_peer:
         targets["fastapi+httpx"] = peer
@@ -319,6 +324,8 @@ def main() -> None:
         )
         if not args.no_up:
             stack.enter_context(gateway_up(tmp, gwu))
+        if args.asyncio:
+            stack.enter_context(started([*gateway, "--port", str(gwa), "--loop", "asyncio"], gwa))
         if use_peer:
             assert args.peer_python
             stack.enter_context(
@@ -398,7 +405,7 @@ def report(
                     rnd, f"{wn} {mode} req/s (c={conns})", f"{w:.0f}", f"{n:.0f}",
                     f"1 process ({one:.0f})", w / one, 1.8 if mode == "json" else None,
                 )  # fmt: skip
-        for gw in ("gateway", wn, "gateway-up"):
+        for gw in ("gateway", wn, "gateway-up", "gateway-asyncio"):
             for mode in ("json", "sse"):
                 if (rnd, gw, mode, conns_list[0]) not in results:
                     continue
