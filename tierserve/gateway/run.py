@@ -29,6 +29,7 @@ from tierserve.errors import ExternalError, FieldError, ValidationError
 from tierserve.gateway.app import GATEWAY_STATE, create_gateway_app
 from tierserve.gateway.config import GatewayConfig
 from tierserve.gateway.connection import connection_factory
+from tierserve.gateway.listener import Listener, bind_sockets
 from tierserve.gateway.sources import (
     FileRouteSource,
     RouteSource,
@@ -88,7 +89,7 @@ async def serve_app(
     config = app[GATEWAY_STATE].config
     runner = web.AppRunner(app, handler_cancellation=True, access_log=None, shutdown_timeout=5.0)
     await runner.setup()
-    listener: asyncio.Server | None = None
+    listener: Listener | None = None
     try:
         assert runner.server is not None
         factory = connection_factory(
@@ -96,15 +97,14 @@ async def serve_app(
             head_timeout_s=config.client_header_timeout_s,
             keepalive_timeout_s=config.client_keepalive_s,
         )
-        listener = await asyncio.get_running_loop().create_server(
-            factory, host, port, reuse_port=reuse_port, backlog=2048
-        )
+        sockets = bind_sockets(host, port, reuse_port=reuse_port, backlog=2048)
+        listener = Listener(asyncio.get_running_loop(), factory, sockets)
         if on_ready is not None:
-            on_ready(int(listener.sockets[0].getsockname()[1]))
+            on_ready(listener.port())
         await asyncio.Future()  # until cancelled
     finally:
         if listener is not None:
-            listener.close()  # no new connections; the runner closes the open ones
+            await listener.close()  # no new connections; the runner closes the open ones
         await runner.cleanup()
 
 

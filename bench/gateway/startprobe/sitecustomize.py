@@ -5,7 +5,9 @@ went: accept to the handler's attempt (aiohttp's connection, request and handler
 task), the attempt to the replica's first payload (``RawClient._send``: connect or
 pooled connection, request, the replica's answer), and that to the client's head and
 first chunk written (``start_raw_chunked_body``). Every 5 s it writes each one's
-p50 / p99 / max in ms to ``/tmp/startprobe/start-<pid>.log``."""
+p50 / p99 / max in ms to ``/tmp/startprobe/start-<pid>.log``, and every second the
+connections accepted in it (the calls of the listener's protocol factory, one per
+``accept``) and in how many bursts (runs of accepts less than 1 ms apart)."""
 
 import os
 import sys
@@ -31,6 +33,34 @@ def _install() -> None:
         made(self, transport)
 
     ClientConnection.connection_made = timed_made  # type: ignore[method-assign]
+    import tierserve.gateway.run as gwrun
+
+    factory_of = gwrun.connection_factory
+    accepts = {"n": 0, "bursts": 0, "last": 0.0}
+
+    def counted_factory_of(*args: Any, **kwargs: Any) -> Any:
+        factory = factory_of(*args, **kwargs)
+
+        def counted() -> Any:
+            now = time.monotonic()
+            accepts["n"] += 1
+            if now - accepts["last"] > 0.001:
+                accepts["bursts"] += 1
+            accepts["last"] = now
+            return factory()
+
+        return counted
+
+    gwrun.connection_factory = counted_factory_of
+
+    def accepts_each_second() -> None:
+        while True:
+            time.sleep(1)
+            if accepts["n"]:
+                _log.write(f"{time.time():.3f} accepted {accepts['n']} in {accepts['bursts']}\n")
+            accepts["n"] = accepts["bursts"] = 0
+
+    threading.Thread(target=accepts_each_second, daemon=True).start()
     attempt, send = rawpath.RawClient.attempt, rawpath.RawClient._send
     start = rawpath.start_raw_chunked_body
 
