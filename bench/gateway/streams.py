@@ -33,6 +33,7 @@ import contextlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -324,6 +325,41 @@ def tcp_counters() -> dict[str, int]:
     return {k: values.get(k, 0) for k in TCP_COUNTERS}
 
 
+def sched_delays(data: Path, pids: list[int]) -> dict[str, float]:
+    """The scheduling delays of ``pids``' threads in a ``perf sched record`` file: each
+    time one was woken, how long it waited for a CPU (``perf sched timehist``'s "sch
+    delay"). While a proxy waits, every stream's next chunk waits with it."""
+    out = subprocess.run(
+        ["perf", "sched", "timehist", "-i", str(data), "-p", ",".join(map(str, pids))],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    delays: list[float] = []
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or not fields[0][0].isdigit() or "[" not in line:
+            continue
+        with contextlib.suppress(ValueError):
+            delays.append(float(fields[-2]))
+    delays.sort()
+    if not delays:
+        return {}
+
+    def q(p: float) -> float:
+        return delays[min(len(delays) - 1, int(p * len(delays)))]
+
+    return {
+        "sched_wakeups": len(delays),
+        "sched_delay_p50_ms": q(0.50),
+        "sched_delay_p99_ms": q(0.99),
+        "sched_delay_max_ms": delays[-1],
+        "sched_over_1ms_pct": 100 * sum(d > 1 for d in delays) / len(delays),
+        "sched_over_2ms_pct": 100 * sum(d > 2 for d in delays) / len(delays),
+        "sched_waited_s": sum(delays) / 1000,
+    }
+
+
 def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float]:
     """Run the client against ``port``; CPU and memory of the ``proxy`` pids and the
     kernel's TCP counters alongside."""
@@ -360,6 +396,13 @@ def main() -> None:
     ap.add_argument("--ramp-s", type=float, default=2.0)
     ap.add_argument("--workers", type=int, default=1, help="nginx workers and gateway processes")
     ap.add_argument("--gateway-loop", default="auto", help="the gateway's --loop")
+    ap.add_argument(
+        "--perf-sched",
+        metavar="DIR",
+        default=None,
+        help="record the scheduler (perf sched) during each proxy's run and report its "
+        "processes' scheduling delays; the recording adds its own load",
+    )
     args = ap.parse_args()
     if args.workers < 1:
         ap.error(f"--workers: {args.workers} is not a number of processes; expected 1 or more")
@@ -398,7 +441,21 @@ def main() -> None:
             time.sleep(1.0)
             for name, port in (("direct", up), ("nginx", ng), ("gateway", gw)):
                 proxy = [] if name == "direct" else listeners(port)
+                perf = None
+                if args.perf_sched and proxy:
+                    data = Path(args.perf_sched) / f"{n}-{name}.data"
+                    data.parent.mkdir(parents=True, exist_ok=True)
+                    perf = subprocess.Popen(
+                        ["perf", "sched", "record", "-a", "-o", str(data)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                    )
+                    time.sleep(0.5)
                 r = drive(port, n, args.ramp_s, proxy)
+                if perf is not None:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait()
+                    r.update(sched_delays(data, proxy))
                 rows.append((n, name, r))
                 print(f"  {n} streams {name:8} {json.dumps(r)}", flush=True)
     report(rows, args)
@@ -456,6 +513,21 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
             f"{r['gap_max_upstream_ms']:.0f}, {r['gap_max_next_delay_ms']:.0f}, "
             f"#{r['gap_max_seq']:.0f} | {tcp} |"
         )
+
+    if any("sched_wakeups" in r for _, _, r in rows):
+        print(
+            "\n| streams | target | wakeups | scheduling delay p50 / p99 / max ms "
+            "| over 1 ms | over 2 ms | waited for a CPU s |"
+        )
+        print("| --- | --- | --- | --- | --- | --- | --- |")
+        for n, name, r in rows:
+            if "sched_wakeups" in r:
+                print(
+                    f"| {n} | {name} | {r['sched_wakeups']:.0f} | "
+                    f"{r['sched_delay_p50_ms']:.3f} / {r['sched_delay_p99_ms']:.3f} / "
+                    f"{r['sched_delay_max_ms']:.1f} | {r['sched_over_1ms_pct']:.2f} % | "
+                    f"{r['sched_over_2ms_pct']:.2f} % | {r['sched_waited_s']:.2f} |"
+                )
 
 
 if __name__ == "__main__":
