@@ -325,6 +325,18 @@ def tcp_counters() -> dict[str, int]:
     return {k: values.get(k, 0) for k in TCP_COUNTERS}
 
 
+def schedstat(pids: list[int]) -> tuple[float, float]:
+    """Seconds ``pids``' threads ran, and waited on a run queue (runnable, not running:
+    woken and not yet on a CPU, or preempted), from ``/proc/<pid>/task/*/schedstat``."""
+    ran = waited = 0
+    for pid in pids:
+        for stat in Path(f"/proc/{pid}/task").glob("*/schedstat"):
+            with contextlib.suppress(OSError, ValueError):
+                fields = stat.read_text().split()
+                ran, waited = ran + int(fields[0]), waited + int(fields[1])
+    return ran / 1e9, waited / 1e9
+
+
 def sched_delays(data: Path, pids: list[int]) -> dict[str, float]:
     """The scheduling delays of ``pids``' threads in a ``perf sched record`` file: each
     time one was woken, how long it waited for a CPU (``perf sched timehist``'s "sch
@@ -364,6 +376,7 @@ def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float
     """Run the client against ``port``; CPU and memory of the ``proxy`` pids and the
     kernel's TCP counters alongside."""
     rss0, cpu0, tcp0 = rss_kib(proxy), cpu_s(proxy), tcp_counters()
+    ran0, waited0 = schedstat(proxy)
     proc = subprocess.Popen(
         [sys.executable, __file__, "client", str(port), str(n), str(ramp_s)],
         stdout=subprocess.PIPE,
@@ -381,6 +394,8 @@ def drive(port: int, n: int, ramp_s: float, proxy: list[int]) -> dict[str, float
     proc.wait()
     result: dict[str, float] = json.loads(out)
     result["cpu_s"] = cpu_s(proxy) - cpu0
+    ran1, waited1 = schedstat(proxy)
+    result["ran_s"], result["runqueue_s"] = ran1 - ran0, waited1 - waited0
     tcp1 = tcp_counters()
     for k in TCP_COUNTERS:
         result["tcp_" + k.split(":")[1]] = tcp1[k] - tcp0[k]
@@ -514,6 +529,13 @@ def report(rows: list[tuple[int, str, dict[str, float]]], args: argparse.Namespa
             f"#{r['gap_max_seq']:.0f} | {tcp} |"
         )
 
+    print("\n| streams | target | wall s | ran s | waited on a run queue s |")
+    print("| --- | --- | --- | --- | --- |")
+    for n, name, r in rows:
+        if name != "direct":
+            print(
+                f"| {n} | {name} | {r['wall_s']:.1f} | {r['ran_s']:.2f} | {r['runqueue_s']:.2f} |"
+            )
     if any("sched_wakeups" in r for _, _, r in rows):
         print(
             "\n| streams | target | wakeups | scheduling delay p50 / p99 / max ms "
