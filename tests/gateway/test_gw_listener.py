@@ -153,3 +153,13 @@ def test_reuse_port_lets_two_listeners_share_a_port() -> None:
     assert second[0].getsockname()[1] == port
     for s in first + second:
         s.close()
+
+
+def test_an_empty_host_binds_every_interface() -> None:
+    sockets = bind_sockets("", 0, reuse_port=False, backlog=1)
+    try:
+        hosts = {s.getsockname()[0] for s in sockets}
+        assert hosts & {"0.0.0.0", "::"}, hosts
+    finally:
+        for s in sockets:
+            s.close()

@@ -40,7 +40,11 @@ def bind_sockets(host: str, port: int, *, reuse_port: bool, backlog: int) -> lis
     ``loop.create_server`` binds them); an address that cannot be bound raises
     ``OSError`` with its errno, and nothing stays open."""
     infos = socket.getaddrinfo(
-        host, port, family=socket.AF_UNSPEC, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        host or None,  # "": every interface, as create_server binds it
+        port,
+        family=socket.AF_UNSPEC,
+        type=socket.SOCK_STREAM,
+        flags=socket.AI_PASSIVE,
     )
     sockets: list[socket.socket] = []
     seen: set[tuple[int, object]] = set()
