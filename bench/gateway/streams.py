@@ -217,12 +217,13 @@ class _Reader(asyncio.Protocol):
             for s in stamps:
                 st.delays.append(now - float(s))
             st.chunks += len(stamps)
-        if b"data: [DONE]" in body and stamps:
-            st.end_delays.append(now - float(stamps[-1]))
-        if b"data: [DONE]" in body and not self.done.done():
-            st.completed += 1
-            self.done.set_result(None)
-            self.t.close()
+        if b"data: [DONE]" in body:
+            if stamps:
+                st.end_delays.append(now - float(stamps[-1]))
+            if not self.done.done():
+                st.completed += 1
+                self.done.set_result(None)
+                self.t.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.done.done():
@@ -250,6 +251,16 @@ class _ClientStats:
         self.worst_gap_seq = -1
 
 
+def spread(name: str, values: list[float], to_ms: float = 1000.0) -> dict[str, float]:
+    """``name``'s p50, p99 and max in ms (0 when empty) of sorted ``values``, each
+    ``to_ms`` ms."""
+
+    def q(p: float) -> float:
+        return values[min(len(values) - 1, int(p * len(values)))] * to_ms if values else 0.0
+
+    return {f"{name}_p50_ms": q(0.50), f"{name}_p99_ms": q(0.99), f"{name}_max_ms": q(1.0)}
+
+
 async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
     loop = asyncio.get_running_loop()
     stats = _ClientStats()
@@ -267,29 +278,16 @@ async def _client(port: int, n: int, ramp_s: float) -> dict[str, float]:
     ramp_end = time.monotonic()
     print("all-open", flush=True)  # the driver reads memory now
     await asyncio.gather(*(r.done for r in readers))
-    gaps, delays = sorted(stats.gaps), sorted(stats.delays)
-    first, ends = sorted(stats.first_chunk), sorted(stats.end_delays)
-
-    def q(values: list[float], p: float) -> float:
-        return values[min(len(values) - 1, int(p * len(values)))] * 1000 if values else 0.0
-
+    gaps, ends = sorted(stats.gaps), sorted(stats.end_delays)
     return {
         "chunks": stats.chunks,
         "completed": stats.completed,
         "broken": stats.broken,
-        "delay_p50_ms": q(delays, 0.50),
-        "delay_p99_ms": q(delays, 0.99),
-        "delay_max_ms": delays[-1] * 1000 if delays else 0.0,
+        **spread("delay", sorted(stats.delays)),
         "end_delay_n": len(ends),
-        "end_delay_p50_ms": q(ends, 0.50),
-        "end_delay_p99_ms": q(ends, 0.99),
-        "end_delay_max_ms": ends[-1] * 1000 if ends else 0.0,
-        "first_chunk_p50_ms": q(first, 0.50),
-        "first_chunk_p99_ms": q(first, 0.99),
-        "first_chunk_max_ms": first[-1] * 1000 if first else 0.0,
-        "gap_p50_ms": q(gaps, 0.50),
-        "gap_p99_ms": q(gaps, 0.99),
-        "gap_max_ms": gaps[-1] * 1000 if gaps else 0.0,
+        **spread("end_delay", ends),
+        **spread("first_chunk", sorted(stats.first_chunk)),
+        **spread("gap", gaps),
         "gap_max_ended_s": stats.worst_gap_end - t0_mono if gaps else 0.0,
         "gap_max_upstream_ms": stats.worst_gap_upstream * 1000,
         "gap_max_next_delay_ms": stats.worst_gap_delay * 1000,
@@ -357,15 +355,9 @@ def sched_delays(data: Path, pids: list[int]) -> dict[str, float]:
     delays.sort()
     if not delays:
         return {}
-
-    def q(p: float) -> float:
-        return delays[min(len(delays) - 1, int(p * len(delays)))]
-
     return {
         "sched_wakeups": len(delays),
-        "sched_delay_p50_ms": q(0.50),
-        "sched_delay_p99_ms": q(0.99),
-        "sched_delay_max_ms": delays[-1],
+        **spread("sched_delay", delays, to_ms=1.0),
         "sched_over_1ms_pct": 100 * sum(d > 1 for d in delays) / len(delays),
         "sched_over_2ms_pct": 100 * sum(d > 2 for d in delays) / len(delays),
         "sched_waited_s": sum(delays) / 1000,
